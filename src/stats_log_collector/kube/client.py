@@ -1,0 +1,388 @@
+"""All HTTP to the Kubernetes API goes through ``KubeClient``: typed calls, retries, timeouts.
+
+kr8s provides what is tedious and security-sensitive to get right (kubeconfig, in-cluster service
+account, TLS, token refresh) and raw requests (``call_api``, ``open_websocket``); this layer adds what
+the components need on top, and nothing more:
+
+* a typed answer for each question a component asks (the VMIs of some namespaces, the launcher pods
+  of a VMI, the handler pod of a node, a log stream, a node's kubelet summary, an exec);
+* the same failure contract for every call: a ``KubeError``, after retries with exponential backoff and
+  jitter on connection errors, timeouts, 429 and 5xx, and no retry on other 4xx;
+* a timeout on every call.
+
+Log streams retry only until the response starts: once lines have been handed to the caller, a retry
+would repeat them, so a stream cut midway raises and the caller resumes from the last timestamp it
+kept (that is how logs-collector stays duplicate-free).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import random
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
+from datetime import datetime
+from typing import Any, TypeVar
+
+import httpx
+import httpx_ws
+import kr8s.asyncio
+from kr8s import APITimeoutError, ServerError
+
+from ..config import ALL_NAMESPACES
+from ..settings import KubeSettings
+from .errors import ExecFailed, KubeError, KubeNotFound, KubeRejected, KubeUnavailable
+from .exec_protocol import SUBPROTOCOLS, ExecStream
+from .models import JSON, ExecResult, Pod, Vmi, format_time, label_selector
+from .retry import RetryPolicy, is_retryable_status, parse_retry_after
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+
+KUBEVIRT_API = "/apis/kubevirt.io/v1"
+LAUNCHER_LABELS = {"kubevirt.io": "virt-launcher"}
+HANDLER_LABELS = {"kubevirt.io": "virt-handler"}
+LIST_PAGE_SIZE = 500
+
+
+class _Retryable(Exception):
+    def __init__(self, error: KubeError, retry_after: float | None = None) -> None:
+        super().__init__(str(error))
+        self.error = error
+        self.retry_after = retry_after
+
+
+class KubeClient:
+    """The components' only door to the API. Create with ``await KubeClient.connect(settings)``."""
+
+    def __init__(
+        self, api: Any, settings: KubeSettings, policy: RetryPolicy | None = None, seed: int | None = None
+    ) -> None:
+        self._api = api
+        self._timeout = settings.kube_request_timeout_secs
+        self._policy = policy or RetryPolicy(retries=settings.kube_retries)
+        self._rng = random.Random(seed)
+        self.calls = 0  # requests made, retries included: benchmarks report it
+
+    @classmethod
+    async def connect(cls, settings: KubeSettings, policy: RetryPolicy | None = None) -> KubeClient:
+        """Load credentials (explicit URL, kubeconfig, or in-cluster) and check the server answers."""
+
+        async def open_api() -> Any:
+            try:
+                return await kr8s.asyncio.api(
+                    url=settings.kube_api_url,
+                    kubeconfig=str(settings.kubeconfig) if settings.kubeconfig else None,
+                    context=settings.kube_context,
+                )
+            except ValueError as exc:  # kr8s: no kubeconfig and no service account
+                raise KubeRejected(f"no Kubernetes credentials: {exc}") from None
+
+        client = cls(None, settings, policy)
+        client._api = await client._with_retries("connect", lambda: client._attempt(open_api))
+        return client
+
+    async def close(self) -> None:
+        session = getattr(self._api, "_session", None)
+        if session is not None:
+            with contextlib.suppress(Exception):
+                await session.aclose()
+
+    # --- the questions components ask ----------------------------------------------------------------
+
+    async def list_vmis(self, namespaces: Sequence[str]) -> list[Vmi]:
+        """The VirtualMachineInstances of ``namespaces`` (``("*",)``: of every namespace)."""
+        items = await self._list_in(namespaces, KUBEVIRT_API, "virtualmachineinstances")
+        return [Vmi.from_json(item) for item in items]
+
+    async def list_launcher_pods(self, namespaces: Sequence[str]) -> list[Pod]:
+        """Every virt-launcher pod of ``namespaces``: one request per namespace, for many VMs at once."""
+        items = await self._list_in(namespaces, "/api/v1", "pods", labels=LAUNCHER_LABELS)
+        return [Pod.from_json(item) for item in items]
+
+    async def launcher_pods(self, vmi: Vmi) -> list[Pod]:
+        """The virt-launcher pod(s) of one VMI: two while it migrates, oldest first."""
+        pods = await self.list_pods(vmi.namespace, {**LAUNCHER_LABELS, "kubevirt.io/created-by": vmi.uid})
+        if not pods:  # pods created before the created-by label carried the VMI's UID
+            pods = await self.list_pods(vmi.namespace, {**LAUNCHER_LABELS, "vm.kubevirt.io/name": vmi.name})
+        return match_launcher_pods(vmi, pods)
+
+    async def handler_pod(self, node: str, namespace: str) -> Pod | None:
+        """The virt-handler pod on ``node`` in the KubeVirt (or HCO) namespace, if one runs there."""
+        pods = await self.list_pods(namespace, HANDLER_LABELS, node=node)
+        running = [pod for pod in pods if pod.phase == "Running"] or pods
+        return running[0] if running else None
+
+    async def handler_pods(self, namespace: str) -> dict[str, Pod]:
+        """The virt-handler pod of every node, in one request."""
+        by_node: dict[str, Pod] = {}
+        for pod in await self.list_pods(namespace, HANDLER_LABELS):
+            if pod.node and (pod.node not in by_node or pod.phase == "Running"):
+                by_node[pod.node] = pod
+        return by_node
+
+    async def list_pods(self, namespace: str, labels: dict[str, str], node: str | None = None) -> list[Pod]:
+        fields = f"spec.nodeName={node}" if node else None
+        items = await self._list_in((namespace,), "/api/v1", "pods", labels=labels, fields=fields)
+        return [Pod.from_json(item) for item in items]
+
+    async def get_pod(self, namespace: str, name: str) -> Pod:
+        return Pod.from_json(await self.get_json(f"/api/v1/namespaces/{namespace}/pods/{name}"))
+
+    @contextlib.asynccontextmanager
+    async def stream_log(
+        self,
+        namespace: str,
+        pod: str,
+        container: str,
+        *,
+        since_time: datetime | None = None,
+        previous: bool = False,
+        timestamps: bool = True,
+        follow: bool = False,
+        tail_lines: int | None = None,
+    ) -> AsyncIterator[AsyncIterator[bytes]]:
+        """A container's log as raw lines (bytes, no newline), each prefixed by its RFC3339Nano time.
+
+        ``since_time`` is sent at second precision (what the API server forwards to kubelet anyway), so
+        the first lines may be older than it: callers that need an exact boundary compare timestamps.
+        Opening is retried; a failure while reading raises ``KubeError`` (see the module docstring).
+        """
+        params: dict[str, str] = {"container": container}
+        if timestamps:
+            params["timestamps"] = "true"
+        if since_time is not None:
+            params["sinceTime"] = format_time(since_time)
+        if previous:
+            params["previous"] = "true"
+        if follow:
+            params["follow"] = "true"
+        if tail_lines is not None:
+            params["tailLines"] = str(tail_lines)
+        path = f"/api/v1/namespaces/{namespace}/pods/{pod}/log"
+        async with contextlib.AsyncExitStack() as stack:
+
+            async def open_stream() -> httpx.Response:
+                read_timeout = None if follow else self._timeout
+                return await stack.enter_async_context(
+                    self._call_api(
+                        "GET",
+                        path,
+                        params=params,
+                        stream=True,
+                        timeout=httpx.Timeout(self._timeout, read=read_timeout),
+                    )
+                )
+
+            response = await self._with_retries(
+                f"logs {namespace}/{pod}/{container}", lambda: self._attempt(open_stream)
+            )
+            yield self._lines(response, f"logs {namespace}/{pod}/{container}")
+
+    async def node_proxy_get(self, node: str, path: str) -> JSON:
+        """GET a path of the kubelet on ``node`` through the API server's node proxy."""
+        return await self.get_json(f"/api/v1/nodes/{node}/proxy/{path.lstrip('/')}")
+
+    async def stats_summary(self, node: str) -> JSON:
+        """kubelet's Summary API: memory of every container on the node, in one request."""
+        return await self.node_proxy_get(node, "stats/summary")
+
+    async def exec(
+        self,
+        namespace: str,
+        pod: str,
+        container: str,
+        command: Sequence[str],
+        *,
+        max_output_bytes: int = 4 * 1024 * 1024,
+    ) -> ExecResult:
+        """Run ``command`` in a container and wait for it; a non-zero exit is a result, not an error."""
+        what = f"exec {namespace}/{pod}/{container}"
+        path = f"/api/v1/namespaces/{namespace}/pods/{pod}/exec"
+        params = [("command", part) for part in command]
+        params += [("container", container), ("stdout", "true"), ("stderr", "true")]
+
+        async def run() -> ExecResult:
+            version, base, url = _split_path(path)
+            self.calls += 1
+            stream = ExecStream(max_output_bytes)
+            async with self._api.open_websocket(
+                version=version,
+                base=base,
+                url=url,
+                params=params,
+                subprotocols=list(SUBPROTOCOLS),
+                max_message_size_bytes=max_output_bytes + 1,
+            ) as socket:
+                while not stream.feed(await socket.receive_bytes()):
+                    pass
+            return stream.result()
+
+        return await self._with_retries(what, lambda: self._attempt(run))
+
+    async def get_json(self, path: str, params: dict[str, str] | None = None) -> JSON:
+        async def get() -> JSON:
+            async with self._call_api("GET", path, params=params) as response:
+                body: JSON = response.json()
+                return body
+
+        return await self._with_retries(f"GET {path}", lambda: self._attempt(get))
+
+    async def patch_json(
+        self, path: str, patch: JSON, content_type: str = "application/merge-patch+json"
+    ) -> JSON:
+        async def send() -> JSON:
+            async with self._call_api(
+                "PATCH", path, json=patch, headers={"Content-Type": content_type}
+            ) as response:
+                body: JSON = response.json()
+                return body
+
+        return await self._with_retries(f"PATCH {path}", lambda: self._attempt(send))
+
+    # --- plumbing -------------------------------------------------------------------------------------
+
+    async def _list_in(
+        self,
+        namespaces: Sequence[str],
+        api: str,
+        resource: str,
+        labels: dict[str, str] | None = None,
+        fields: str | None = None,
+    ) -> list[JSON]:
+        paths = (
+            [f"{api}/{resource}"]
+            if ALL_NAMESPACES in namespaces
+            else [f"{api}/namespaces/{namespace}/{resource}" for namespace in namespaces]
+        )
+        items: list[JSON] = []
+        for path in paths:
+            items += await self._list(path, labels, fields)
+        return items
+
+    async def _list(self, path: str, labels: dict[str, str] | None, fields: str | None) -> list[JSON]:
+        """All items of a list, page by page (a continue token keeps pages consistent)."""
+        params = {"limit": str(LIST_PAGE_SIZE)}
+        if labels:
+            params["labelSelector"] = label_selector(labels)
+        if fields:
+            params["fieldSelector"] = fields
+        items: list[JSON] = []
+        while True:
+            try:
+                page = await self.get_json(path, params)
+            except KubeNotFound:  # a namespace that does not exist (yet) has no objects
+                return items
+            items += page.get("items") or []
+            token = (page.get("metadata") or {}).get("continue")
+            if not token:
+                return items
+            params["continue"] = token
+
+    @contextlib.asynccontextmanager
+    async def _call_api(self, method: str, path: str, **kwargs: Any) -> AsyncIterator[httpx.Response]:
+        version, base, url = _split_path(path)
+        kwargs.setdefault("timeout", self._timeout)
+        self.calls += 1
+        async with self._api.call_api(method, version=version, base=base, url=url, **kwargs) as response:
+            yield response
+
+    async def _attempt(self, call: Callable[[], Awaitable[T]]) -> T:
+        """One try, bounded by the request timeout, with its failure classified."""
+        try:
+            async with asyncio.timeout(self._timeout):
+                return await call()
+        except (KubeError, _Retryable):
+            raise
+        except Exception as exc:
+            raise classify(exc) from exc
+
+    async def _with_retries(self, what: str, attempt: Callable[[], Awaitable[T]]) -> T:
+        """Run ``attempt`` (raising only ``KubeError`` or ``_Retryable``) until it succeeds or gives up."""
+        number = 0
+        while True:
+            try:
+                return await attempt()
+            except _Retryable as retryable:
+                number += 1
+                if number > self._policy.retries:
+                    raise retryable.error from None
+                delay = self._policy.delay(number, self._rng, retryable.retry_after)
+                log.info(
+                    "API call failed, retrying",
+                    extra={
+                        "call": what,
+                        "error": str(retryable.error),
+                        "retry": number,
+                        "delay_s": round(delay, 3),
+                    },
+                )
+                await asyncio.sleep(delay)
+
+    async def _lines(self, response: httpx.Response, what: str) -> AsyncIterator[bytes]:
+        pending = b""
+        try:
+            async for chunk in response.aiter_raw():
+                pending += chunk
+                *lines, pending = pending.split(b"\n")
+                for line in lines:
+                    yield line
+        except Exception as exc:
+            error = classify(exc)
+            raise (error.error if isinstance(error, _Retryable) else error) from exc
+        if pending:
+            yield pending
+
+
+def match_launcher_pods(vmi: Vmi, pods: Iterable[Pod]) -> list[Pod]:
+    """The launcher pods of ``vmi`` among ``pods``: by the VMI's UID, else by name; oldest first."""
+    in_namespace = [pod for pod in pods if pod.namespace == vmi.namespace]
+    mine = [pod for pod in in_namespace if pod.labels.get("kubevirt.io/created-by") == vmi.uid]
+    if not mine:
+        mine = [pod for pod in in_namespace if pod.labels.get("vm.kubevirt.io/name") == vmi.name]
+    return sorted(mine, key=lambda pod: (pod.created is None, pod.created or datetime.min, pod.name))
+
+
+def classify(exc: BaseException) -> KubeError | _Retryable:
+    """Map a transport or kr8s exception to our contract: final error, or worth a retry."""
+    if isinstance(exc, ServerError) and exc.response is not None:
+        return _from_status(exc.response.status_code, str(exc), exc.response.headers.get("Retry-After"))
+    if isinstance(exc, httpx_ws.WebSocketUpgradeError):
+        response = exc.response
+        message = f"exec upgrade refused: {response.status_code} {_status_message(response)}"
+        return _from_status(response.status_code, message, response.headers.get("Retry-After"))
+    if isinstance(exc, (TimeoutError, APITimeoutError, httpx.TimeoutException)):
+        return _Retryable(KubeUnavailable(f"timed out: {type(exc).__name__}"))
+    if isinstance(exc, (httpx.TransportError, httpx_ws.WebSocketNetworkError, httpx_ws.WebSocketDisconnect)):
+        return _Retryable(KubeUnavailable(f"connection failed: {type(exc).__name__}: {exc}"))
+    if isinstance(exc, httpx_ws.HTTPXWSException):
+        return ExecFailed(f"exec failed: {type(exc).__name__}: {exc}")
+    if isinstance(exc, ServerError):
+        return KubeError(str(exc))
+    return KubeError(f"{type(exc).__name__}: {exc}")
+
+
+def _from_status(status: int, message: str, retry_after: str | None) -> KubeError | _Retryable:
+    if status == 404:
+        return KubeNotFound(message, status)
+    if is_retryable_status(status):
+        return _Retryable(KubeUnavailable(message, status), parse_retry_after(retry_after))
+    return KubeRejected(message, status)
+
+
+def _status_message(response: httpx.Response) -> str:
+    try:
+        return str(response.json().get("message", ""))
+    except Exception:
+        return ""
+
+
+def _split_path(path: str) -> tuple[str, str, str]:
+    """``/api/v1/x`` -> ("v1", "/api", "x"); ``/apis/g/v/x`` -> ("g/v", "/apis", "x"), as kr8s wants them."""
+    parts = path.strip("/").split("/")
+    if parts[0] == "api":
+        return parts[1], "/api", "/".join(parts[2:])
+    if parts[0] == "apis":
+        return "/".join(parts[1:3]), "/apis", "/".join(parts[3:])
+    raise ValueError(f"not an API path: {path}")

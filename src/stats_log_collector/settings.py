@@ -1,0 +1,190 @@
+"""Every setting of every component, grouped as the components use them.
+
+The variable names are the seed design's (DATA_DIR, NAMESPACE, POLL_INTERVAL_SECS, HTTP_PORT, ...) so that
+existing manifests keep working; each is also a ``--kebab-case`` flag. A subcommand is given the groups it
+needs (``COMMANDS`` in cli.py), and ``--help`` lists exactly those.
+
+Two components read the same variable with different defaults (DATA_DIR is ``/data`` for memstat and
+``/logs-collector`` for logs-collector, as in the seed design), so each group declares its own field.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+from .config import (
+    Derived,
+    boolean,
+    byte_size,
+    choice,
+    name_list,
+    namespace_name,
+    namespaces,
+    non_negative_int,
+    optional_namespace,
+    optional_non_negative_int,
+    optional_path,
+    optional_port,
+    optional_str,
+    path,
+    port,
+    positive_float,
+    positive_int,
+    setting,
+)
+
+LOG_LEVELS = ("debug", "info", "warning", "error")
+
+
+@dataclasses.dataclass(frozen=True)
+class LoggingSettings:
+    """The tool's own logs: stderr, one line per event."""
+
+    log_level: str = setting("LOG_LEVEL", "info", "level of the tool's own logs", choice(*LOG_LEVELS))
+    log_format_json: bool = setting(
+        "LOG_FORMAT_JSON", False, "write the tool's own logs as JSON lines", boolean
+    )
+
+
+@dataclasses.dataclass(frozen=True)
+class KubeSettings:
+    """How to reach the Kubernetes API: explicit URL, else KUBECONFIG/~/.kube/config, else in-cluster."""
+
+    kube_api_url: str | None = setting(
+        "KUBE_API_URL", None, "API server URL (overrides kubeconfig server)", optional_str
+    )
+    kubeconfig: Path | None = setting(
+        "KUBECONFIG", None, "kubeconfig file (default ~/.kube/config, then in-cluster)", optional_path
+    )
+    kube_context: str | None = setting("KUBE_CONTEXT", None, "kubeconfig context to use", optional_str)
+    kube_request_timeout_secs: float = setting(
+        "KUBE_REQUEST_TIMEOUT_SECS", 30.0, "timeout of one API request (seconds)", positive_float
+    )
+    kube_retries: int = setting(
+        "KUBE_RETRIES",
+        5,
+        "retries of an API call on connection errors, 429 and 5xx (with backoff and jitter)",
+        non_negative_int,
+    )
+
+
+@dataclasses.dataclass(frozen=True)
+class MemstatSettings:
+    """memstat: RSS of every VM, sampled every POLL_INTERVAL_SECS, kept in a CSV and served over HTTP."""
+
+    data_dir: Path = setting("DATA_DIR", Path("/data"), "where mem-stats.csv is kept", path, ensure_dir=True)
+    namespace: tuple[str, ...] = setting(
+        "NAMESPACE", ("default",), "namespace(s) of the VMs: a comma-separated list, or * for all", namespaces
+    )
+    poll_interval_secs: int = setting("POLL_INTERVAL_SECS", 5, "seconds between samples", positive_int)
+    http_port: int = setting("HTTP_PORT", 8099, "port of the HTTP server (CSV, metrics, dashboard)", port)
+    memstat_source: str = setting(
+        "MEMSTAT_SOURCE", "kubelet", "where figures come from", choice("kubelet", "exec", "procfs")
+    )
+    process_names: tuple[str, ...] = setting(
+        "PROCESS_NAMES",
+        ("virt-launcher", "virtqemud", "virtlogd", "qemu-kvm"),
+        "processes sampled by the exec and procfs sources (comma-separated)",
+        name_list,
+    )
+    proc_root: Path = setting("PROC_ROOT", Path("/proc"), "procfs mount read by the procfs source", path)
+    csv_format: str = setting(
+        "CSV_FORMAT",
+        "standard",
+        "CSV columns: standard, or legacy (the original's)",
+        choice("standard", "legacy"),
+    )
+    max_csv_bytes: int = setting(
+        "MAX_CSV_BYTES", 1024**3, "rotate mem-stats.csv to a gzip archive past this size", byte_size
+    )
+    max_archive_bytes: int = setting(
+        "MAX_ARCHIVE_BYTES", 4 * 1024**3, "drop the oldest archives past this total size", byte_size
+    )
+    logs_dir: Path = setting(
+        "LOGS_DIR",
+        Derived(lambda values: values["data_dir"] / "logs", "$DATA_DIR/logs"),
+        "logs-collector's output, browsable under /logs/",
+        path,
+    )
+
+
+@dataclasses.dataclass(frozen=True)
+class LogsCollectorSettings:
+    """logs-collector: every COLLECT_INTERVAL_SECS, each VM's launcher and handler logs since last time."""
+
+    data_dir: Path = setting(
+        "DATA_DIR", Path("/logs-collector"), "a folder per VM is written here", path, ensure_dir=True
+    )
+    namespace: tuple[str, ...] = setting(
+        "NAMESPACE", ("default",), "namespace(s) of the VMs: a comma-separated list, or * for all", namespaces
+    )
+    collect_interval_secs: int = setting(
+        "COLLECT_INTERVAL_SECS", 3600, "seconds between collections", positive_int
+    )
+    kubevirt_namespace: str = setting(
+        "KUBEVIRT_NAMESPACE", "kubevirt", "namespace of virt-handler and the KubeVirt CR", namespace_name
+    )
+    hco_namespace: str | None = setting(
+        "HCO_NAMESPACE",
+        None,
+        "namespace of HyperConverged (when set, used instead of KUBEVIRT_NAMESPACE)",
+        optional_namespace,
+    )
+    retention_hours: int = setting("RETENTION_HOURS", 168, "remove files older than this", positive_int)
+    max_data_bytes: int = setting(
+        "MAX_DATA_BYTES", 8 * 1024**3, "remove the oldest files past this total size", byte_size
+    )
+    collect_concurrency: int = setting("COLLECT_CONCURRENCY", 8, "pods read at once", positive_int)
+    log_verbosity: int | None = setting(
+        "LOG_VERBOSITY",
+        None,
+        "raise virt-launcher/virt-handler verbosity to N (patches the CR)",
+        optional_non_negative_int,
+    )
+    once: bool = setting("ONCE", False, "run one collection and exit", boolean, flag_only=True)
+
+
+@dataclasses.dataclass(frozen=True)
+class VirtletLogSettings:
+    """virtlet-log: raw VM console files rewritten where kubelet reads container logs."""
+
+    virtlet_vm_log_location: str = setting(
+        "VIRTLET_VM_LOG_LOCATION", "/var/log/vms", "raw console logs; 'pty' means there are none"
+    )
+    kubernetes_pod_logs: Path = setting(
+        "KUBERNETES_POD_LOGS", Path("/var/log/pods"), "where kubelet reads container logs", path
+    )
+    sleep_seconds: int = setting(
+        "SLEEP_SECONDS", 10, "period of the full rescan backing up inotify", positive_int
+    )
+    log_format: str = setting("LOG_FORMAT", "json", "output format", choice("json", "cri"))
+    state_dir: Path = setting("STATE_DIR", Path("/var/lib/virtlet-log"), "checkpoints", path, ensure_dir=True)
+    create_pod_log_dirs: bool = setting(
+        "CREATE_POD_LOG_DIRS",
+        False,
+        "create missing pod log directories instead of waiting for kubelet",
+        boolean,
+    )
+    metrics_port: int = setting("METRICS_PORT", 0, "Prometheus metrics port (0: off)", optional_port)
+
+
+@dataclasses.dataclass(frozen=True)
+class ConsoleTailSettings:
+    """console-tail: one console log to stdout, following rotation, resuming after restarts."""
+
+    file: Path | None = setting(
+        "CONSOLE_LOG_FILE", None, "the console log to follow (required)", optional_path, flag="--file"
+    )
+    state_file: Path | None = setting(
+        "STATE_FILE", None, "checkpoint, to resume after a restart", optional_path
+    )
+
+
+@dataclasses.dataclass(frozen=True)
+class DemoSettings:
+    """demo: real QEMU VMs on this machine, watched by virtlet-log and memstat."""
+
+    demo_dir: Path = setting("DEMO_DIR", Path("demo-data"), "where VMs, logs and data are kept", path)
+    demo_vms: int = setting("DEMO_VMS", 3, "number of VMs to boot", positive_int)
+    http_port: int = setting("HTTP_PORT", 8099, "port of the dashboard", port)

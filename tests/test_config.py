@@ -1,0 +1,126 @@
+"""Settings resolution: flag > environment > default, and one clear error per bad value."""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+import pytest
+
+from stats_log_collector import config
+from stats_log_collector.config import ConfigError, load
+from stats_log_collector.settings import LogsCollectorSettings, MemstatSettings, VirtletLogSettings
+
+
+def test_defaults_apply_when_nothing_is_given(tmp_path: Path) -> None:
+    settings = load(MemstatSettings, {"data_dir": str(tmp_path)}, {})
+    assert settings.poll_interval_secs == 5
+    assert settings.http_port == 8099
+    assert settings.namespace == ("default",)
+    assert settings.memstat_source == "kubelet"
+    assert settings.logs_dir == tmp_path / "logs"  # derived from DATA_DIR
+
+
+def test_variable_beats_default_and_flag_beats_variable(tmp_path: Path) -> None:
+    env = {"POLL_INTERVAL_SECS": "7", "HTTP_PORT": "9000", "DATA_DIR": str(tmp_path)}
+    settings = load(MemstatSettings, {"http_port": "9100"}, env)
+    assert settings.poll_interval_secs == 7
+    assert settings.http_port == 9100
+
+
+def test_same_variable_has_each_components_default(tmp_path: Path) -> None:
+    memstat = dataclasses.fields(MemstatSettings)[0]
+    collector = dataclasses.fields(LogsCollectorSettings)[0]
+    assert memstat.default == Path("/data")
+    assert collector.default == Path("/logs-collector")
+
+
+@pytest.mark.parametrize(
+    ("env", "variable", "problem"),
+    [
+        ({"POLL_INTERVAL_SECS": "abc"}, "POLL_INTERVAL_SECS", "must be an integer"),
+        ({"POLL_INTERVAL_SECS": "-3"}, "POLL_INTERVAL_SECS", "must be a positive integer"),
+        ({"POLL_INTERVAL_SECS": "0"}, "POLL_INTERVAL_SECS", "must be a positive integer"),
+        ({"HTTP_PORT": "70000"}, "HTTP_PORT", "must be a port number"),
+        ({"HTTP_PORT": "0"}, "HTTP_PORT", "must be a port number"),
+        ({"MEMSTAT_SOURCE": "snmp"}, "MEMSTAT_SOURCE", "must be one of kubelet, exec, procfs"),
+        ({"CSV_FORMAT": "xml"}, "CSV_FORMAT", "must be one of standard, legacy"),
+        ({"NAMESPACE": "Bad_Name"}, "NAMESPACE", "is not a valid namespace name"),
+        ({"MAX_CSV_BYTES": "lots"}, "MAX_CSV_BYTES", "must be a size"),
+    ],
+)
+def test_bad_values_name_the_variable(
+    tmp_path: Path, env: dict[str, str], variable: str, problem: str
+) -> None:
+    with pytest.raises(ConfigError) as info:
+        load(MemstatSettings, {}, {"DATA_DIR": str(tmp_path), **env})
+    assert info.value.variable == variable
+    assert problem in info.value.problem
+    assert "\n" not in str(info.value)
+
+
+def test_bad_flag_value_names_the_variable_too(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match=r"^LOG_FORMAT: must be one of json, cri"):
+        load(VirtletLogSettings, {"log_format": "xml", "state_dir": str(tmp_path)}, {})
+
+
+def test_directory_that_cannot_be_created(tmp_path: Path) -> None:
+    blocker = tmp_path / "file"
+    blocker.write_text("not a directory")
+    with pytest.raises(ConfigError) as info:
+        load(MemstatSettings, {}, {"DATA_DIR": str(blocker / "sub")})
+    assert info.value.variable == "DATA_DIR"
+    assert "cannot create directory" in info.value.problem
+
+
+def test_directory_is_created(tmp_path: Path) -> None:
+    target = tmp_path / "a" / "b"
+    load(VirtletLogSettings, {}, {"STATE_DIR": str(target)})
+    assert target.is_dir()
+
+
+@pytest.mark.parametrize(
+    ("raw", "expected"),
+    [
+        ("1073741824", 1073741824),
+        ("1GiB", 1024**3),
+        ("10Gi", 10 * 1024**3),
+        ("500MB", 500_000_000),
+        ("64k", 64_000),
+        ("2 MiB", 2 * 1024**2),
+        ("7b", 7),
+    ],
+)
+def test_byte_sizes(raw: str, expected: int) -> None:
+    assert config.byte_size(raw) == expected
+
+
+@pytest.mark.parametrize("raw", ["", "-1", "1.5G", "0", "12 parsecs"])
+def test_bad_byte_sizes(raw: str) -> None:
+    with pytest.raises(ValueError):
+        config.byte_size(raw)
+
+
+def test_namespaces_list_and_all() -> None:
+    assert config.namespaces("a,b , c") == ("a", "b", "c")
+    assert config.namespaces("*") == ("*",)
+    with pytest.raises(ValueError):
+        config.namespaces(",")
+
+
+@pytest.mark.parametrize(
+    ("raw", "expected"),
+    [("true", True), ("1", True), ("Yes", True), ("false", False), ("0", False), ("", False)],
+)
+def test_booleans(raw: str, expected: bool) -> None:
+    assert config.boolean(raw) is expected
+
+
+def test_bad_boolean() -> None:
+    with pytest.raises(ValueError, match="true or false"):
+        config.boolean("maybe")
+
+
+def test_optional_port_off() -> None:
+    assert config.optional_port("0") == 0
+    assert config.optional_port("9100") == 9100

@@ -124,3 +124,12 @@ def test_bad_boolean() -> None:
 def test_optional_port_off() -> None:
     assert config.optional_port("0") == 0
     assert config.optional_port("9100") == 9100
+
+
+def test_handler_namespace_prefers_hco(tmp_path: Path) -> None:
+    plain = load(LogsCollectorSettings, {"data_dir": str(tmp_path)}, {})
+    assert plain.handler_namespace == "kubevirt"
+    hco = load(
+        LogsCollectorSettings, {"data_dir": str(tmp_path)}, {"HCO_NAMESPACE": "kubevirt-hyperconverged"}
+    )
+    assert hco.handler_namespace == "kubevirt-hyperconverged"

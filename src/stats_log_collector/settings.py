@@ -144,6 +144,11 @@ class LogsCollectorSettings:
     )
     once: bool = setting("ONCE", False, "run one collection and exit", boolean, flag_only=True)
 
+    @property
+    def handler_namespace(self) -> str:
+        """Where virt-handler runs: HCO deploys KubeVirt in its own namespace."""
+        return self.hco_namespace or self.kubevirt_namespace
+
 
 @dataclasses.dataclass(frozen=True)
 class VirtletLogSettings:

@@ -1,0 +1,268 @@
+"""Putting a KubeVirt cluster's state in place: nodes, VMIs, pods, logs, memory, processes.
+
+These are the loop-thread implementations behind :class:`KubeVirtCluster`'s population methods
+(which hop onto the server thread once per call) and behind ``populate`` (which builds a whole
+cluster in a single hop, so that a thousand VMIs take a fraction of a second, not thousands of
+thread round-trips). They write through the same store as API requests do, so an object added
+here is indistinguishable from one created with ``kubectl``.
+"""
+
+from __future__ import annotations
+
+import copy
+import random
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from . import objects
+from .api import KubeApi
+from .exec import Process, launcher_processes
+from .logs import Stamp, iter_entries
+from .objects import new_uid, now_rfc3339, random_suffix
+from .resources import HYPERCONVERGED, KUBEVIRT, NAMESPACE, NODE, POD, VMI
+from .stats import ContainerMemory
+from .store import Body
+
+LAUNCHER_CONTAINERS = ("compute", "guest-console-log")
+
+
+@dataclass(frozen=True)
+class VmiRef:
+    namespace: str
+    name: str
+    uid: str
+    node: str
+
+
+@dataclass(frozen=True)
+class PodRef:
+    namespace: str
+    name: str
+    uid: str
+    node: str
+    containers: tuple[str, ...]
+
+
+class Builder:
+    """Population operations; call only on the server's event loop thread."""
+
+    def __init__(self, api: KubeApi, rng: random.Random) -> None:
+        self.api = api
+        self.store = api.store
+        self.rng = rng
+        self._node_index: dict[str, int] = {}
+        self._pod_ips: dict[str, int] = {}
+
+    # ---- cluster-scoped ---------------------------------------------------------------------
+
+    def add_namespace(self, name: str) -> Body:
+        found = self.store.get(NAMESPACE, None, name)
+        if found is not None:
+            return found
+        body = objects.namespace(name)
+        body["metadata"].update(uid=new_uid(self.rng), creationTimestamp=now_rfc3339())
+        return self.store.put(NAMESPACE, body)
+
+    def add_node(self, name: str) -> Body:
+        found = self.store.get(NODE, None, name)
+        if found is not None:
+            return found
+        index = self._node_index.setdefault(name, len(self._node_index))
+        body = objects.node(name, index)
+        body["metadata"].update(uid=new_uid(self.rng), creationTimestamp=now_rfc3339())
+        return self.store.put(NODE, body)
+
+    def node_ip(self, node: str) -> str:
+        self.add_node(node)
+        addresses = self.store.require(NODE, None, node)["status"]["addresses"]
+        return str(next(a["address"] for a in addresses if a["type"] == "InternalIP"))
+
+    def _pod_ip(self, node: str) -> str:
+        index = self._node_index.get(node, 0)
+        serial = self._pod_ips.get(node, 0) + 1
+        self._pod_ips[node] = serial
+        return f"10.{244 + index // 256}.{index % 256}.{serial % 250 + 2}"
+
+    # ---- KubeVirt objects ---------------------------------------------------------------------
+
+    def add_vmi(
+        self,
+        namespace: str,
+        name: str,
+        node: str,
+        phase: str = "Running",
+        uid: str | None = None,
+        migration_state: dict[str, Any] | None = None,
+    ) -> VmiRef:
+        self.add_namespace(namespace)
+        self.add_node(node)
+        uid = uid or new_uid(self.rng)
+        body = objects.vmi(namespace, name, node, phase, uid, migration_state)
+        body["metadata"].update(creationTimestamp=now_rfc3339(), generation=1)
+        self.store.put(VMI, body)
+        return VmiRef(namespace, name, uid, node)
+
+    def add_launcher_pod(
+        self,
+        vmi: VmiRef,
+        node: str | None = None,
+        containers: Sequence[str] = LAUNCHER_CONTAINERS,
+        name: str | None = None,
+    ) -> PodRef:
+        node = node or vmi.node
+        name = name or f"virt-launcher-{vmi.name}-{random_suffix(self.rng)}"
+        uid = new_uid(self.rng)
+        vmi_body = self.store.require(VMI, vmi.namespace, vmi.name)
+        pod_ip = self._pod_ip(node)
+        body = objects.launcher_pod(
+            vmi_body, name, uid, node, containers, self.node_ip(node), pod_ip, self.rng
+        )
+        body["metadata"]["creationTimestamp"] = now_rfc3339()
+        self.store.put(POD, body)
+        self._attach_pod(vmi_body, uid, node, pod_ip)
+        if "compute" in containers:
+            self.api.processes[(vmi.namespace, name)] = launcher_processes(vmi.name)
+        return PodRef(vmi.namespace, name, uid, node, tuple(containers))
+
+    def _attach_pod(self, vmi_body: Body, pod_uid: str, node: str, pod_ip: str) -> None:
+        status = copy.deepcopy(vmi_body.get("status", {}))
+        status.setdefault("activePods", {})[pod_uid] = node
+        if not status.get("interfaces"):
+            status["interfaces"] = [
+                {
+                    "name": "default",
+                    "ipAddress": pod_ip,
+                    "ipAddresses": [pod_ip],
+                    "infoSource": "domain, guest-agent",
+                    "interfaceName": "eth0",
+                }
+            ]
+        self.store.put(VMI, {**vmi_body, "status": status})
+
+    def add_handler_pod(self, node: str, namespace: str = "kubevirt") -> PodRef:
+        self.add_namespace(namespace)
+        name = f"virt-handler-{random_suffix(self.rng)}"
+        uid = new_uid(self.rng)
+        body = objects.handler_pod(name, uid, namespace, node, self.node_ip(node), self.rng)
+        body["metadata"]["creationTimestamp"] = now_rfc3339()
+        self.store.put(POD, body)
+        return PodRef(namespace, name, uid, node, ("virt-handler",))
+
+    def add_kubevirt_cr(self, namespace: str = "kubevirt") -> Body:
+        self.add_namespace(namespace)
+        return self.store.create(KUBEVIRT, namespace, objects.kubevirt_cr(namespace))
+
+    def add_hco_cr(self, namespace: str = "kubevirt-hyperconverged") -> Body:
+        self.add_namespace(namespace)
+        return self.store.create(HYPERCONVERGED, namespace, objects.hco_cr(namespace))
+
+    def start_migration(self, vmi: VmiRef, target_node: str) -> PodRef:
+        """A live migration in flight: a second launcher pod on the target node, ``migrationState`` set."""
+        source_pods = self.launcher_pods(vmi)
+        target = self.add_launcher_pod(vmi, node=target_node)
+        vmi_body = self.store.require(VMI, vmi.namespace, vmi.name)
+        state = {
+            "migrationUid": new_uid(self.rng),
+            "sourceNode": vmi.node,
+            "targetNode": target_node,
+            "sourcePod": source_pods[0]["metadata"]["name"] if source_pods else "",
+            "targetPod": target.name,
+            "startTimestamp": now_rfc3339(),
+            "mode": "PreCopy",
+            "completed": False,
+            "failed": False,
+        }
+        self.store.put(VMI, {**vmi_body, "status": {**vmi_body["status"], "migrationState": state}})
+        return target
+
+    def finish_migration(self, vmi: VmiRef) -> VmiRef:
+        """The migration succeeded: the source pod is gone and the VMI runs on the target node."""
+        body = self.store.require(VMI, vmi.namespace, vmi.name)
+        state = dict(body["status"].get("migrationState") or {})
+        if not state:
+            raise KeyError(f"VMI {vmi.namespace}/{vmi.name} is not migrating")
+        target = state["targetNode"]
+        self.delete_pod(vmi.namespace, state["sourcePod"])
+        state.update(completed=True, endTimestamp=now_rfc3339())
+        body = self.store.require(VMI, vmi.namespace, vmi.name)
+        labels = {**body["metadata"].get("labels", {}), "kubevirt.io/nodeName": target}
+        active = {uid: node for uid, node in body["status"].get("activePods", {}).items() if node == target}
+        status = {**body["status"], "nodeName": target, "migrationState": state, "activePods": active}
+        self.store.put(VMI, {**body, "metadata": {**body["metadata"], "labels": labels}, "status": status})
+        return VmiRef(vmi.namespace, vmi.name, vmi.uid, target)
+
+    def launcher_pods(self, vmi: VmiRef) -> list[Body]:
+        return [
+            pod
+            for pod in self.store.list(POD, vmi.namespace)
+            if pod["metadata"].get("labels", {}).get("kubevirt.io/created-by") == vmi.uid
+        ]
+
+    # ---- pods ---------------------------------------------------------------------------------
+
+    def require_pod(self, namespace: str, name: str) -> Body:
+        pod = self.store.get(POD, namespace, name)
+        if pod is None:
+            raise KeyError(f"pod {namespace}/{name} not found")
+        return pod
+
+    def require_container(self, namespace: str, pod: str, container: str) -> Body:
+        body = self.require_pod(namespace, pod)
+        if container not in [spec["name"] for spec in body["spec"].get("containers", [])]:
+            raise KeyError(f"pod {namespace}/{pod} has no container {container!r}")
+        return body
+
+    def delete_pod(self, namespace: str, name: str) -> None:
+        self.require_pod(namespace, name)
+        self.store.delete(POD, namespace, name)
+
+    def set_pod_phase(self, namespace: str, name: str, phase: str) -> None:
+        body = self.require_pod(namespace, name)
+        self.store.put(POD, {**body, "status": {**body.get("status", {}), "phase": phase}})
+
+    def restart_container(self, namespace: str, pod: str, container: str) -> int:
+        """The container died and was restarted: its log becomes ``previous``; returns the restart count."""
+        body = self.require_container(namespace, pod, container)
+        self.api.pod_logs.restart(namespace, pod, container)
+        statuses = copy.deepcopy(body.get("status", {}).get("containerStatuses", []))
+        count = 0
+        for status in statuses:
+            if status["name"] == container:
+                count = status["restartCount"] = status.get("restartCount", 0) + 1
+                started = status.get("state", {}).get("running", {}).get("startedAt", now_rfc3339())
+                status["lastState"] = {
+                    "terminated": {
+                        "exitCode": 137,
+                        "reason": "Error",
+                        "startedAt": started,
+                        "finishedAt": now_rfc3339(),
+                        "containerID": status.get("containerID", ""),
+                    }
+                }
+                status["state"] = {"running": {"startedAt": now_rfc3339()}}
+                status["containerID"] = objects.container_id(self.rng)
+        self.store.put(POD, {**body, "status": {**body["status"], "containerStatuses": statuses}})
+        return count
+
+    def append_lines(
+        self, namespace: str, pod: str, container: str, entries: Iterable[tuple[Stamp | None, str | bytes]]
+    ) -> int:
+        """Append ``(time, text)`` entries to the current run; returns the number of lines added."""
+        self.require_container(namespace, pod, container)
+        run = self.api.pod_logs.runs(namespace, pod, container)[-1]
+        count = 0
+        for nanos, line in iter_entries(entries):
+            run.append(nanos, line)
+            count += 1
+        return count
+
+    def set_memory(self, namespace: str, pod: str, container: str, memory: ContainerMemory) -> None:
+        self.require_container(namespace, pod, container)
+        self.api.memory[(namespace, pod, container)] = memory
+
+    def set_processes(self, namespace: str, pod: str, table: Mapping[int, tuple[str, str]]) -> None:
+        self.require_pod(namespace, pod)
+        self.api.processes[(namespace, pod)] = {
+            pid: Process(pid, name, status) for pid, (name, status) in table.items()
+        }

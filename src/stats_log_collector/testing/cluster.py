@@ -1,0 +1,350 @@
+"""``KubeVirtCluster``: a Kubernetes API with KubeVirt on 127.0.0.1, served from its own thread.
+
+No real API server can run on the machines this project is tested on, so the closest thing is a
+real HTTP server that speaks the API: clients under test (kr8s, aiohttp, ``kubectl`` started as
+a subprocess) connect to it over TCP exactly as they would to a cluster.
+
+It runs on a dedicated thread with its own event loop so that it serves equally well a sync test,
+an async test on another loop (pytest-asyncio's, which may block it on a sync call), a
+subprocess, or a standalone process. Every method that touches state hops onto that loop and
+waits for the result, which makes them thread-safe and keeps them callable from anywhere except
+from inside a request handler (which already runs on the loop, and is handled by running inline).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import re
+import threading
+from collections.abc import Callable, Coroutine, Iterable, Mapping, Sequence
+from concurrent.futures import Future
+from pathlib import Path
+from types import TracebackType
+from typing import Any, Self, TypeVar
+
+import yaml
+from aiohttp import web
+
+from .api import KubeApi
+from .builder import LAUNCHER_CONTAINERS, Builder, PodRef, VmiRef
+from .exec import ExecHandler
+from .faults import Fault, RequestRecord, compile_pattern
+from .logs import Stamp
+from .populate import Population, populate
+from .resources import by_kind
+from .stats import ContainerMemory
+from .store import Body
+
+T = TypeVar("T")
+CALL_TIMEOUT = 60.0
+
+
+class KubeVirtCluster:
+    """A test cluster; use ``with KubeVirtCluster() as cluster:`` or ``start()``/``stop()``."""
+
+    def __init__(self, *, host: str = "127.0.0.1", port: int = 0, seed: int | None = 0) -> None:
+        self._host = host
+        self._port = port
+        self._rng = random.Random(seed)
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._thread: threading.Thread | None = None
+        self._runner: web.ServerRunner | None = None
+        self._api: KubeApi | None = None
+        self._builder: Builder | None = None
+        self._url = ""
+
+    # ---- lifecycle ------------------------------------------------------------------------------
+
+    def start(self) -> Self:
+        if self._thread is not None:
+            raise RuntimeError("the cluster is already running")
+        loop = asyncio.new_event_loop()
+        self._loop = loop
+        self._thread = threading.Thread(target=loop.run_forever, name="kubevirt-test-cluster", daemon=True)
+        self._thread.start()
+        try:
+            self._call(self._start_server())
+        except BaseException:
+            self._shutdown_loop()
+            raise
+        return self
+
+    async def _start_server(self) -> None:
+        api = KubeApi(rng=self._rng)
+        await api.__aenter__()
+        self._api = api
+        self._builder = Builder(api, self._rng)
+        runner = web.ServerRunner(web.Server(api, handler_cancellation=True), shutdown_timeout=1.0)
+        await runner.setup()
+        site = web.TCPSite(runner, self._host, self._port, shutdown_timeout=1.0)
+        await site.start()
+        self._runner = runner
+        host, port = runner.addresses[0][:2]
+        self._url = f"http://{host}:{port}"
+        api.server_address = f"{host}:{port}"
+
+    def stop(self) -> None:
+        if self._thread is None:
+            return
+        try:
+            self._call(self._stop_server())
+        finally:
+            self._shutdown_loop()
+
+    async def _stop_server(self) -> None:
+        if self._api is not None:
+            self._api.pod_logs.close_all()  # followers finish instead of holding the shutdown
+        if self._runner is not None:
+            await self._runner.cleanup()
+            self._runner = None
+        if self._api is not None:
+            await self._api.__aexit__(None, None, None)
+
+    def _shutdown_loop(self) -> None:
+        loop, thread = self._loop, self._thread
+        if loop is not None and thread is not None:
+            loop.call_soon_threadsafe(loop.stop)
+            thread.join(timeout=10)
+            loop.close()
+        self._loop = self._thread = None
+
+    def __enter__(self) -> Self:
+        return self.start()
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.stop()
+
+    @property
+    def url(self) -> str:
+        if not self._url:
+            raise RuntimeError("the cluster is not started")
+        return self._url
+
+    @property
+    def api(self) -> KubeApi:
+        """The kmock emulator behind the server (``api.objects`` for history assertions, DSL reactions)."""
+        if self._api is None:
+            raise RuntimeError("the cluster is not started")
+        return self._api
+
+    def write_kubeconfig(self, path: str | Path, *, namespace: str = "default") -> Path:
+        """A kubeconfig for this cluster, accepted by kubectl and kr8s (dummy token, no TLS)."""
+        config = {
+            "apiVersion": "v1",
+            "kind": "Config",
+            "clusters": [{"name": "kubevirt-test", "cluster": {"server": self.url}}],
+            "users": [{"name": "kubevirt-test-admin", "user": {"token": "test-token-not-a-secret"}}],
+            "contexts": [
+                {
+                    "name": "kubevirt-test",
+                    "context": {
+                        "cluster": "kubevirt-test",
+                        "user": "kubevirt-test-admin",
+                        "namespace": namespace,
+                    },
+                }
+            ],
+            "current-context": "kubevirt-test",
+            "preferences": {},
+        }
+        target = Path(path)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_text(yaml.safe_dump(config, sort_keys=False))
+        return target
+
+    # ---- running on the server loop -------------------------------------------------------------
+
+    def _call(self, coroutine: Coroutine[Any, Any, T]) -> T:
+        loop = self._loop
+        if loop is None:
+            coroutine.close()
+            raise RuntimeError("the cluster is not started")
+        future: Future[T] = asyncio.run_coroutine_threadsafe(coroutine, loop)
+        return future.result(timeout=CALL_TIMEOUT)
+
+    def _run(self, function: Callable[[Builder], T]) -> T:
+        """Run a state change on the server loop (inline when already there) and return its result."""
+        builder = self._builder
+        if builder is None or self._loop is None:
+            raise RuntimeError("the cluster is not started")
+        if threading.current_thread() is self._thread:
+            return function(builder)
+
+        async def hop() -> T:
+            return function(builder)
+
+        return self._call(hop())
+
+    # ---- population ---------------------------------------------------------------------------
+
+    def add_namespace(self, name: str) -> Body:
+        return self._run(lambda b: b.add_namespace(name))
+
+    def add_node(self, name: str) -> Body:
+        return self._run(lambda b: b.add_node(name))
+
+    def add_vmi(
+        self,
+        namespace: str,
+        name: str,
+        node: str,
+        phase: str = "Running",
+        uid: str | None = None,
+        migration_state: dict[str, Any] | None = None,
+    ) -> VmiRef:
+        return self._run(lambda b: b.add_vmi(namespace, name, node, phase, uid, migration_state))
+
+    def add_launcher_pod(
+        self,
+        vmi: VmiRef,
+        node: str | None = None,
+        containers: Sequence[str] = LAUNCHER_CONTAINERS,
+        name: str | None = None,
+    ) -> PodRef:
+        return self._run(lambda b: b.add_launcher_pod(vmi, node, containers, name))
+
+    def add_handler_pod(self, node: str, namespace: str = "kubevirt") -> PodRef:
+        return self._run(lambda b: b.add_handler_pod(node, namespace))
+
+    def add_kubevirt_cr(self, namespace: str = "kubevirt") -> Body:
+        return self._run(lambda b: b.add_kubevirt_cr(namespace))
+
+    def add_hco_cr(self, namespace: str = "kubevirt-hyperconverged") -> Body:
+        return self._run(lambda b: b.add_hco_cr(namespace))
+
+    def start_migration(self, vmi: VmiRef, target_node: str) -> PodRef:
+        return self._run(lambda b: b.start_migration(vmi, target_node))
+
+    def finish_migration(self, vmi: VmiRef) -> VmiRef:
+        return self._run(lambda b: b.finish_migration(vmi))
+
+    def get_object(self, api_version: str, kind: str, namespace: str | None, name: str) -> Body | None:
+        """The stored object (e.g. to see what a patch did), or ``None``."""
+        rt = by_kind(api_version, kind)
+        return self._run(lambda b: b.store.get(rt, namespace, name))
+
+    def launcher_pods(self, vmi: VmiRef) -> list[Body]:
+        return self._run(lambda b: b.launcher_pods(vmi))
+
+    def populate(
+        self,
+        namespaces: Sequence[str] = ("vms",),
+        nodes: int = 3,
+        vms_per_namespace: int = 5,
+        log_lines: int = 20,
+        *,
+        handler_namespace: str = "kubevirt",
+    ) -> Population:
+        """A realistic cluster in one call; see :func:`~.populate.populate`."""
+        return self._run(
+            lambda b: populate(
+                b, namespaces, nodes, vms_per_namespace, log_lines, handler_namespace=handler_namespace
+            )
+        )
+
+    # ---- pods, logs, memory, exec -------------------------------------------------------------
+
+    def delete_pod(self, namespace: str, name: str) -> None:
+        self._run(lambda b: b.delete_pod(namespace, name))
+
+    def set_pod_phase(self, namespace: str, name: str, phase: str) -> None:
+        self._run(lambda b: b.set_pod_phase(namespace, name, phase))
+
+    def restart_container(self, namespace: str, pod: str, container: str) -> int:
+        return self._run(lambda b: b.restart_container(namespace, pod, container))
+
+    def append_log(
+        self, namespace: str, pod: str, container: str, text: str | bytes, time: Stamp | None = None
+    ) -> int:
+        """Append a line (several if it has ``\\n``) stamped ``time`` (default now; int: ns since epoch)."""
+        return self._run(lambda b: b.append_lines(namespace, pod, container, [(time, text)]))
+
+    def append_log_lines(
+        self, namespace: str, pod: str, container: str, entries: Iterable[tuple[Stamp | None, str | bytes]]
+    ) -> int:
+        """Append many ``(time, text)`` entries in one hop (for big logs)."""
+        materialised = list(entries)
+        return self._run(lambda b: b.append_lines(namespace, pod, container, materialised))
+
+    def set_container_memory(
+        self,
+        namespace: str,
+        pod: str,
+        container: str,
+        rss_bytes: int,
+        working_set_bytes: int,
+        usage_bytes: int | None = None,
+    ) -> None:
+        memory = ContainerMemory.of(rss_bytes, working_set_bytes, usage_bytes)
+        self._run(lambda b: b.set_memory(namespace, pod, container, memory))
+
+    def set_processes(self, namespace: str, pod: str, table: Mapping[int, tuple[str, str]]) -> None:
+        """The process table of the pod's ``compute`` container: ``{pid: (name, /proc/pid/status text)}``."""
+        self._run(lambda b: b.set_processes(namespace, pod, dict(table)))
+
+    def set_exec_handler(self, handler: ExecHandler | None) -> None:
+        """Replace the exec emulation (``None`` restores the virt-launcher default)."""
+
+        def assign(b: Builder) -> None:
+            b.api.exec_handler = handler
+
+        self._run(assign)
+
+    def set_node_reachable(self, node: str, reachable: bool = True) -> None:
+        """An unreachable node's kubelet answers the node proxy with 503, as behind a dead kubelet."""
+
+        def assign(b: Builder) -> None:
+            b.store.require(by_kind("v1", "Node"), None, node)
+            (b.api.unreachable_nodes.discard if reachable else b.api.unreachable_nodes.add)(node)
+
+        self._run(assign)
+
+    # ---- journal and faults -------------------------------------------------------------------
+
+    def requests(self) -> list[RequestRecord]:
+        return self.api.journal.records()
+
+    def clear_requests(self) -> None:
+        self.api.journal.clear()
+
+    def inject(
+        self,
+        path_regex: str | re.Pattern[str],
+        status: int = 500,
+        *,
+        method: str | None = None,
+        times: int | None = 1,
+    ) -> Fault:
+        """The next ``times`` matching requests (None: all) get ``status`` and a ``Status`` body."""
+        return self.api.faults.add(
+            Fault("status", compile_pattern(path_regex), method, status=status, remaining=times)
+        )
+
+    def inject_timeout(
+        self,
+        path_regex: str | re.Pattern[str],
+        seconds: float,
+        *,
+        method: str | None = None,
+        times: int | None = 1,
+    ) -> Fault:
+        """The next matching requests hang ``seconds`` before being answered normally."""
+        return self.api.faults.add(
+            Fault("timeout", compile_pattern(path_regex), method, seconds=seconds, remaining=times)
+        )
+
+    def inject_drop(
+        self, path_regex: str | re.Pattern[str], *, method: str | None = None, times: int | None = 1
+    ) -> Fault:
+        """The next matching requests see their TCP connection closed without a response."""
+        return self.api.faults.add(Fault("drop", compile_pattern(path_regex), method, remaining=times))
+
+    def clear_faults(self) -> None:
+        self.api.faults.clear()
+
+    def vanish_after_list(self, namespace: str, pod: str) -> None:
+        """The pod appears in the next pod list that includes it, and is deleted right after."""
+        self._run(lambda b: b.api.vanishing.add((namespace, pod)))

@@ -1,0 +1,429 @@
+"""Realistic object bodies: Nodes, VMIs, virt-launcher and virt-handler pods, the KubeVirt and HCO CRs.
+
+The collector finds its targets by labels, annotations and status fields that KubeVirt sets
+(``kubevirt.io=virt-launcher``, ``kubevirt.io/created-by``, ``vm.kubevirt.io/name``,
+``kubectl.kubernetes.io/default-container``, ``spec.nodeName``, ``containerStatuses[].restartCount``).
+Building the objects here, field for field as KubeVirt creates them, keeps tests honest about
+what a real cluster would answer, and keeps that knowledge out of each test.
+"""
+
+from __future__ import annotations
+
+import random
+import time
+import uuid
+from collections.abc import Sequence
+from typing import Any
+
+LAUNCHER_IMAGE = "quay.io/kubevirt/virt-launcher:v1.4.0"
+HANDLER_IMAGE = "quay.io/kubevirt/virt-handler:v1.4.0"
+KUBEVIRT_VERSION = "v1.4.0"
+_SUFFIX_ALPHABET = "bcdfghjklmnpqrstvwxz2456789"  # apimachinery's generateName alphabet
+
+
+def now_rfc3339() -> str:
+    """Second-precision UTC time, as ``metadata.creationTimestamp`` is written."""
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+
+
+def random_suffix(rng: random.Random, length: int = 5) -> str:
+    return "".join(rng.choice(_SUFFIX_ALPHABET) for _ in range(length))
+
+
+def new_uid(rng: random.Random) -> str:
+    return str(uuid.UUID(int=rng.getrandbits(128), version=4))
+
+
+def container_id(rng: random.Random) -> str:
+    return "containerd://" + "".join(rng.choice("0123456789abcdef") for _ in range(64))
+
+
+def namespace(name: str) -> dict[str, Any]:
+    return {
+        "apiVersion": "v1",
+        "kind": "Namespace",
+        "metadata": {"name": name, "labels": {"kubernetes.io/metadata.name": name}},
+        "spec": {"finalizers": ["kubernetes"]},
+        "status": {"phase": "Active"},
+    }
+
+
+def node(name: str, index: int) -> dict[str, Any]:
+    address = f"192.168.{index // 250}.{index % 250 + 2}"
+    return {
+        "apiVersion": "v1",
+        "kind": "Node",
+        "metadata": {
+            "name": name,
+            "labels": {
+                "kubernetes.io/arch": "amd64",
+                "kubernetes.io/hostname": name,
+                "kubernetes.io/os": "linux",
+                "kubevirt.io/schedulable": "true",
+                "node-role.kubernetes.io/worker": "",
+            },
+            "annotations": {"kubevirt.io/heartbeat": now_rfc3339()},
+        },
+        "spec": {"podCIDR": f"10.244.{index % 256}.0/24"},
+        "status": {
+            "addresses": [{"type": "InternalIP", "address": address}, {"type": "Hostname", "address": name}],
+            "capacity": {"cpu": "16", "memory": "65842148Ki", "pods": "110", "devices.kubevirt.io/kvm": "1k"},
+            "allocatable": {
+                "cpu": "16",
+                "memory": "65739748Ki",
+                "pods": "110",
+                "devices.kubevirt.io/kvm": "1k",
+            },
+            "conditions": [
+                {
+                    "type": "Ready",
+                    "status": "True",
+                    "reason": "KubeletReady",
+                    "message": "kubelet is posting ready status",
+                    "lastHeartbeatTime": now_rfc3339(),
+                    "lastTransitionTime": now_rfc3339(),
+                }
+            ],
+            "daemonEndpoints": {"kubeletEndpoint": {"Port": 10250}},
+            "nodeInfo": {
+                "architecture": "amd64",
+                "containerRuntimeVersion": "containerd://1.7.24",
+                "kernelVersion": "6.1.0-28-cloud-amd64",
+                "kubeProxyVersion": "v1.32.0",
+                "kubeletVersion": "v1.32.0",
+                "operatingSystem": "linux",
+                "osImage": "Debian GNU/Linux 12 (bookworm)",
+            },
+        },
+    }
+
+
+def vmi(
+    namespace_name: str,
+    name: str,
+    node_name: str,
+    phase: str,
+    uid: str,
+    migration_state: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """A ``kubevirt.io/v1`` VirtualMachineInstance as virt-controller and virt-handler leave it."""
+    running = phase == "Running"
+    status: dict[str, Any] = {
+        "phase": phase,
+        "nodeName": node_name,
+        "activePods": {},
+        "conditions": [
+            {
+                "type": "Ready",
+                "status": "True" if running else "False",
+                "lastProbeTime": None,
+                "lastTransitionTime": now_rfc3339(),
+            },
+            {"type": "LiveMigratable", "status": "True", "lastProbeTime": None, "lastTransitionTime": None},
+        ],
+        "guestOSInfo": {},
+        "interfaces": [],
+        "launcherContainerImageVersion": LAUNCHER_IMAGE,
+        "migrationMethod": "BlockMigration",
+        "migrationTransport": "Unix",
+        "qosClass": "Burstable",
+    }
+    if migration_state is not None:
+        status["migrationState"] = migration_state
+    return {
+        "apiVersion": "kubevirt.io/v1",
+        "kind": "VirtualMachineInstance",
+        "metadata": {
+            "name": name,
+            "namespace": namespace_name,
+            "uid": uid,
+            "labels": {
+                "kubevirt.io/nodeName": node_name,
+                "kubevirt.io/vm": name,
+                "vm.kubevirt.io/name": name,
+            },
+            "annotations": {
+                "kubevirt.io/latest-observed-api-version": "v1",
+                "kubevirt.io/storage-observed-api-version": "v1",
+            },
+        },
+        "spec": {
+            "architecture": "amd64",
+            "domain": {
+                "cpu": {"cores": 1, "sockets": 1, "threads": 1, "model": "host-model"},
+                "devices": {
+                    "disks": [{"name": "containerdisk", "disk": {"bus": "virtio"}}],
+                    "interfaces": [{"name": "default", "masquerade": {}}],
+                },
+                "machine": {"type": "q35"},
+                "memory": {"guest": "1Gi"},
+                "resources": {"requests": {"memory": "1Gi"}},
+            },
+            "networks": [{"name": "default", "pod": {}}],
+            "volumes": [
+                {"name": "containerdisk", "containerDisk": {"image": "quay.io/containerdisks/fedora:41"}}
+            ],
+        },
+        "status": status,
+    }
+
+
+def _container_spec(name: str, vmi_uid: str) -> dict[str, Any]:
+    if name == "compute":
+        return {
+            "name": "compute",
+            "image": LAUNCHER_IMAGE,
+            "command": [
+                "/usr/bin/virt-launcher-monitor",
+                "--qemu-timeout",
+                "270s",
+                "--name",
+                "vm",
+                "--uid",
+                vmi_uid,
+                "--namespace",
+                "ns",
+                "--kubevirt-share-dir",
+                "/var/run/kubevirt",
+            ],
+            "resources": {
+                "limits": {"devices.kubevirt.io/kvm": "1"},
+                "requests": {"cpu": "100m", "memory": "1294Mi"},
+            },
+            "securityContext": {
+                "capabilities": {"add": ["NET_BIND_SERVICE"], "drop": ["ALL"]},
+                "runAsUser": 107,
+            },
+        }
+    if name == "guest-console-log":
+        return {
+            "name": "guest-console-log",
+            "image": LAUNCHER_IMAGE,
+            "command": ["/usr/bin/virt-tail"],
+            "args": ["--logfile", f"/var/run/kubevirt-private/{vmi_uid}/virt-serial0-log"],
+            "resources": {
+                "limits": {"cpu": "15m", "memory": "60M"},
+                "requests": {"cpu": "5m", "memory": "35M"},
+            },
+        }
+    return {"name": name, "image": LAUNCHER_IMAGE}
+
+
+def container_status(
+    name: str, image: str, started_at: str, cid: str, restart_count: int = 0
+) -> dict[str, Any]:
+    return {
+        "name": name,
+        "image": image,
+        "imageID": f"{image.split(':')[0]}@sha256:{'0' * 64}",
+        "containerID": cid,
+        "ready": True,
+        "started": True,
+        "restartCount": restart_count,
+        "state": {"running": {"startedAt": started_at}},
+        "lastState": {},
+    }
+
+
+def _pod_status(
+    containers: Sequence[dict[str, Any]], host_ip: str, pod_ip: str, rng: random.Random
+) -> dict[str, Any]:
+    started = now_rfc3339()
+    return {
+        "phase": "Running",
+        "hostIP": host_ip,
+        "podIP": pod_ip,
+        "podIPs": [{"ip": pod_ip}],
+        "startTime": started,
+        "qosClass": "Burstable",
+        "conditions": [
+            {"type": kind, "status": "True", "lastProbeTime": None, "lastTransitionTime": started}
+            for kind in (
+                "PodReadyToStartContainers",
+                "Initialized",
+                "Ready",
+                "ContainersReady",
+                "PodScheduled",
+            )
+        ],
+        "containerStatuses": [
+            container_status(spec["name"], spec["image"], started, container_id(rng)) for spec in containers
+        ],
+    }
+
+
+def launcher_pod(
+    vmi_obj: dict[str, Any],
+    name: str,
+    uid: str,
+    node_name: str,
+    containers: Sequence[str],
+    host_ip: str,
+    pod_ip: str,
+    rng: random.Random,
+) -> dict[str, Any]:
+    """The virt-launcher pod of a VMI, labelled and owned as virt-controller creates it."""
+    meta = vmi_obj["metadata"]
+    specs = [_container_spec(container, meta["uid"]) for container in containers]
+    return {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {
+            "name": name,
+            "generateName": f"virt-launcher-{meta['name']}-",
+            "namespace": meta["namespace"],
+            "uid": uid,
+            "labels": {
+                "kubevirt.io": "virt-launcher",
+                "kubevirt.io/created-by": meta["uid"],
+                "kubevirt.io/nodeName": node_name,
+                "vm.kubevirt.io/name": meta["name"],
+                "vmi.kubevirt.io/id": meta["name"],
+            },
+            "annotations": {
+                "kubectl.kubernetes.io/default-container": "compute",
+                "kubevirt.io/domain": meta["name"],
+                "kubevirt.io/migrationTransportUnix": "true",
+                "post.hook.backup.velero.io/container": "compute",
+                "pre.hook.backup.velero.io/container": "compute",
+            },
+            "ownerReferences": [
+                {
+                    "apiVersion": "kubevirt.io/v1",
+                    "kind": "VirtualMachineInstance",
+                    "name": meta["name"],
+                    "uid": meta["uid"],
+                    "controller": True,
+                    "blockOwnerDeletion": True,
+                }
+            ],
+        },
+        "spec": {
+            "nodeName": node_name,
+            "containers": specs,
+            "restartPolicy": "Never",
+            "schedulerName": "default-scheduler",
+            "serviceAccountName": "default",
+            "terminationGracePeriodSeconds": 210,
+            "automountServiceAccountToken": False,
+            "nodeSelector": {"kubevirt.io/schedulable": "true"},
+        },
+        "status": _pod_status(specs, host_ip, pod_ip, rng),
+    }
+
+
+def handler_pod(
+    name: str, uid: str, namespace_name: str, node_name: str, host_ip: str, rng: random.Random
+) -> dict[str, Any]:
+    """One virt-handler DaemonSet pod (host network, so its IP is the node's)."""
+    specs = [
+        {
+            "name": "virt-handler",
+            "image": HANDLER_IMAGE,
+            "command": [
+                "virt-handler",
+                "--port",
+                "8443",
+                "--hostname-override",
+                "$(NODE_NAME)",
+                "--pod-ip-address",
+                "$(MY_POD_IP)",
+                "--max-metric-requests",
+                "3",
+                "--console-server-port",
+                "8186",
+                "--graceful-shutdown-seconds",
+                "315",
+                "-v",
+                "2",
+            ],
+            "resources": {"requests": {"cpu": "10m", "memory": "357Mi"}},
+        }
+    ]
+    return {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {
+            "name": name,
+            "generateName": "virt-handler-",
+            "namespace": namespace_name,
+            "uid": uid,
+            "labels": {
+                "app.kubernetes.io/component": "kubevirt",
+                "app.kubernetes.io/managed-by": "virt-operator",
+                "app.kubernetes.io/version": KUBEVIRT_VERSION,
+                "controller-revision-hash": "7c9d8f6b5d",
+                "kubevirt.io": "virt-handler",
+                "pod-template-generation": "1",
+                "prometheus.kubevirt.io": "true",
+            },
+            "ownerReferences": [
+                {
+                    "apiVersion": "apps/v1",
+                    "kind": "DaemonSet",
+                    "name": "virt-handler",
+                    "uid": new_uid(rng),
+                    "controller": True,
+                    "blockOwnerDeletion": True,
+                }
+            ],
+        },
+        "spec": {
+            "nodeName": node_name,
+            "containers": specs,
+            "hostNetwork": False,
+            "restartPolicy": "Always",
+            "schedulerName": "default-scheduler",
+            "serviceAccountName": "kubevirt-handler",
+            "priorityClassName": "kubevirt-cluster-critical",
+        },
+        "status": _pod_status(specs, host_ip, f"10.244.{rng.randrange(256)}.{rng.randrange(2, 254)}", rng),
+    }
+
+
+def kubevirt_cr(namespace_name: str) -> dict[str, Any]:
+    return {
+        "apiVersion": "kubevirt.io/v1",
+        "kind": "KubeVirt",
+        "metadata": {"name": "kubevirt", "namespace": namespace_name, "generation": 1},
+        "spec": {
+            "certificateRotateStrategy": {},
+            "configuration": {"developerConfiguration": {"featureGates": []}},
+            "customizeComponents": {},
+            "imagePullPolicy": "IfNotPresent",
+            "workloadUpdateStrategy": {"workloadUpdateMethods": ["LiveMigrate"]},
+        },
+        "status": {
+            "phase": "Deployed",
+            "observedKubeVirtVersion": KUBEVIRT_VERSION,
+            "targetKubeVirtVersion": KUBEVIRT_VERSION,
+            "operatorVersion": KUBEVIRT_VERSION,
+            "conditions": [
+                {
+                    "type": "Available",
+                    "status": "True",
+                    "reason": "AllResourcesCreated",
+                    "message": "All components are ready.",
+                }
+            ],
+        },
+    }
+
+
+def hco_cr(namespace_name: str) -> dict[str, Any]:
+    return {
+        "apiVersion": "hco.kubevirt.io/v1beta1",
+        "kind": "HyperConverged",
+        "metadata": {"name": "kubevirt-hyperconverged", "namespace": namespace_name, "generation": 1},
+        "spec": {
+            "featureGates": {"downwardMetrics": False, "enableCommonBootImageImport": True},
+            "infra": {},
+            "workloads": {},
+            "liveMigrationConfig": {"completionTimeoutPerGiB": 150, "parallelMigrationsPerCluster": 5},
+            "uninstallStrategy": "BlockUninstallIfWorkloadsExist",
+        },
+        "status": {
+            "conditions": [{"type": "Available", "status": "True", "reason": "ReconcileCompleted"}],
+            "versions": [{"name": "operator", "version": "1.13.0"}],
+        },
+    }

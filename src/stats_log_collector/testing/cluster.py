@@ -77,7 +77,7 @@ class KubeVirtCluster:
         self._builder = Builder(api, self._rng)
         runner = web.ServerRunner(web.Server(api, handler_cancellation=True), shutdown_timeout=1.0)
         await runner.setup()
-        site = web.TCPSite(runner, self._host, self._port, shutdown_timeout=1.0)
+        site = web.TCPSite(runner, self._host, self._port)
         await site.start()
         self._runner = runner
         host, port = runner.addresses[0][:2]

@@ -134,6 +134,8 @@ class FieldSelector:
             return cls()
         requirements: list[FieldRequirement] = []
         for term in (term.strip() for term in selector.split(",")):
+            if not term:  # apimachinery skips empty terms (kr8s sends "metadata.name=x,")
+                continue
             requirement = _parse_field_term(term)
             if requirement.field not in supported:
                 raise _unsupported_field(requirement.field, supported)

@@ -297,6 +297,31 @@ async def test_kr8s_lists_with_selectors_and_shortnames(small_cluster: KubeVirtC
     assert sorted(vmi.name for vmi in vmis) == ["vm-a", "vm-b"]
 
 
+async def test_kmock_dsl_reactions_still_apply_to_unclaimed_paths(kubevirt_cluster: KubeVirtCluster) -> None:
+    kubevirt_cluster.call(lambda api: api["get /custom/endpoint"] << b"hello")
+    async with (
+        aiohttp.ClientSession() as session,
+        session.get(kubevirt_cluster.url + "/custom/endpoint") as response,
+    ):
+        assert (response.status, await response.read()) == (200, b"hello")
+    kubevirt_cluster.add_namespace("tenant")
+    patch = {"metadata": {"labels": {"team": "vms"}}}
+    async with (
+        aiohttp.ClientSession() as session,
+        session.patch(
+            kubevirt_cluster.url + "/api/v1/namespaces/tenant",
+            json=patch,
+            headers={"Content-Type": "application/merge-patch+json"},
+        ) as response,
+    ):
+        assert response.status == 200
+    # kmock's object history records every version written through the API.
+    versions = kubevirt_cluster.call(lambda api: api.objects["v1/namespaces", None, "tenant"].history.raw)
+    assert len(versions) == 2
+    assert versions[0] is not None and "team" not in versions[0]["metadata"]["labels"]
+    assert versions[1] is not None and versions[1]["metadata"]["labels"]["team"] == "vms"
+
+
 async def test_watch_resumes_after_a_list_and_honours_selectors(small_cluster: KubeVirtCluster) -> None:
     url = small_cluster.url + "/api/v1/namespaces/a/pods"
     _, listed = await get_json(url)

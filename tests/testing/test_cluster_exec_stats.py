@@ -88,6 +88,27 @@ async def test_process_table_and_custom_handler(kubevirt_cluster: KubeVirtCluste
     assert (await pod.exec(["pidof", "virt-launcher"], container="compute")).stdout == b"9 7\n"
 
 
+async def test_a_failing_handler_is_an_internal_error(
+    kubevirt_cluster: KubeVirtCluster, launcher: PodRef
+) -> None:
+    def broken(namespace: str, name: str, container: str, command: list[str]) -> ExecResult:
+        raise RuntimeError("handler bug")
+
+    kubevirt_cluster.set_exec_handler(broken)
+    url = (
+        f"{kubevirt_cluster.url}/api/v1/namespaces/vms/pods/{launcher.name}/exec"
+        "?command=ls&container=compute&stdout=true"
+    )
+    async with (
+        aiohttp.ClientSession() as session,
+        session.ws_connect(url, protocols=("v4.channel.k8s.io",)) as ws,
+    ):
+        frames = [message.data async for message in ws]
+    [error] = frames
+    status = json.loads(error[1:])
+    assert error[0] == 3 and status["reason"] == "InternalError" and "handler bug" in status["message"]
+
+
 @pytest.mark.parametrize("protocol", ["v4.channel.k8s.io", "v5.channel.k8s.io"])
 async def test_raw_channel_protocol(
     kubevirt_cluster: KubeVirtCluster, launcher: PodRef, protocol: str

@@ -4,8 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import json
+import signal
+import subprocess
+import sys
 import threading
 import time
+import urllib.request
 from pathlib import Path
 from typing import Any
 
@@ -150,6 +154,65 @@ async def test_changes_from_other_threads_while_serving(kubevirt_cluster: KubeVi
         thread.join()
     compute = (await get_text(url, container="compute")).splitlines()
     assert compute == [f"compute {index}" for index in range(200)]
+
+
+def test_stop_ends_open_streams_promptly() -> None:
+    cluster = KubeVirtCluster().start()
+    pod = cluster.add_launcher_pod(cluster.add_vmi("vms", "vm1", "node-1"))
+    base = f"{cluster.url}/api/v1/namespaces/vms/pods"
+    outcomes: list[bytes] = []
+
+    def stream(url: str) -> None:
+        with urllib.request.urlopen(url, timeout=30) as response:
+            outcomes.append(response.read())
+
+    urls = [f"{base}/{pod.name}/log?container=compute&follow=true", f"{base}?watch=true&timeoutSeconds=600"]
+    readers = [threading.Thread(target=stream, args=(url,)) for url in urls]
+    for reader in readers:
+        reader.start()
+    while sum(record.status == 200 for record in cluster.requests()) < 2:
+        time.sleep(0.01)
+    started = time.monotonic()
+    cluster.stop()
+    for reader in readers:
+        reader.join(10)
+    assert time.monotonic() - started < 2
+    follow, watch = sorted(outcomes)  # both ended: the follow had no lines, the watch its initial state
+    assert follow == b""
+    assert [json.loads(line)["object"]["metadata"]["name"] for line in watch.splitlines()] == [pod.name]
+
+
+def test_standalone_runner(tmp_path: Path) -> None:
+    kubeconfig = tmp_path / "kubeconfig"
+    command = [
+        sys.executable,
+        "-m",
+        "stats_log_collector.testing",
+        "--kubeconfig",
+        str(kubeconfig),
+        "--namespaces",
+        "x,y",
+        "--nodes",
+        "2",
+        "--vms",
+        "3",
+        "--log-lines",
+        "2",
+    ]
+    runner = subprocess.Popen(command, stdout=subprocess.PIPE, text=True)
+    try:
+        assert runner.stdout is not None
+        url = runner.stdout.readline().removeprefix("url: ").strip()
+        assert runner.stdout.readline().strip() == f"kubeconfig: {kubeconfig}"
+        assert runner.stdout.readline().strip() == "6 VMIs on 2 nodes in x, y"
+        assert f"server: {url}" in kubeconfig.read_text()
+        with urllib.request.urlopen(url + "/apis/kubevirt.io/v1/virtualmachineinstances") as response:
+            assert len(json.load(response)["items"]) == 6
+        runner.send_signal(signal.SIGTERM)
+        assert runner.wait(timeout=10) == 0
+    finally:
+        runner.kill()
+        runner.wait()
 
 
 async def test_live_migration(kubevirt_cluster: KubeVirtCluster) -> None:

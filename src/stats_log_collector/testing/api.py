@@ -13,7 +13,7 @@ needs from a Kubernetes API goes beyond it, and every gap is filled here, in fro
   Summary API;
 * fault injection and a request journal.
 
-Requests that none of this claims (watches, paths tests declare with kmock's DSL) go on to kmock.
+Requests that none of this claims (e.g. paths tests declare with kmock's DSL) go on to kmock.
 """
 
 from __future__ import annotations
@@ -193,11 +193,12 @@ class KubeApi(kmock.KubernetesEmulator):
     async def _fallback(
         self, raw: web.BaseRequest, body: bytes, parsed: ResourcePath | None
     ) -> web.StreamResponse:
-        """Hand the request to kmock: watches, and whatever tests declared with its DSL."""
+        """Hand the request to kmock: reactions tests declared with its DSL, and its root document."""
         query = _query(raw)
         watch = query.get("watch") in ("true", "1")
         rt = resources.find(parsed.group, parsed.version, parsed.plural) if parsed else None
         request = kmock.Request(
+            id=len(self._requests),
             raw_request=raw,
             method=raw.method,
             url=raw.url,
@@ -212,6 +213,7 @@ class KubeApi(kmock.KubernetesEmulator):
             name=parsed.name if parsed else None,
             subresource=parsed.subresource if parsed else None,
         )
+        self._requests.append(request)  # kmock's views match requests by looking them up in this history
         try:
             return await self._handle(request)
         except NotImplementedError:

@@ -94,7 +94,8 @@ class KubeVirtCluster:
 
     async def _stop_server(self) -> None:
         if self._api is not None:
-            self._api.pod_logs.close_all()  # followers finish instead of holding the shutdown
+            self._api.pod_logs.close_all()  # followers and watchers finish instead of holding the shutdown
+            self._api.watches.close_all()
         if self._runner is not None:
             await self._runner.cleanup()
             self._runner = None
@@ -177,6 +178,13 @@ class KubeVirtCluster:
             return function(builder)
 
         return self._call(hop())
+
+    def call(self, function: Callable[[KubeApi], T]) -> T:
+        """Run ``function(api)`` on the server loop: the safe way to use kmock's DSL or ``api.objects``.
+
+        Example: ``cluster.call(lambda api: api["get /custom"] << b"hello")``.
+        """
+        return self._run(lambda builder: function(builder.api))
 
     # ---- population ---------------------------------------------------------------------------
 

@@ -235,7 +235,18 @@ async def serve_websocket(
     await ws.prepare(raw_request)
     if want_stdin and ws.ws_protocol == "v5.channel.k8s.io":  # only v5 can say "end of stdin"
         await _drain_stdin(ws)
-    result = await run()
+    try:
+        result = await run()
+    except Exception as error:  # a broken handler is reported the way the API reports an internal error
+        failure = {
+            "metadata": {},
+            "status": "Failure",
+            "reason": "InternalError",
+            "message": f"Internal error occurred: {error!r}",
+        }
+        await ws.send_bytes(bytes([ERROR]) + json.dumps(failure).encode())
+        await ws.close()
+        return ws
     if want_stdout and result.stdout:
         await ws.send_bytes(bytes([STDOUT]) + result.stdout)
     if want_stderr and result.stderr:

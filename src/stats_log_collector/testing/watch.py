@@ -43,7 +43,7 @@ class Watcher:
     namespace: str | None
     labels: LabelSelector
     fields: FieldSelector
-    queue: asyncio.Queue[Event] = field(default_factory=asyncio.Queue)
+    queue: asyncio.Queue[Event | None] = field(default_factory=asyncio.Queue)  # None: the server stops
 
     def wants(self, event: Event) -> bool:
         if event.rt is not self.rt:
@@ -85,6 +85,11 @@ class WatchHub:
     def remove(self, watcher: Watcher) -> None:
         self._watchers.discard(watcher)
 
+    def close_all(self) -> None:
+        """End every open watch (the server is stopping)."""
+        for watcher in self._watchers:
+            watcher.queue.put_nowait(None)
+
 
 def _line(event_type: str, obj: Body) -> bytes:
     return json.dumps({"type": event_type, "object": obj}, separators=(",", ":")).encode() + b"\n"
@@ -115,10 +120,12 @@ async def serve(
         deadline = time.monotonic() + timeout_seconds
         while (remaining := deadline - time.monotonic()) > 0:
             try:
-                event = await asyncio.wait_for(watcher.queue.get(), remaining)
+                live = await asyncio.wait_for(watcher.queue.get(), remaining)
             except TimeoutError:
                 break
-            await response.write(_line(event.type, event.obj))
+            if live is None:
+                break
+            await response.write(_line(live.type, live.obj))
         await response.write_eof()
         return response
     except ConnectionError:

@@ -154,7 +154,8 @@ class KubeApi(kmock.KubernetesEmulator):
         except ApiError as error:
             response = status_response(error)
         except kmock.KubernetesError as error:
-            response = status_response(ApiError(error.status, None if error.status == 404 else error.message))
+            converted = errors.unknown_path() if error.status == 404 else ApiError(error.status, error.message)
+            response = status_response(converted)
         except (asyncio.CancelledError, ConnectionError):
             raise
         except Exception as error:  # a bug here must reach the client as a 500, not a hang
@@ -195,8 +196,6 @@ class KubeApi(kmock.KubernetesEmulator):
     ) -> web.StreamResponse:
         """Hand the request to kmock: reactions tests declared with its DSL, and its root document."""
         query = _query(raw)
-        watch = query.get("watch") in ("true", "1")
-        rt = resources.find(parsed.group, parsed.version, parsed.plural) if parsed else None
         request = kmock.Request(
             id=len(self._requests),
             raw_request=raw,
@@ -207,8 +206,8 @@ class KubeApi(kmock.KubernetesEmulator):
             body=body,
             text=body.decode(errors="replace"),
             data=_loads(body),
-            action=kmock.action.WATCH if watch and rt else None,
-            resource=self.store.key(rt) if rt else None,
+            action=_kmock_action(raw.method, parsed, query) if parsed else None,
+            resource=kmock.resource(parsed.group, parsed.version, parsed.plural) if parsed else None,
             namespace=parsed.namespace if parsed else None,
             name=parsed.name if parsed else None,
             subresource=parsed.subresource if parsed else None,
@@ -570,6 +569,17 @@ async def _stream_log(response: web.StreamResponse, run: ContainerLog, options: 
         await response.write_eof()
     except ConnectionError:
         pass  # the client went away: nothing to finish
+
+
+def _kmock_action(method: str, path: ResourcePath, query: dict[str, str]) -> kmock.action | None:
+    """The Kubernetes verb kmock's DSL filters on (``kmock.action.LIST`` and so on)."""
+    if method == "GET" and query.get("watch") in ("true", "1"):
+        return kmock.action.WATCH
+    if path.name is None:
+        return {"GET": kmock.action.LIST, "POST": kmock.action.CREATE}.get(method)
+    return {"GET": kmock.action.FETCH, "PATCH": kmock.action.UPDATE, "DELETE": kmock.action.DELETE}.get(
+        method
+    )
 
 
 def _raise(error: ApiError) -> Any:

@@ -154,8 +154,8 @@ class KubeApi(kmock.KubernetesEmulator):
         except ApiError as error:
             response = status_response(error)
         except kmock.KubernetesError as error:
-            converted = errors.unknown_path() if error.status == 404 else ApiError(error.status, error.message)
-            response = status_response(converted)
+            unknown = error.status == 404
+            response = status_response(errors.unknown_path() if unknown else ApiError(error.status, error.message))
         except (asyncio.CancelledError, ConnectionError):
             raise
         except Exception as error:  # a bug here must reach the client as a 500, not a hang

@@ -154,8 +154,7 @@ class KubeApi(kmock.KubernetesEmulator):
         except ApiError as error:
             response = status_response(error)
         except kmock.KubernetesError as error:
-            unknown = error.status == 404
-            response = status_response(errors.unknown_path() if unknown else ApiError(error.status, error.message))
+            response = status_response(_from_kmock(error))
         except (asyncio.CancelledError, ConnectionError):
             raise
         except Exception as error:  # a bug here must reach the client as a 500, not a hang
@@ -569,6 +568,11 @@ async def _stream_log(response: web.StreamResponse, run: ContainerLog, options: 
         await response.write_eof()
     except ConnectionError:
         pass  # the client went away: nothing to finish
+
+
+def _from_kmock(error: kmock.KubernetesError) -> ApiError:
+    """kmock's errors carry its own reasons and a traceback; answer as the API server would."""
+    return errors.unknown_path() if error.status == 404 else ApiError(error.status, error.message)
 
 
 def _kmock_action(method: str, path: ResourcePath, query: dict[str, str]) -> kmock.action | None:

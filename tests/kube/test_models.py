@@ -53,12 +53,12 @@ def test_pod_fields() -> None:
     assert pod.created == datetime(2026, 11, 23, 10, tzinfo=UTC)
 
 
-def test_match_launcher_pods_by_uid_then_name_oldest_first() -> None:
+def test_match_launcher_pods_by_uid_then_name_active_first() -> None:
     vmi = Vmi.from_json(vmi_json())
-    target = Pod.from_json(pod_json("new", {"kubevirt.io/created-by": "u-1"}, "2026-11-23T11:00:00Z"))
-    source = Pod.from_json(pod_json("old", {"kubevirt.io/created-by": "u-1"}, "2026-11-23T10:00:00Z"))
+    target = Pod.from_json(pod_json("a-new", {"kubevirt.io/created-by": "u-1"}, node="node2"))
+    source = Pod.from_json(pod_json("old", {"kubevirt.io/created-by": "u-1"}, node="node1"))
     other = Pod.from_json(pod_json("x", {"kubevirt.io/created-by": "u-2", "vm.kubevirt.io/name": "vm1"}))
-    assert [p.name for p in match_launcher_pods(vmi, [target, other, source])] == ["old", "new"]
+    assert [p.name for p in match_launcher_pods(vmi, [target, other, source])] == ["old", "a-new"]
     assert [p.name for p in match_launcher_pods(vmi, [other])] == ["x"]  # fallback by name
 
 

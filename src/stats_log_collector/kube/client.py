@@ -22,7 +22,7 @@ import contextlib
 import logging
 import random
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any, TypeVar
 
 import httpx
@@ -102,7 +102,7 @@ class KubeClient:
         return [Pod.from_json(item) for item in items]
 
     async def launcher_pods(self, vmi: Vmi) -> list[Pod]:
-        """The virt-launcher pod(s) of one VMI: two while it migrates, oldest first."""
+        """The virt-launcher pod(s) of one VMI: two while it migrates, the active one first."""
         pods = await self.list_pods(vmi.namespace, {**LAUNCHER_LABELS, "kubevirt.io/created-by": vmi.uid})
         if not pods:  # pods created before the created-by label carried the VMI's UID
             pods = await self.list_pods(vmi.namespace, {**LAUNCHER_LABELS, "vm.kubevirt.io/name": vmi.name})
@@ -336,12 +336,19 @@ class KubeClient:
 
 
 def match_launcher_pods(vmi: Vmi, pods: Iterable[Pod]) -> list[Pod]:
-    """The launcher pods of ``vmi`` among ``pods``: by the VMI's UID, else by name; oldest first."""
+    """The launcher pods of ``vmi`` among ``pods``, by the VMI's UID, else by name.
+
+    The pod on the VMI's node comes first: during a live migration that is the source, still running
+    the guest; the target follows. Creation time (second precision) and name break ties.
+    """
     in_namespace = [pod for pod in pods if pod.namespace == vmi.namespace]
     mine = [pod for pod in in_namespace if pod.labels.get("kubevirt.io/created-by") == vmi.uid]
     if not mine:
         mine = [pod for pod in in_namespace if pod.labels.get("vm.kubevirt.io/name") == vmi.name]
-    return sorted(mine, key=lambda pod: (pod.created is None, pod.created or datetime.min, pod.name))
+    return sorted(mine, key=lambda pod: (pod.node != vmi.node, pod.created or _EPOCH, pod.name))
+
+
+_EPOCH = datetime.fromtimestamp(0, UTC)
 
 
 def classify(exc: BaseException) -> KubeError | _Retryable:

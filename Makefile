@@ -26,7 +26,7 @@ test: lint
 # Until the QEMU demo lands (issue #7), the demo runs what exists: a KubeVirt test cluster on
 # 127.0.0.1 that the real kubectl talks to.
 demo: setup
-	$(BIN)/python -m stats_log_collector.testing --kubeconfig $(CURDIR)/demo-data/kubeconfig --demo
+	$(BIN)/python -m stats_log_collector.testing --kubeconfig $(CURDIR)/demo-data/kubeconfig
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .hypothesis build *.egg-info src/*.egg-info

@@ -16,6 +16,7 @@ from pathlib import Path
 from types import FrameType
 
 from .cluster import KubeVirtCluster
+from .populate import Population
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -48,6 +49,20 @@ def wait_for_signal() -> None:
     stop.wait()
 
 
+def print_examples(kubeconfig: Path, population: Population) -> None:
+    """What to type next: the real kubectl against this cluster."""
+    if not population.vmis:
+        return
+    vmi = population.vmis[0]
+    pod = population.launcher_of(vmi)
+    print("try, in another terminal (Ctrl-C here stops the cluster):")
+    print(f"  export KUBECONFIG={kubeconfig}")
+    print("  kubectl get vmi -A")
+    print(f"  kubectl get pods -n {vmi.namespace} -o wide")
+    print(f"  kubectl logs -n {vmi.namespace} {pod.name} --timestamps")
+    print("  kubectl logs -n kubevirt -l kubevirt.io=virt-handler --tail=3")
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     namespaces = [name for name in args.namespaces.split(",") if name]
@@ -57,6 +72,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"url: {cluster.url}")
         print(f"kubeconfig: {kubeconfig}")
         print(f"{len(population.vmis)} VMIs on {len(population.nodes)} nodes in {', '.join(namespaces)}")
+        print_examples(kubeconfig, population)
         sys.stdout.flush()
         wait_for_signal()
     return 0

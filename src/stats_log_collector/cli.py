@@ -15,7 +15,7 @@ import sys
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, NoReturn, TypeVar, cast
 
-from . import __version__
+from . import __version__, logsetup
 from .config import ConfigError, load, shown_default, spec_of
 from .settings import (
     ConsoleTailSettings,
@@ -153,6 +153,7 @@ def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = 
     except ConfigError as exc:
         print(f"{PROG} {command.name}: configuration error: {exc}", file=sys.stderr)
         return 2
+    logsetup.configure(settings[LoggingSettings])
     if command.entry is None:
         print(
             f"{PROG} {command.name}: not built yet (issue #{command.issue}); nothing was started",

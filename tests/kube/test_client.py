@@ -367,3 +367,18 @@ async def test_list_follows_continue_tokens(
     pages = [r for r in cluster.requests() if r.path.endswith("virtualmachineinstances")]
     assert [r.param("limit") for r in pages] == ["3", "3", "3"]
     assert [r.param("continue") is not None for r in pages] == [False, True, True]
+
+
+async def test_merge_patch_of_the_kubevirt_cr(cluster: KubeVirtCluster, client: KubeClient) -> None:
+    cluster.add_kubevirt_cr("kubevirt")
+    path = "/apis/kubevirt.io/v1/namespaces/kubevirt/kubevirts/kubevirt"
+    patch = {"spec": {"configuration": {"developerConfiguration": {"logVerbosity": {"virtHandler": 4}}}}}
+    answer = await client.patch_json(path, patch)
+    assert answer["spec"]["configuration"]["developerConfiguration"]["logVerbosity"] == {"virtHandler": 4}
+    stored = cluster.get_object("kubevirt.io/v1", "KubeVirt", "kubevirt", "kubevirt")
+    assert stored is not None
+    assert stored["spec"]["configuration"]["developerConfiguration"]["featureGates"] == []  # merged, not replaced
+    [record] = [r for r in cluster.requests() if r.method == "PATCH"]
+    assert record.path == path
+    with pytest.raises(KubeNotFound):
+        await client.patch_json("/apis/kubevirt.io/v1/namespaces/kubevirt/kubevirts/nope", patch)

@@ -195,13 +195,14 @@ def choice(*allowed: str) -> Parser:
 
 
 def path(raw: str) -> Path:
+    """A path, made absolute: checkpoints and logs name files by it, whatever the working directory."""
     if not raw:
         raise ValueError("must be a path")
-    return Path(raw).expanduser()
+    return Path(raw).expanduser().absolute()
 
 
 def optional_path(raw: str) -> Path | None:
-    return Path(raw).expanduser() if raw else None
+    return path(raw) if raw else None
 
 
 def optional_str(raw: str) -> str | None:

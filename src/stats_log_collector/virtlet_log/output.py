@@ -1,0 +1,113 @@
+"""The kubelet log file a tailer appends to: opened append-only, followed through kubelet's rotation.
+
+Three rules, each from how kubelet treats the file (REFERENCE.md §2):
+
+* only ever append (``O_APPEND``), never truncate or rewrite: what is in the file has been served already;
+* kubelet rotates the file by renaming it away (``<file>.<YYYYMMDD-HHMMSS>``) and expects the writer to
+  reopen the path, so before writing we compare the path with the open descriptor and reopen when they
+  differ; the pod's directory is never created here, and its disappearance means the pod is gone;
+* kubelet picks its parser from the first line, so a non-empty file in the other format (or in no format we
+  know) is refused rather than made unreadable.
+"""
+
+from __future__ import annotations
+
+import enum
+import logging
+import os
+import re
+from pathlib import Path
+from typing import Final
+
+from .fileid import FileId, NotRegularFile, open_regular
+
+__all__ = ["OutputFile", "OutputState", "detect_format", "write_some"]
+
+log = logging.getLogger(__name__)
+
+_CRI_START: Final = re.compile(
+    rb"[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}(?:\.[0-9]+)?(?:Z|[+-][0-9]{2}:[0-9]{2}) "
+    rb"(?:stdout|stderr) "
+)
+_SNIFF_BYTES: Final = 256
+
+
+def detect_format(start: bytes) -> str | None:
+    """``cri`` or ``json`` from the start of a log file's first line, None if it is neither."""
+    if start.startswith(b"{"):
+        return "json"
+    if _CRI_START.match(start):
+        return "cri"
+    return None
+
+
+def write_some(fd: int, data: memoryview) -> int:
+    """One ``write``: the tailer loops on short writes. A separate function so fault tests can replace it."""
+    return os.write(fd, data)
+
+
+class OutputState(enum.Enum):
+    READY = "ready"
+    GONE = "gone"  # the directory is gone: the pod was deleted
+    REFUSED = "refused"  # the file cannot be used (other format, not a regular file, no permission)
+
+
+class OutputFile:
+    """One output path and the descriptor currently open on it."""
+
+    def __init__(self, path: Path, fmt: str) -> None:
+        self.path = path
+        self.fmt = fmt
+        self.fd: int | None = None
+        self.ident: FileId | None = None
+        #: Why the last :meth:`ensure` refused, for the caller's report.
+        self.error: str | None = None
+
+    def ensure(self) -> OutputState:
+        """Make ``fd`` the file now at ``path``, reopening (creating) it if kubelet rotated it away."""
+        if self.fd is not None:
+            try:
+                current = FileId.of(os.stat(self.path))
+            except FileNotFoundError:
+                current = None
+            except OSError as exc:
+                return self._refuse(f"cannot stat output: {exc}")
+            if current == self.ident:
+                return OutputState.READY
+            log.info("output was rotated or removed, reopening", extra={"output": str(self.path)})
+            self.close()
+        return self._open()
+
+    def _open(self) -> OutputState:
+        flags = os.O_RDWR | os.O_APPEND | os.O_CREAT
+        try:
+            fd, st = open_regular(self.path, flags)
+        except FileNotFoundError:
+            return OutputState.GONE  # O_CREAT only fails so when the directory is missing
+        except NotRegularFile as exc:
+            return self._refuse(str(exc))
+        except OSError as exc:
+            return self._refuse(f"cannot open output: {exc}")
+        if st.st_size > 0:
+            found = detect_format(os.pread(fd, _SNIFF_BYTES, 0))
+            if found != self.fmt:
+                os.close(fd)
+                what = f"{found} format" if found else "an unknown format"
+                return self._refuse(f"output already holds {what}, not {self.fmt}: not mixing formats")
+        self.fd, self.ident, self.error = fd, FileId.of(st), None
+        return OutputState.READY
+
+    def _refuse(self, reason: str) -> OutputState:
+        self.error = reason
+        return OutputState.REFUSED
+
+    def size(self) -> int:
+        """Current size of the open file."""
+        assert self.fd is not None
+        return os.fstat(self.fd).st_size
+
+    def close(self) -> None:
+        if self.fd is not None:
+            os.close(self.fd)
+        self.fd = None
+        self.ident = None

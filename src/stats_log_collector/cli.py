@@ -72,7 +72,7 @@ COMMANDS = (
         "virtlet-log",
         "rewrite raw VM console logs where kubelet reads them, so kubectl logs shows them",
         (VirtletLogSettings, LoggingSettings),
-        None,
+        "stats_log_collector.virtlet_log.command:main",
         3,
     ),
     Command(

@@ -173,6 +173,10 @@ class VirtletLogSettings:
     )
     metrics_port: int = setting("METRICS_PORT", 0, "Prometheus metrics port (0: off)", optional_port)
 
+    @property
+    def vm_log_root(self) -> Path:
+        return Path(self.virtlet_vm_log_location).expanduser().absolute()
+
 
 @dataclasses.dataclass(frozen=True)
 class ConsoleTailSettings:

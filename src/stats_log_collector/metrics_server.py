@@ -1,0 +1,45 @@
+"""A small HTTP listener for ``/metrics`` (Prometheus text) and ``/healthz``, shared by the components.
+
+prometheus-client's own ``start_http_server`` runs a thread per listener; we already run an asyncio loop,
+so the registry is rendered by an aiohttp handler on that loop. Each component registers a Collector that
+reads its live counters at scrape time, so series for files or VMs that went away simply stop appearing.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from collections.abc import AsyncIterator
+
+from aiohttp import web
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
+
+log = logging.getLogger(__name__)
+
+
+def make_app(registry: CollectorRegistry) -> web.Application:
+    async def metrics(request: web.Request) -> web.Response:
+        response = web.Response(body=generate_latest(registry))
+        response.headers["Content-Type"] = CONTENT_TYPE_LATEST
+        return response
+
+    async def healthz(request: web.Request) -> web.Response:
+        return web.Response(text="ok\n")
+
+    app = web.Application()
+    app.router.add_get("/metrics", metrics)
+    app.router.add_get("/healthz", healthz)
+    return app
+
+
+@contextlib.asynccontextmanager
+async def serving(registry: CollectorRegistry, port: int, host: str = "0.0.0.0") -> AsyncIterator[None]:
+    """Serve ``registry`` on ``port`` for the duration of the block."""
+    runner = web.AppRunner(make_app(registry), access_log=None)
+    await runner.setup()
+    try:
+        await web.TCPSite(runner, host, port).start()
+        log.info("serving metrics", extra={"port": port})
+        yield
+    finally:
+        await runner.cleanup()

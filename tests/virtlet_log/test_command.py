@@ -1,0 +1,279 @@
+"""``stats-log-collector virtlet-log`` as a real process on real directories: discovery, layouts, signals.
+
+SLEEP_SECONDS is set to an hour in most tests, so anything that shows up in time came through inotify,
+not the periodic rescan.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from stats_log_collector.testing.kubelet_logs import read_log_file, rebuild
+
+UID = "0a1b2c3d-0000-1111-2222-333344445555"
+UID2 = "9f8e7d6c-0000-1111-2222-333344445555"
+
+
+class Logger:
+    """The virtlet-log process over a temporary node layout."""
+
+    def __init__(self, root: Path, **env: str) -> None:
+        self.vms, self.pods, self.state = root / "vms", root / "pods", root / "state"
+        for directory in (self.vms, self.pods):
+            directory.mkdir(exist_ok=True)
+        self.stderr_path = root / "virtlet-log.stderr"
+        self.env = {
+            **os.environ,
+            "VIRTLET_VM_LOG_LOCATION": str(self.vms),
+            "KUBERNETES_POD_LOGS": str(self.pods),
+            "STATE_DIR": str(self.state),
+            "SLEEP_SECONDS": "3600",
+            "LOG_FORMAT": "cri",
+            **env,
+        }
+        self.process: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> Logger:
+        with self.stderr_path.open("ab") as stderr:
+            self.process = subprocess.Popen(
+                [sys.executable, "-m", "stats_log_collector", "virtlet-log"], env=self.env, stderr=stderr
+            )
+        wait_for(
+            lambda: b"forwarding VM console logs" in self.stderr or b"pty" in self.stderr, "logger start"
+        )
+        return self
+
+    @property
+    def stderr(self) -> bytes:
+        return self.stderr_path.read_bytes() if self.stderr_path.exists() else b""
+
+    def stop(self, signum: int = signal.SIGTERM) -> int:
+        assert self.process is not None
+        self.process.send_signal(signum)
+        code = self.process.wait(timeout=10)
+        self.process = None
+        return code
+
+    def kill(self) -> None:
+        if self.process is not None:
+            self.process.kill()
+            self.process.wait(timeout=10)
+            self.process = None
+
+
+@pytest.fixture
+def logger(tmp_path: Path) -> Iterator[Callable[..., Logger]]:
+    started: list[Logger] = []
+
+    def make(**env: str) -> Logger:
+        instance = Logger(tmp_path, **env)
+        started.append(instance)
+        return instance
+
+    yield make
+    for instance in started:
+        instance.kill()
+
+
+def wait_for(condition: Callable[[], bool], what: str, timeout: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        time.sleep(0.01)
+
+
+def console_text(path: Path) -> bytes:
+    return rebuild(read_log_file(path)) if path.exists() and path.stat().st_size else b""
+
+
+def write(path: Path, data: bytes) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("ab") as file:
+        file.write(data)
+
+
+def test_new_console_in_legacy_layout_via_inotify(logger) -> None:
+    node = logger().start()
+    (node.pods / UID).mkdir()
+    write(node.vms / UID / "vm_0.log", b"\x1b[0mBooting\r\nlogin: \r\n")
+    output = node.pods / UID / "vm_0.log"
+    wait_for(lambda: console_text(output) == b"\x1b[0mBooting\nlogin: \n", "console in output")
+    write(node.vms / UID / "vm_0.log", b"second batch\r\n")
+    wait_for(lambda: console_text(output).endswith(b"second batch\n"), "appended line")
+
+
+def test_modern_layout_waits_for_the_container_directory(logger) -> None:
+    node = logger(LOG_FORMAT="json").start()
+    pod_dir = node.pods / f"default_virtlet-vm_{UID}"
+    pod_dir.mkdir()
+    write(node.vms / UID / "compute_2.log", b"hello\n")
+    output = pod_dir / "compute" / "2.log"
+    time.sleep(0.3)
+    assert not output.exists()  # kubelet has not made the container directory: we do not
+    (pod_dir / "compute").mkdir()
+    wait_for(lambda: console_text(output) == b"hello\n", "output after kubelet made the directory")
+    assert read_log_file(output)[0].stream == "stdout"
+
+
+def test_waits_for_kubelet_pod_directory(logger) -> None:
+    node = logger().start()
+    write(node.vms / UID / "vm_0.log", b"early line\n")
+    time.sleep(0.3)
+    assert list(node.pods.iterdir()) == []  # never created by us
+    assert b"waiting for kubelet's pod log directory" in node.stderr
+    (node.pods / UID).mkdir()
+    wait_for(lambda: console_text(node.pods / UID / "vm_0.log") == b"early line\n", "output once dir exists")
+
+
+def test_create_pod_log_dirs_when_asked(logger) -> None:
+    node = logger(CREATE_POD_LOG_DIRS="true").start()
+    write(node.vms / UID / "vm_0.log", b"line\n")
+    wait_for(lambda: console_text(node.pods / UID / "vm_0.log") == b"line\n", "created directory and output")
+
+
+def test_files_present_at_start_and_checkpoints_across_restart(logger) -> None:
+    node = logger()
+    (node.pods / UID).mkdir()
+    write(node.vms / UID / "vm_0.log", b"one\ntwo\n")
+    node.start()
+    output = node.pods / UID / "vm_0.log"
+    wait_for(lambda: console_text(output) == b"one\ntwo\n", "existing file forwarded")
+    assert node.stop() == 0
+    write(node.vms / UID / "vm_0.log", b"three\n")
+    node.start()
+    wait_for(lambda: console_text(output) == b"one\ntwo\nthree\n", "only the new line after restart")
+    time.sleep(0.2)
+    assert console_text(output) == b"one\ntwo\nthree\n"
+
+
+def test_pty_mode_idles_and_stops_cleanly(logger) -> None:
+    node = logger(VIRTLET_VM_LOG_LOCATION="pty").start()
+    time.sleep(0.3)
+    assert node.process is not None and node.process.poll() is None
+    assert node.stderr.count(b"consoles are ptys") == 1
+    began = time.monotonic()
+    assert node.stop(signal.SIGINT) == 0
+    assert time.monotonic() - began < 5
+
+
+def test_sigterm_stops_within_five_seconds_while_busy(logger) -> None:
+    node = logger()
+    (node.pods / UID).mkdir()
+    write(node.vms / UID / "vm_0.log", b"x" * 100 + b"\n" * 200_000)
+    node.start()
+    began = time.monotonic()
+    assert node.stop() == 0
+    assert time.monotonic() - began < 5
+
+
+def test_files_that_are_not_regular_are_skipped_and_others_go_on(logger) -> None:
+    node = logger().start()
+    (node.pods / UID).mkdir()
+    sandbox = node.vms / UID
+    sandbox.mkdir()
+    os.mkfifo(sandbox / "fifo_0.log")
+    (sandbox / "dir_0.log").mkdir()
+    (sandbox / "loop_0.log").symlink_to(sandbox / "loop_0.log")
+    with socket.socket(socket.AF_UNIX) as sock, tempfile.TemporaryDirectory(dir="/tmp") as short:
+        sock.bind(f"{short}/s")  # AF_UNIX paths are short; the socket file can then be moved
+        os.rename(f"{short}/s", sandbox / "sock_0.log")
+        write(sandbox / "vm_0.log", b"real console\n")
+        wait_for(
+            lambda: console_text(node.pods / UID / "vm_0.log") == b"real console\n", "regular file forwarded"
+        )
+        assert node.process is not None and node.process.poll() is None
+    for name in ("fifo_0.log", "loop_0.log", "sock_0.log"):
+        assert not (node.pods / UID / name).exists()
+
+
+def test_deleted_source_is_finished_and_forgotten(logger) -> None:
+    node = logger().start()
+    (node.pods / UID).mkdir()
+    source = node.vms / UID / "vm_0.log"
+    write(source, b"last words\n")
+    output = node.pods / UID / "vm_0.log"
+    wait_for(lambda: console_text(output) == b"last words\n", "forwarded")
+    source.unlink()
+    wait_for(lambda: not any(node.state.glob("*.json")), "checkpoint forgotten")
+    assert console_text(output) == b"last words\n"
+
+
+def test_metrics_endpoint(logger) -> None:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    node = logger(METRICS_PORT=str(port)).start()
+    (node.pods / UID).mkdir()
+    write(node.vms / UID / "vm_0.log", b"a\nb\nc\n")
+    wait_for(lambda: console_text(node.pods / UID / "vm_0.log") == b"a\nb\nc\n", "forwarded")
+    text = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5).read().decode()
+    assert "virtlet_log_lines_total 3.0" in text
+    assert "virtlet_log_files 1.0" in text
+    assert "virtlet_log_read_bytes_total 6.0" in text
+
+
+def test_inotify_queue_overflow_is_recovered_by_a_rescan(logger) -> None:
+    """With a tiny inotify queue, a burst of new files overflows it; the rescan must still find them all."""
+    knob = Path("/proc/sys/fs/inotify/max_queued_events")
+    try:
+        original = knob.read_text()
+        knob.write_text("8")
+    except OSError as exc:
+        pytest.skip(f"cannot lower max_queued_events here: {exc}")
+    try:
+        node = logger().start()
+    finally:
+        knob.write_text(original)  # read at inotify_init: the logger keeps its small queue
+    for uid in (UID, UID2):
+        (node.pods / uid).mkdir()
+        write(node.vms / uid / "first_0.log", b"first\n")
+        wait_for(
+            lambda uid=uid: console_text(node.pods / uid / "first_0.log") == b"first\n", "sandbox watched"
+        )
+    assert node.process is not None
+    node.process.send_signal(signal.SIGSTOP)  # let events pile up while the logger cannot read them
+    try:
+        for index in range(50):
+            write(node.vms / random.choice((UID, UID2)) / f"vm{index}_0.log", f"console {index}\n".encode())
+    finally:
+        node.process.send_signal(signal.SIGCONT)
+    wait_for(lambda: b"inotify queue overflowed" in node.stderr, "overflow noticed")
+    wait_for(lambda: len(list(node.pods.glob("*/vm*.log"))) == 50, "all 50 consoles")
+    for output in node.pods.glob("*/vm*.log"):
+        index = output.name.split("_")[0][2:]
+        assert console_text(output) == f"console {index}\n".encode()
+
+
+def test_kill_9_under_a_steady_writer_loses_and_repeats_nothing(logger) -> None:
+    node = logger()
+    (node.pods / UID).mkdir()
+    source, output = node.vms / UID / "vm_0.log", node.pods / UID / "vm_0.log"
+    source.parent.mkdir()
+    expected = bytearray()
+    rng = random.Random(7)
+    node.start()
+    for round_ in range(8):
+        for number in range(300):
+            line = f"round {round_} line {number} " + "x" * rng.randrange(0, 300)
+            data = line.encode() + (b"\r\n" if number % 2 else b"\n")
+            write(source, data)
+            expected += data.replace(b"\r\n", b"\n")
+            if number == rng.randrange(300):
+                time.sleep(0.001)
+        time.sleep(rng.uniform(0.0, 0.05))
+        node.kill()  # SIGKILL, mid-stream
+        node.start()
+    wait_for(lambda: console_text(output) == bytes(expected), "exact output after 8 kill -9", timeout=30)

@@ -377,7 +377,8 @@ async def test_merge_patch_of_the_kubevirt_cr(cluster: KubeVirtCluster, client: 
     assert answer["spec"]["configuration"]["developerConfiguration"]["logVerbosity"] == {"virtHandler": 4}
     stored = cluster.get_object("kubevirt.io/v1", "KubeVirt", "kubevirt", "kubevirt")
     assert stored is not None
-    assert stored["spec"]["configuration"]["developerConfiguration"]["featureGates"] == []  # merged, not replaced
+    # merged, not replaced:
+    assert stored["spec"]["configuration"]["developerConfiguration"]["featureGates"] == []
     [record] = [r for r in cluster.requests() if r.method == "PATCH"]
     assert record.path == path
     with pytest.raises(KubeNotFound):

@@ -240,9 +240,8 @@ def test_inotify_queue_overflow_is_recovered_by_a_rescan(logger) -> None:
     for uid in (UID, UID2):
         (node.pods / uid).mkdir()
         write(node.vms / uid / "first_0.log", b"first\n")
-        wait_for(
-            lambda uid=uid: console_text(node.pods / uid / "first_0.log") == b"first\n", "sandbox watched"
-        )
+        first = node.pods / uid / "first_0.log"
+        wait_for(lambda: console_text(first) == b"first\n", "sandbox watched")  # noqa: B023
     assert node.process is not None
     node.process.send_signal(signal.SIGSTOP)  # let events pile up while the logger cannot read them
     try:

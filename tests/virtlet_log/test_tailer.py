@@ -635,10 +635,38 @@ def test_source_renamed_away_before_the_new_file_exists(cri: Env) -> None:
     cri.poll(t)
     cri.append(b"two\n")
     cri.source.rename(cri.source.with_name("vm_0.log.1"))
-    assert cri.poll(t).status is Status.ACTIVE
+    assert cri.poll(t).status is Status.WAITING  # "two" is written; the old file stays open
     cri.append(b"three\n")  # the new file
-    cri.poll(t)
+    assert cri.poll(t).status is Status.ACTIVE
     assert cri.rebuilt() == cri.expected()
+
+
+def test_source_deleted_while_down_leaves_rotated_files_to_finish(cri: Env) -> None:
+    """The watcher resumes a checkpointed source whose path is gone: what is left is written, then WAITING
+    (the caller decides whether a missing path means gone)."""
+    t = cri.tailer()
+    cri.append(b"one\n")
+    cri.poll(t)
+    abandon(t)
+    cri.append(b"two, unterminated")
+    rename_rotate(cri)
+    cri.source.unlink()
+    t = cri.tailer()
+    p = cri.poll(t)
+    assert p.status is Status.WAITING and cri.checkpoint() is not None
+    assert cri.rebuilt() == cri.expected()  # the rotated file finished, its last line flushed
+    t.close()
+    assert cri.poll(cri.tailer()).status is Status.WAITING  # and not read again
+    assert cri.rebuilt() == cri.expected()
+
+
+def test_checkpointed_source_gone_entirely(cri: Env) -> None:
+    t = cri.tailer()
+    cri.append(b"one\n")
+    cri.poll(t)
+    t.close()
+    cri.source.unlink()
+    assert cri.poll(cri.tailer()).status is Status.WAITING
 
 
 @pytest.mark.parametrize("kind", ["directory", "fifo", "symlink loop"])

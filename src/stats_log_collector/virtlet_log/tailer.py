@@ -70,7 +70,10 @@ class Status(enum.Enum):
     """What the caller should do with a tailer after a poll."""
 
     ACTIVE = "active"  # following: poll on events, on the rescan and at flush_at
-    WAITING = "waiting"  # the source does not exist (yet): poll again when it appears
+    # All that could be read is written and the source path does not exist, yet or any more (renamed away,
+    # or deleted while we were down); the checkpoint is kept. Poll again when the path appears; a front end
+    # for which a missing source means "gone" (virtlet-log, after its start) may forget it instead.
+    WAITING = "waiting"
     BLOCKED = "blocked"  # cannot go on now (see error): poll again later, e.g. on the rescan
     FINISHED = "finished"  # the source was deleted and is fully written; its checkpoint is gone: drop it
     STOPPED = "stopped"  # the output directory is gone (pod deleted): drop it
@@ -274,8 +277,7 @@ class Tailer:
     def _poll(self, now: float) -> bool:
         if self._cur is None and not self._start(now):
             return False
-        if self._status is Status.BLOCKED:
-            self._status = Status.ACTIVE
+        self._status = Status.ACTIVE
         if self._pending is not None and not self._finish_pending():
             return False
         if not self._ready_output():
@@ -341,8 +343,11 @@ class Tailer:
             at_path: FileId | None = FileId.of(os.stat(self._source))
         except FileNotFoundError:
             at_path = None
-        if at_path == cur.ident or (at_path is None and st.st_nlink > 0):
-            return False  # nothing new; or renamed away and the new file is not there yet
+        if at_path == cur.ident:
+            return False
+        if at_path is None and st.st_nlink > 0:
+            self._status = Status.WAITING  # renamed away, and the new file is not there (yet)
+            return False
         # Rotated or deleted: read once more what was written before that, then finish the file.
         cur.final = True
         return True
@@ -356,8 +361,11 @@ class Tailer:
         if self._queue:
             self._switch(self._queue.pop(0))
             return True
-        if st.st_nlink == 0 and not self._source.exists():
-            self._finish()
+        if not self._source.exists():
+            if st.st_nlink == 0:
+                self._finish()  # deleted, and everything it held is written
+            else:
+                self._status = Status.WAITING
         return False
 
     def _files_after(self, cur: _Open) -> list[_Open]:

@@ -275,4 +275,14 @@ def test_kill_9_under_a_steady_writer_loses_and_repeats_nothing(logger) -> None:
         time.sleep(rng.uniform(0.0, 0.05))
         node.kill()  # SIGKILL, mid-stream
         node.start()
-    wait_for(lambda: console_text(output) == bytes(expected), "exact output after 8 kill -9", timeout=30)
+    try:
+        wait_for(lambda: console_text(output) == bytes(expected), "exact output after 8 kill -9", timeout=30)
+    except AssertionError:
+        actual = console_text(output)
+        at = next((i for i, (a, b) in enumerate(zip(actual, expected, strict=False)) if a != b), None)
+        at = min(len(actual), len(expected)) if at is None else at
+        raise AssertionError(
+            f"output differs at byte {at} (output {len(actual)}, input {len(expected)} bytes): "
+            f"{actual[at - 80 : at + 80]!r} vs {bytes(expected[at - 80 : at + 80])!r}\n"
+            f"{node.stderr[-3000:]!r}"
+        ) from None

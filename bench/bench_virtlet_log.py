@@ -208,7 +208,7 @@ def latency(work: Path, files: int, appends: int = 200) -> None:
                 file.write(f"line {number}\n".encode())
             delays.append(wait_event(watcher, by_wd, uid) - began)
             time.sleep(0.02)
-        idle_cpu = measure_idle_cpu(process.pid, seconds=5.0)
+        idle_cpu = measure_idle_cpu(process.pid, seconds=21.0)  # two rescans (SLEEP_SECONDS=10)
         rss = int(Path(f"/proc/{process.pid}/status").read_text().split("VmRSS:")[1].split()[0]) // 1024
         pickups = new_file_pickup(vms, pods, watcher)
     finally:

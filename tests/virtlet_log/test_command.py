@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import random
+import shutil
 import signal
 import socket
 import subprocess
@@ -21,6 +22,7 @@ from pathlib import Path
 import pytest
 
 from stats_log_collector.testing.kubelet_logs import read_log_file, rebuild
+from stats_log_collector.virtlet_log.watcher import ConsoleLogWatcher, WatcherConfig
 
 UID = "0a1b2c3d-0000-1111-2222-333344445555"
 UID2 = "9f8e7d6c-0000-1111-2222-333344445555"
@@ -286,3 +288,36 @@ def test_kill_9_under_a_steady_writer_loses_and_repeats_nothing(logger) -> None:
             f"{actual[at - 80 : at + 80]!r} vs {bytes(expected[at - 80 : at + 80])!r}\n"
             f"{node.stderr[-3000:]!r}"
         ) from None
+
+
+def test_pod_directory_deleted_stops_following(logger) -> None:
+    node = logger().start()
+    (node.pods / UID).mkdir()
+    write(node.vms / UID / "vm_0.log", b"line\n")
+    wait_for(lambda: console_text(node.pods / UID / "vm_0.log") == b"line\n", "forwarded")
+    shutil.rmtree(node.pods / UID)
+    wait_for(lambda: b"stopped following" in node.stderr, "tailer stopped when the pod directory went")
+    write(node.vms / UID / "vm_0.log", b"after the pod is gone\n")
+    time.sleep(0.3)
+    assert not (node.pods / UID).exists()  # never recreated
+
+
+def test_rescan_alone_finds_new_and_changed_files(tmp_path: Path) -> None:
+    """Without reading one inotify event, rescans find new files and appended lines."""
+    node = Logger(tmp_path)
+    node.state.mkdir()
+    watcher = ConsoleLogWatcher(WatcherConfig(node.vms, node.pods, tmp_path / "state", "cri"))
+    try:
+        (node.pods / UID).mkdir()
+        (node.pods / UID2).mkdir()
+        write(node.vms / UID / "vm_0.log", b"one\n")
+        write(node.vms / UID2 / "vm_0.log", b"idle\n")
+        watcher.rescan()
+        assert console_text(node.pods / UID / "vm_0.log") == b"one\n"
+        write(node.vms / UID / "vm_0.log", b"two\n")
+        watcher.rescan()
+        assert console_text(node.pods / UID / "vm_0.log") == b"one\ntwo\n"
+        assert console_text(node.pods / UID2 / "vm_0.log") == b"idle\n"
+        assert watcher.files == 2 and watcher.stats.lines == 3
+    finally:
+        watcher.close()

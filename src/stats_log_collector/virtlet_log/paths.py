@@ -42,25 +42,45 @@ def source_of(root: Path, path: Path) -> Source | None:
     return Source(relative.parts[0], relative.name)
 
 
-def modern_pod_dir(sandbox: str, entries: Iterable[str]) -> str | None:
-    """Among the names in the pod log root, the ``<namespace>_<pod>_<uid>`` directory of ``sandbox``."""
-    suffix = "_" + sandbox
-    for entry in entries:
-        if entry.endswith(suffix) and entry.count("_") >= 2 and entry != suffix:
-            return entry
-    return None
+class PodLogDirs:
+    """The directory names in the pod log root, indexed by pod UID, kept up to date from inotify.
+
+    A node runs hundreds of pods: listing the root for every new console and scanning it for the
+    ``_<uid>`` suffix made discovery quadratic, so the names are indexed once and then maintained.
+    """
+
+    def __init__(self, names: Iterable[str] = ()) -> None:
+        self._legacy: set[str] = set()
+        self._modern: dict[str, str] = {}  # pod UID -> <namespace>_<pod>_<uid>
+        for name in names:
+            self.add(name)
+
+    def add(self, name: str) -> None:
+        self._legacy.add(name)
+        if name.count("_") >= 2:
+            self._modern[name.rsplit("_", 1)[1]] = name
+
+    def discard(self, name: str) -> None:
+        self._legacy.discard(name)
+        if name.count("_") >= 2 and self._modern.get(name.rsplit("_", 1)[1]) == name:
+            del self._modern[name.rsplit("_", 1)[1]]
+
+    def legacy(self, sandbox: str) -> bool:
+        return sandbox in self._legacy
+
+    def modern(self, sandbox: str) -> str | None:
+        return self._modern.get(sandbox)
 
 
-def output_path(root: Path, source: Source, entries: Iterable[str]) -> Path | None:
-    """Where kubelet reads ``source``'s container log, given the names present in ``root``; None: not yet.
+def output_path(root: Path, source: Source, dirs: PodLogDirs) -> Path | None:
+    """Where kubelet reads ``source``'s container log, given the directories in ``root``; None: not yet.
 
     The legacy layout wins when its directory exists (it is what Virtlet wrote); otherwise a modern
     pod directory is used, which needs a ``<container>_<attempt>.log`` name to place the file.
     """
-    names = set(entries)
-    if source.sandbox in names:
+    if dirs.legacy(source.sandbox):
         return root / source.sandbox / source.name
-    pod_dir = modern_pod_dir(source.sandbox, names)
+    pod_dir = dirs.modern(source.sandbox)
     split = source.container_attempt
     if pod_dir is None or split is None:
         return None

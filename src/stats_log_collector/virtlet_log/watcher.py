@@ -33,7 +33,7 @@ from pathlib import Path
 from inotify_simple import INotify, flags
 
 from .checkpoint import CheckpointStore
-from .paths import Source, created_output_path, output_path, source_of
+from .paths import PodLogDirs, Source, created_output_path, output_path, source_of
 from .tailer import Progress, Status, Tailer
 
 log = logging.getLogger(__name__)
@@ -49,7 +49,7 @@ SANDBOX_EVENTS = (
     | flags.ATTRIB
     | flags.ONLYDIR
 )
-POD_DIR_EVENTS = flags.CREATE | flags.MOVED_TO | flags.DELETE | flags.ONLYDIR
+POD_DIR_EVENTS = flags.CREATE | flags.MOVED_TO | flags.MOVED_FROM | flags.DELETE | flags.ONLYDIR
 _FILE_KINDS = {
     stat.S_IFDIR: "a directory",
     stat.S_IFIFO: "a FIFO",
@@ -90,10 +90,13 @@ class ConsoleLogWatcher:
         self._store = CheckpointStore(config.state_dir)
         self._inotify = INotify()
         self._watches: dict[int, Path] = {}  # watch descriptor -> directory
-        self._watched: dict[Path, int] = {}
+        self._watched: dict[str, int] = {}
         self._tailers: dict[Path, Tailer] = {}
+        self._paths: dict[str, Path] = {}  # the followed sources by path string (scans work on strings)
+        self._signatures: dict[str, tuple[int, int, int] | None] = {}  # source stat as of its last poll
         self._behind: dict[Path, int] = {}
         self._waiting: set[Path] = set()  # sources whose pod log directory does not exist yet
+        self._pod_dirs = PodLogDirs()
         self._skipped: set[Path] = set()  # not regular files: warned about once, retried on rescans
         self._timers: list[tuple[float, str]] = []  # (due, source): idle flushes
         self._again: set[Path] = set()  # sources that ran out of budget
@@ -149,31 +152,46 @@ class ConsoleLogWatcher:
 
     # --- discovering files -------------------------------------------------------------------------
 
-    def rescan(self) -> None:
-        """Look at everything again: new and vanished files, pod directories, and poll every file."""
+    def rescan(self, *, everything: bool = False) -> None:
+        """Look at everything again: new and vanished files, pod directories, files that changed.
+
+        A followed file is polled only if its inode, size or mtime changed since its last poll (or it is
+        not in the plain following state), so that a node with thousands of idle consoles costs a stat
+        per file per rescan; after an inotify overflow (``everything``) every file is polled.
+        """
         root = self._config.source_root
         self._watch(self._config.pod_log_root, POD_DIR_EVENTS)
+        self._pod_dirs = PodLogDirs(_names(self._config.pod_log_root))
         if self._watch(root, SOURCE_ROOT_EVENTS) is None:
             return
-        seen: set[Path] = set()
+        seen: set[str] = set()
         for sandbox in _subdirectories(root):
             self._watch(sandbox, SANDBOX_EVENTS)
-            for path in _log_files(sandbox):
-                seen.add(path)
-                self._track(path)
+            for name in _names(sandbox):
+                if name.endswith(".log"):
+                    key = os.path.join(sandbox, name)
+                    seen.add(key)
+                    if key not in self._paths:
+                        self._track(Path(key))
         if not self._resumed:
             self._resume_checkpointed(seen)
-        for path in list(self._tailers):
-            self.poll(path)  # vanished files too: their tailer finishes what was left and reports it
-        self._waiting &= seen
-        self._skipped &= seen
+        for key, path in list(self._paths.items()):
+            # vanished files too: their tailer finishes what was left and reports it
+            if everything or not self._unchanged(key):
+                self.poll(path)
+        self._waiting = {path for path in self._waiting if str(path) in seen}
+        self._skipped = {path for path in self._skipped if str(path) in seen}
 
-    def _resume_checkpointed(self, seen: set[Path]) -> None:
+    def _unchanged(self, key: str) -> bool:
+        tailer = self._tailers[self._paths[key]]
+        return tailer.status is Status.ACTIVE and self._signatures.get(key) == _signature(key)
+
+    def _resume_checkpointed(self, seen: set[str]) -> None:
         """At start, sources checkpointed but gone (deleted or rotated while we were down) are finished."""
         self._resumed = True
         for key in list(self._store.sources()):
             path = Path(key)
-            if path in seen:
+            if key in seen:
                 continue
             source = source_of(self._config.source_root, path)
             if source is not None and self._output_for(source) is not None:
@@ -197,6 +215,7 @@ class ConsoleLogWatcher:
             return
         self._waiting.discard(path)
         self._tailers[path] = Tailer(path, output, self._store, fmt=self._config.log_format)
+        self._paths[str(path)] = path
         log.info("following", extra={"source": str(path), "output": str(output)})
         self.poll(path)
 
@@ -223,11 +242,7 @@ class ConsoleLogWatcher:
 
     def _output_for(self, source: Source) -> Path | None:
         root = self._config.pod_log_root
-        try:
-            entries = os.listdir(root)
-        except OSError:
-            entries = []
-        output = output_path(root, source, entries)
+        output = output_path(root, source, self._pod_dirs)
         if output is not None and not output.parent.is_dir():
             # Today's layout: kubelet makes <pod dir>/<container>/ when the container starts.
             self._watch(output.parent.parent, POD_DIR_EVENTS)
@@ -237,9 +252,10 @@ class ConsoleLogWatcher:
             output.parent.mkdir(parents=True, exist_ok=True)
         return output
 
-    def _watch(self, directory: Path, mask: int) -> int | None:
-        if directory in self._watched:
-            return self._watched[directory]
+    def _watch(self, directory: Path | str, mask: int) -> int | None:
+        key = str(directory)
+        if key in self._watched:
+            return self._watched[key]
         try:
             descriptor: int = self._inotify.add_watch(directory, mask)
         except FileNotFoundError:
@@ -248,8 +264,8 @@ class ConsoleLogWatcher:
             self.stats.errors += 1
             log.warning("cannot watch directory", extra={"directory": str(directory), "error": str(exc)})
             return None
-        self._watches[descriptor] = directory
-        self._watched[directory] = descriptor
+        self._watches[descriptor] = Path(directory)
+        self._watched[key] = descriptor
         return descriptor
 
     # --- events ------------------------------------------------------------------------------------
@@ -259,14 +275,14 @@ class ConsoleLogWatcher:
         for event in events:
             if event.mask & flags.Q_OVERFLOW:
                 log.warning("inotify queue overflowed, rescanning")
-                self.rescan()
+                self.rescan(everything=True)
                 continue
             directory = self._watches.get(event.wd)
             if directory is None:
                 continue
             if event.mask & flags.IGNORED:  # the directory is gone
                 del self._watches[event.wd]
-                self._watched.pop(directory, None)
+                self._watched.pop(str(directory), None)
                 continue
             self._on_event(directory, event.name, event.mask)
         self._wakeup.set()
@@ -289,6 +305,12 @@ class ConsoleLogWatcher:
             elif (base := _rotated_base(directory, name)) in self._tailers:
                 self.poll(base)
             return
+        if directory == self._config.pod_log_root and name:
+            if mask & (flags.DELETE | flags.MOVED_FROM):
+                self._pod_dirs.discard(name)
+                self._poll_outputs_under(directory / name)  # the pod is gone: its tailers stop
+            else:
+                self._pod_dirs.add(name)
         # The pod log root or a pod directory changed: sources waiting for it may go now.
         for path in sorted(self._waiting):
             self._track(path)
@@ -299,13 +321,16 @@ class ConsoleLogWatcher:
         tailer = self._tailers.get(path)
         if tailer is None:
             return
-        now = self._clock()
-        progress = tailer.poll(now)
+        key = str(path)
+        self._signatures[key] = _signature(key)  # before reading: a later append changes it
+        progress = tailer.poll(self._clock())
         self._account(path, progress)
         if progress.status in (Status.FINISHED, Status.STOPPED):
             tailer.close()
             del self._tailers[path]
-            self._behind.pop(path, None)
+            del self._paths[key]
+            self._signatures.pop(key, None)
+            self.stats.behind -= self._behind.pop(path, 0)
             log.info("stopped following", extra={"source": str(path), "why": progress.status.value})
             return
         if progress.more:
@@ -313,14 +338,19 @@ class ConsoleLogWatcher:
         if progress.flush_at is not None:
             heapq.heappush(self._timers, (progress.flush_at, str(path)))
 
+    def _poll_outputs_under(self, pod_dir: Path) -> None:
+        for path, tailer in list(self._tailers.items()):
+            if tailer.output.is_relative_to(pod_dir):
+                self.poll(path)
+
     def _account(self, path: Path, progress: Progress) -> None:
         self.stats.lines += progress.pieces
         self.stats.bytes_read += progress.read
         self.stats.bytes_written += progress.written
         if progress.error:
             self.stats.errors += 1
+        self.stats.behind += progress.behind - self._behind.get(path, 0)
         self._behind[path] = progress.behind
-        self.stats.behind = sum(self._behind.values())
 
     def _poll_again(self) -> None:
         again, self._again = self._again, set()
@@ -334,20 +364,32 @@ class ConsoleLogWatcher:
             self.poll(Path(path))
 
 
-def _subdirectories(root: Path) -> list[Path]:
+def _names(directory: Path | str) -> list[str]:
+    try:
+        return os.listdir(directory)
+    except OSError:
+        return []
+
+
+def _subdirectories(root: Path) -> list[str]:
     try:
         with os.scandir(root) as entries:
-            return [Path(entry.path) for entry in entries if entry.is_dir(follow_symlinks=False)]
+            return [entry.path for entry in entries if entry.is_dir(follow_symlinks=False)]
     except OSError:
         return []
 
 
 def _log_files(sandbox: Path) -> list[Path]:
+    return [sandbox / name for name in _names(sandbox) if name.endswith(".log")]
+
+
+def _signature(path: str) -> tuple[int, int, int] | None:
+    """What tells that a file changed (or was replaced) without reading it."""
     try:
-        with os.scandir(sandbox) as entries:
-            return [Path(entry.path) for entry in entries if entry.name.endswith(".log")]
+        st = os.stat(path)
     except OSError:
-        return []
+        return None
+    return (st.st_ino, st.st_size, st.st_mtime_ns)
 
 
 def _rotated_base(directory: Path, name: str) -> Path:

@@ -93,6 +93,7 @@ class ConsoleLogWatcher:
         self._watched: dict[str, int] = {}
         self._tailers: dict[Path, Tailer] = {}
         self._paths: dict[str, Path] = {}  # the followed sources by path string (scans work on strings)
+        self._listings: dict[str, tuple[int, list[str]]] = {}  # sandbox -> (its mtime, its *.log files)
         self._signatures: dict[str, tuple[int, int, int] | None] = {}  # source stat as of its last poll
         self._behind: dict[Path, int] = {}
         self._waiting: set[Path] = set()  # sources whose pod log directory does not exist yet
@@ -155,9 +156,10 @@ class ConsoleLogWatcher:
     def rescan(self, *, everything: bool = False) -> None:
         """Look at everything again: new and vanished files, pod directories, files that changed.
 
-        A followed file is polled only if its inode, size or mtime changed since its last poll (or it is
-        not in the plain following state), so that a node with thousands of idle consoles costs a stat
-        per file per rescan; after an inotify overflow (``everything``) every file is polled.
+        A sandbox directory is listed again only if its mtime changed, and a followed file is polled only
+        if its inode, size or mtime changed since its last poll (or it is not in the plain following
+        state), so that a node with thousands of idle consoles costs two stats per console per rescan;
+        after an inotify overflow (``everything``) every directory is listed and every file polled.
         """
         root = self._config.source_root
         self._watch(self._config.pod_log_root, POD_DIR_EVENTS)
@@ -165,14 +167,21 @@ class ConsoleLogWatcher:
         if self._watch(root, SOURCE_ROOT_EVENTS) is None:
             return
         seen: set[str] = set()
-        for sandbox in _subdirectories(root):
+        listings: dict[str, tuple[int, list[str]]] = {}
+        for sandbox, mtime in _subdirectories(root):
             self._watch(sandbox, SANDBOX_EVENTS)
-            for name in _names(sandbox):
-                if name.endswith(".log"):
-                    key = os.path.join(sandbox, name)
-                    seen.add(key)
-                    if key not in self._paths:
-                        self._track(Path(key))
+            known = self._listings.get(sandbox)
+            if everything or known is None or known[0] != mtime:  # entries added, removed or renamed
+                known = (
+                    mtime,
+                    [os.path.join(sandbox, name) for name in _names(sandbox) if name.endswith(".log")],
+                )
+            listings[sandbox] = known
+            for key in known[1]:
+                seen.add(key)
+                if key not in self._paths:
+                    self._track(Path(key))
+        self._listings = listings
         if not self._resumed:
             self._resume_checkpointed(seen)
         for key, path in list(self._paths.items()):
@@ -371,12 +380,18 @@ def _names(directory: Path | str) -> list[str]:
         return []
 
 
-def _subdirectories(root: Path) -> list[str]:
+def _subdirectories(root: Path) -> list[tuple[str, int]]:
+    """The directories in ``root`` with their mtime, which changes whenever an entry is added or removed."""
+    found = []
     try:
         with os.scandir(root) as entries:
-            return [entry.path for entry in entries if entry.is_dir(follow_symlinks=False)]
+            for entry in entries:
+                with contextlib.suppress(OSError):
+                    if entry.is_dir(follow_symlinks=False):
+                        found.append((entry.path, entry.stat(follow_symlinks=False).st_mtime_ns))
     except OSError:
-        return []
+        pass
+    return found
 
 
 def _log_files(sandbox: Path) -> list[Path]:

@@ -1,4 +1,4 @@
-"""Tests of the checkpoint store: atomic two-slot saves, CRC, fallback to the previous good record.
+"""Tests of the checkpoint store: two slots saved in turn, CRC, fallback to the previous good record.
 
 The fallback matters because a checkpoint found corrupt after a crash (vector#20753) must neither stop the
 logger nor make it start over (which would duplicate the whole output): the other slot holds the record
@@ -7,6 +7,7 @@ saved just before, which recovery can always continue from.
 
 from __future__ import annotations
 
+import dataclasses
 import errno
 import json
 import logging
@@ -54,7 +55,7 @@ def slots(store: CheckpointStore) -> list[Path]:
 
 
 def decoded(path: Path) -> dict[str, Any]:
-    body = path.read_bytes().rstrip(b"\n").rpartition(b"\n")[0]
+    body = path.read_bytes().partition(b"\n")[0]  # the JSON body is the first line
     obj: dict[str, Any] = json.loads(body)
     return obj
 
@@ -93,7 +94,8 @@ def test_saves_alternate_between_two_slots(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     "damage",
     [
-        lambda raw: raw[: len(raw) // 2],  # truncated (a crash while the file was written, without rename)
+        lambda raw: raw[:100],  # cut inside the record (a save interrupted)
+        lambda raw: raw[:100] + b" " * 924,  # the start of a new record over an old one
         lambda raw: b"",  # empty
         lambda raw: raw.replace(b'"offset":2', b'"offset":9'),  # a flipped digit: the CRC catches it
         lambda raw: b"\x00" * len(raw),  # zeroed blocks after a power cut
@@ -136,25 +138,41 @@ def test_both_slots_corrupt_means_no_checkpoint(tmp_path: Path, caplog) -> None:
     assert caplog.text.count("corrupt checkpoint") == 2
 
 
-def test_failed_write_leaves_both_slots_intact(tmp_path: Path, monkeypatch) -> None:
+def test_failed_write_keeps_the_newest_record(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     store = CheckpointStore(tmp_path)
     store.save(record(1))
     store.save(record(2))
-    before = {p: p.read_bytes() for p in slots(store)}
+    newest = newest_slot(store)
+    before = newest.read_bytes()
+    real_pwrite = os.pwrite
 
-    real_write = os.write
+    def short_pwrite(fd: int, data: bytes, offset: int) -> int:
+        return real_pwrite(fd, data[:10], offset)  # the disk filled up after 10 bytes
 
-    def short_write(fd: int, data: bytes) -> int:
-        return real_write(fd, data[:10])  # the disk filled up after 10 bytes
-
-    monkeypatch.setattr(os, "write", short_write)
+    monkeypatch.setattr(os, "pwrite", short_pwrite)
     with pytest.raises(OSError) as raised:
         store.save(record(3))
     assert raised.value.errno == errno.ENOSPC
     monkeypatch.undo()
-    assert {p: p.read_bytes() for p in slots(store)} == before
-    assert not list(tmp_path.glob("*.tmp"))
+    assert newest.read_bytes() == before  # only the older slot was touched
     assert CheckpointStore(tmp_path).load(SOURCE) == record(2)
+    store.save(record(3))  # the next save goes to the same (damaged) slot
+    assert CheckpointStore(tmp_path).load(SOURCE) == record(3)
+    assert newest.read_bytes() == before
+
+
+def test_shorter_record_over_a_longer_one(tmp_path: Path) -> None:
+    """Slots are overwritten in place, never truncated: what is left of a longer record must not matter."""
+    store = CheckpointStore(tmp_path)
+    long = dataclasses.replace(record(1), output="/" + "p" * 3000)
+    store.save(long)
+    store.save(record(2))
+    store.save(record(3))  # over the long one
+    assert CheckpointStore(tmp_path).load(SOURCE) == record(3)
+    assert all(p.stat().st_size % 1024 == 0 for p in slots(store))
+    store.save(record(4))
+    (tmp_path / f"{CheckpointStore.key(SOURCE)}.b.json").write_bytes(b"")  # the newest lost
+    assert CheckpointStore(tmp_path).load(SOURCE) == record(3)
 
 
 def test_full_state_dir_raises(tmp_path: Path) -> None:

@@ -13,8 +13,9 @@ Exactly once, across ``kill -9`` at any instant, rests on three things:
   is rebuilt from the source (it is a pure function of the source range, the flush mode and the timestamp)
   and compared with the output's size: not written, written, or torn, in which case exactly the missing
   suffix is appended (after checking that the part present is the batch's prefix). The intent of the next
-  batch also commits the previous one, so a busy source costs one checkpoint per chunk of up to 1 MiB plus
-  one per poll;
+  batch also commits the previous one, and a written batch's intent is itself enough for recovery, so a
+  source costs one checkpoint per batch (a chunk of up to 1 MiB, or a poll's lines) plus at most one
+  intent-clearing commit per second (:data:`COMMIT_SECONDS`);
 * the committed offset is ``bytes read - bytes the assembler still holds``: an unterminated line is not
   committed, so after a restart it is read again (fluent-bit#11265), and a line cut by an idle flush goes on
   where the flush left it;
@@ -42,7 +43,7 @@ import errno
 import logging
 import os
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Final
 
@@ -52,7 +53,15 @@ from .fileid import HEAD_BYTES, FileId, Sibling, open_regular, read_at, rotated_
 from .formats import ENCODERS, MAX_PIECE_BYTES, LineAssembler, Pieces, format_timestamp
 from .output import OutputFile, OutputState
 
-__all__ = ["CHUNK_BYTES", "IDLE_FLUSH_SECONDS", "POLL_BUDGET_BYTES", "Progress", "Status", "Tailer"]
+__all__ = [
+    "CHUNK_BYTES",
+    "COMMIT_SECONDS",
+    "IDLE_FLUSH_SECONDS",
+    "POLL_BUDGET_BYTES",
+    "Progress",
+    "Status",
+    "Tailer",
+]
 
 log = logging.getLogger(__name__)
 
@@ -60,10 +69,18 @@ log = logging.getLogger(__name__)
 CHUNK_BYTES: Final = 1 << 20
 #: Bytes read by one poll at most, so that one busy source does not starve the others.
 POLL_BUDGET_BYTES: Final = 8 << 20
+#: Longest delay of the commit that follows a written batch (its intent covers it meanwhile).
+COMMIT_SECONDS: Final = 1.0
 #: Quiet time after which an unterminated last line is written as a partial piece.
 IDLE_FLUSH_SECONDS: Final = 1.0
 
 _DISK_FULL: Final = (errno.ENOSPC, errno.EDQUOT)
+#: After a restart, fewer known bytes than this (head and bytes before the offset) identify a file among
+#: the rotated ones by content only if no other matches: a few bytes, such as a console's first escape code,
+#: may be the same in all of them.
+MIN_FINGERPRINT: Final = 64
+#: How often the rotated siblings are listed again when names move while they are being opened.
+_LIST_ATTEMPTS: Final = 5
 
 
 class Status(enum.Enum):
@@ -118,8 +135,18 @@ class _Open:
         self.tail = os.pread(self.fd, pos - start, start) if pos else b""
 
     def advance(self, chunk: bytes) -> None:
+        """Account for ``chunk``, read at ``pos`` and found :meth:`consistent`."""
+        if len(self.head) < HEAD_BYTES and self.pos <= len(self.head) < self.pos + len(chunk):
+            # The head grows from checked reads only: a fresh pread could already see a rewritten file.
+            self.head = (self.head + chunk[len(self.head) - self.pos :])[:HEAD_BYTES]
+            self._head_hash = None
         self.pos += len(chunk)
         self.tail = chunk[-MARK_BYTES:] if len(chunk) >= MARK_BYTES else (self.tail + chunk)[-MARK_BYTES:]
+
+    def recapture_head(self) -> None:
+        """Take the head again (only before anything is read)."""
+        self.head = os.pread(self.fd, HEAD_BYTES, 0)
+        self._head_hash = None
 
     @property
     def head_hash(self) -> str:
@@ -143,11 +170,6 @@ class _Open:
         if self.head and os.pread(self.fd, len(self.head), 0) != self.head:
             return True
         return bool(self.tail) and os.pread(self.fd, len(self.tail), self.pos - len(self.tail)) != self.tail
-
-    def grow_head(self, size: int) -> None:
-        if len(self.head) < HEAD_BYTES and size > len(self.head):
-            self.head = os.pread(self.fd, HEAD_BYTES, 0)
-            self._head_hash = None
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -224,7 +246,10 @@ class Tailer:
         self._asm = LineAssembler(max_piece)
         self._offset = 0  # committed: everything before it in self._cur is in the output
         self._pending: _Batch | None = None
-        self._dirty = False  # the on-disk checkpoint lags behind
+        self._dirty = False  # the checkpoint on disk lags behind (it may hold the intent of a written batch)
+        self._urgent = False  # ... and must be saved at the end of the poll (the file changed)
+        self._saved_at = 0.0
+        self._now = 0.0
         self._last_data = 0.0
         self._idle_done = True
         self._status = Status.WAITING
@@ -253,6 +278,7 @@ class Tailer:
             return Progress(self._status)
         self._read = self._written = self._pieces = 0
         self._blocked = None
+        self._now = now
         more = False
         try:
             more = self._poll(now)
@@ -264,7 +290,7 @@ class Tailer:
     def close(self) -> None:
         """Save the checkpoint and release the files. A later poll resumes from the checkpoint."""
         try:
-            self._commit()
+            self._commit(force=True)
         except OSError as exc:
             log.warning("cannot save checkpoint", extra={"source": self._key, "error": str(exc)})
         self._release()
@@ -336,7 +362,6 @@ class Tailer:
         st = os.fstat(cur.fd)
         if cur.rewritten(st.st_size):
             return self._truncated(cur)
-        cur.grow_head(st.st_size)
         if cur.final:
             return self._finish_file(cur, st)
         try:
@@ -372,14 +397,15 @@ class Tailer:
         """What rotation made after ``cur``: the newer rotated siblings (two rotations between polls), then
         the file at the path."""
         path = self._open_new_path(cur.ident)
-        siblings = self._siblings(path)
-        index = next((i for i, s in enumerate(siblings) if s.ident == cur.ident), None)
+        siblings = self._open_siblings(path.ident if path else None)
+        index = next((i for i, f in enumerate(siblings) if f.ident == cur.ident), None)
         if index is not None:
             newer = siblings[index + 1 :]
         else:  # renamed and deleted: its age decides
             mtime = os.fstat(cur.fd).st_mtime_ns
-            newer = [s for s in siblings if s.mtime_ns > mtime]
-        return self._open_all(newer) + ([path] if path else [])
+            newer = [f for f in siblings if os.fstat(f.fd).st_mtime_ns > mtime]
+        _close_all(f for f in siblings if f not in newer)
+        return newer + ([path] if path else [])
 
     def _switch(self, nxt: _Open) -> None:
         cur = self._cur
@@ -390,31 +416,32 @@ class Tailer:
         nxt.seek(nxt.pos)
         self._asm = LineAssembler(self._max_piece)
         self._offset = nxt.pos
-        self._dirty = True
+        self._dirty = self._urgent = True
 
     def _truncated(self, cur: _Open) -> bool:
         """The file shrank or was rewritten (copy-truncate): finish from its copy if found, then from 0."""
-        siblings = [s for s in self._siblings(None) if s.ident != cur.ident]
         head, tail, pos = cur.head, cur.tail, cur.pos
 
         def same_content(fd: int) -> bool:
             return read_at(fd, len(head), 0) == head and read_at(fd, len(tail), pos - len(tail)) == tail
 
-        # Nothing known of the content (an empty file at open, nothing read): nothing to look for.
-        index = _find_file(siblings, None, pos, same_content) if head or tail else None
+        # The copy made by this truncation is the newest sibling, looked at first: any known byte will do.
+        siblings = self._open_siblings(cur.ident) if head or tail else []
+        index = _find_file(siblings, None, pos, same_content)
         restart = _Open(cur.fd, cur.ident, cur.name, final=cur.final)
         if index is not None:
-            copy = self._open_sibling(siblings[index])
-            if copy is not None:
-                log.warning(
-                    "source truncated: finishing it from its copy, then reading it again from the start",
-                    extra={"source": self._key, "copy": copy.name, "offset": pos},
-                )
-                copy.seek(pos)
-                self._cur = copy  # the same bytes at the same offsets: the assembler goes on
-                self._queue = [*self._open_all(siblings[index + 1 :]), restart, *self._queue]
-                self._dirty = True
-                return True
+            copy = siblings[index]
+            log.warning(
+                "source truncated: finishing it from its copy, then reading it again from the start",
+                extra={"source": self._key, "copy": copy.name, "offset": pos},
+            )
+            _close_all(siblings[:index])
+            copy.seek(pos)
+            self._cur = copy  # the same bytes at the same offsets: the assembler goes on
+            self._queue = [*siblings[index + 1 :], restart, *self._queue]
+            self._dirty = self._urgent = True
+            return True
+        _close_all(siblings)
         log.warning(
             "source truncated and no copy found: what was appended after our last read is lost",
             extra={"source": self._key, "offset": pos},
@@ -425,13 +452,27 @@ class Tailer:
         restart.seek(0)
         self._asm = LineAssembler(self._max_piece)
         self._offset = 0
-        self._dirty = True
+        self._dirty = self._urgent = True
         return written
 
-    def _siblings(self, path: _Open | None) -> list[Sibling]:
-        """The rotated siblings of the source path, oldest first, without the file now at the path."""
-        found = rotated_siblings(self._source)
-        return [s for s in found if s.ident != path.ident] if path else found
+    def _open_siblings(self, exclude: FileId | None) -> list[_Open]:
+        """The rotated siblings of the source path (but ``exclude``), oldest first, all opened at once.
+
+        Rotation renames them while we look (``x.log.1`` becomes ``x.log.2``): a name that no longer holds
+        the file listed makes us list again, so that none is missed or taken for another; after that only
+        the open descriptors are used.
+        """
+        opened: list[_Open] = []
+        listed: list[Sibling] = []
+        for attempt in range(_LIST_ATTEMPTS):
+            listed = [s for s in rotated_siblings(self._source) if s.ident != exclude]
+            opened = [f for f in map(self._open_sibling, listed) if f is not None]
+            if len(opened) == len(listed) or attempt == _LIST_ATTEMPTS - 1:
+                break
+            _close_all(opened)
+        if len(opened) != len(listed):
+            log.warning("rotated files kept moving while listed", extra={"source": self._key})
+        return opened
 
     def _open_new_path(self, old: FileId) -> _Open | None:
         """The file now at the source path if it is not ``old``."""
@@ -457,10 +498,6 @@ class Tailer:
             os.close(fd)
             return None
         return _Open(fd, sibling.ident, str(sibling.path), final=True)
-
-    def _open_all(self, siblings: list[Sibling]) -> list[_Open]:
-        opened = (self._open_sibling(s) for s in siblings)
-        return [f for f in opened if f is not None]
 
     def _finish(self) -> None:
         log.info("source deleted and fully written; forgetting it", extra={"source": self._key})
@@ -543,12 +580,25 @@ class Tailer:
             self._block(f"cannot save checkpoint: {exc}; will retry", logging.ERROR)
             return False
         batch.intent, batch.fd = intent, out.fd
-        self._dirty = False
+        self._dirty = self._urgent = False
+        self._saved_at = self._now
         return True
 
-    def _commit(self) -> None:
-        """Save the committed offset (clearing the intent) if the checkpoint on disk lags behind."""
+    def _commit(self, *, force: bool = False) -> None:
+        """Save the committed offset (clearing the intent) if the checkpoint on disk lags behind.
+
+        After a written batch that is not urgent: its intent already says all that recovery needs (the
+        output holds the whole batch, so it goes on after it), and the next batch's intent commits it. So
+        a busy or chatty source saves one record per batch plus at most one commit per COMMIT_SECONDS.
+        """
         if not self._dirty or self._pending is not None or self._cur is None:
+            return
+        if not (force or self._urgent or self._now - self._saved_at >= COMMIT_SECONDS):
+            return
+        if self._offset == 0 and not self._cur.head:
+            # At the start of a file with nothing in it yet: such a record knows no content, and after a
+            # copy-truncate it would match any later content of the path (same inode). The record on disk
+            # (the previous file, finished) is the better one until this file has bytes.
             return
         out = self._out
         ident = out.ident or FileId(0, 0)
@@ -558,7 +608,8 @@ class Tailer:
         except OSError as exc:  # the next intent commits it too
             log.warning("cannot save checkpoint", extra={"source": self._key, "error": str(exc)})
             return
-        self._dirty = False
+        self._dirty = self._urgent = False
+        self._saved_at = self._now
 
     def _source_mark(self) -> _SourceMark:
         cur = self._cur
@@ -639,7 +690,7 @@ class Tailer:
             self._offset = self._cur.pos - self._asm.pending_bytes
         self._last_data, self._idle_done = now, False
         self._status = Status.ACTIVE
-        self._dirty = True
+        self._dirty = self._urgent = True
         return True
 
     def _locate(self, ck: Checkpoint | None) -> tuple[_Open | None, list[_Open]]:
@@ -651,18 +702,25 @@ class Tailer:
         if path is not None and path.ident == ident and _matches(path.fd, ck):
             path.seek(ck.offset)
             return path, []
-        siblings = self._siblings(path)
-        index = _find_file(siblings, ident, ck.offset, lambda fd: _matches(fd, ck))
-        anchor = self._open_sibling(siblings[index]) if index is not None else None
-        if index is None or anchor is None:
+        strong = ck.head_len + min(ck.offset, MARK_BYTES) >= MIN_FINGERPRINT
+        siblings = self._open_siblings(path.ident if path else None)
+        if path is not None:
+            # Taken again after the listing: a copy-truncate in between put what the path held into a copy
+            # we will read; the path's head must describe what it holds now, or that copy comes twice.
+            path.recapture_head()
+        index = _find_file(siblings, ident, ck.offset, lambda fd: _matches(fd, ck), unique=not strong)
+        if index is None:
+            _close_all(siblings)
             what = "rewritten (inode reused or truncated)" if path and path.ident == ident else "gone"
             log.warning(
                 f"checkpointed file is {what}; reading the current file from the start",
                 extra={"source": self._key, "offset": ck.offset},
             )
             return None, [path] if path else []
+        anchor = siblings[index]
+        _close_all(siblings[:index])
         anchor.seek(ck.offset)
-        rest = self._open_all(siblings[index + 1 :]) + ([path] if path else [])
+        rest = siblings[index + 1 :] + ([path] if path else [])
         log.info(
             "resuming in a rotated file",
             extra={"source": self._key, "file": anchor.name, "offset": ck.offset, "then": len(rest)},
@@ -809,24 +867,33 @@ class Tailer:
 
 
 def _find_file(
-    siblings: list[Sibling], ident: FileId | None, size: int, matches: Callable[[int], bool]
+    files: list[_Open],
+    ident: FileId | None,
+    size: int,
+    matches: Callable[[int], bool],
+    *,
+    unique: bool = False,
 ) -> int | None:
-    """Index of the sibling that is ``ident`` (renamed) or else the newest whose content ``matches``."""
-    by_inode = [i for i, s in enumerate(siblings) if s.ident == ident]
-    others = [i for i in reversed(range(len(siblings))) if i not in by_inode]
-    for i in by_inode + others:
-        if siblings[i].size < size:
-            continue
-        try:
-            fd, _ = open_regular(siblings[i].path)
-        except OSError:
-            continue
-        try:
-            if matches(fd):
-                return i
-        finally:
-            os.close(fd)
-    return None
+    """Index of the file that is ``ident`` (renamed), else of the newest whose content ``matches``; with
+    ``unique``, only if no other file matches too (the content known is too short to tell them apart)."""
+
+    def fits(i: int) -> bool:
+        return os.fstat(files[i].fd).st_size >= size and matches(files[i].fd)
+
+    by_inode = [i for i, f in enumerate(files) if f.ident == ident]
+    for i in by_inode:
+        if fits(i):
+            return i
+    found = (i for i in reversed(range(len(files))) if i not in by_inode and fits(i))
+    first = next(found, None)
+    if unique and next(found, None) is not None:
+        return None
+    return first
+
+
+def _close_all(files: Iterable[_Open]) -> None:
+    for f in files:
+        os.close(f.fd)
 
 
 def _matches(fd: int, ck: Checkpoint) -> bool:

@@ -29,10 +29,16 @@ Exactly once, across ``kill -9`` at any instant, rests on three things:
 A full disk blocks the tailer with the encoded batch kept in memory (the intent already describes it): it is
 retried on every poll and nothing new is read meanwhile, so memory stays bounded by one batch.
 
+Rotated files move while they are looked at (every rotation renames them all), so they are listed and opened
+as one snapshot, and a file's content is checked on every read against what is known of it; these checks
+come from stress runs with a rotation every 33 ms and ``kill -9`` every few hundred milliseconds.
+
 Known limits: a writer that keeps appending to a file after it was renamed *and* a new file appeared loses
 what it appends after we finished the old file; a file truncated and refilled past our offset with the same
 first KiB and the same 64 bytes before the offset is taken for the old one; bytes appended between our last
-read and a copy-truncate whose copy cannot be found are lost (they are nowhere to be read).
+read and a copy-truncate whose copy cannot be found are lost (they are nowhere to be read); after a restart,
+a file of which fewer than 64 bytes are known is found among copy-truncated copies only if it is the only
+match (else the current file is read from its start and a few lines may be lost).
 """
 
 from __future__ import annotations

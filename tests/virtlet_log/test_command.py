@@ -321,3 +321,13 @@ def test_rescan_alone_finds_new_and_changed_files(tmp_path: Path) -> None:
         assert watcher.files == 2 and watcher.stats.lines == 3
     finally:
         watcher.close()
+
+
+def test_sandbox_directory_deleted_forgets_the_source(logger) -> None:
+    node = logger().start()
+    (node.pods / UID).mkdir()
+    write(node.vms / UID / "vm_0.log", b"bye\n")
+    wait_for(lambda: console_text(node.pods / UID / "vm_0.log") == b"bye\n", "forwarded")
+    shutil.rmtree(node.vms / UID)
+    wait_for(lambda: not any(node.state.iterdir()), "checkpoint forgotten with the sandbox")
+    assert b"stopped following" in node.stderr

@@ -334,7 +334,7 @@ class ConsoleLogWatcher:
         self._signatures[key] = _signature(key)  # before reading: a later append changes it
         progress = tailer.poll(self._clock())
         self._account(path, progress)
-        if progress.status in (Status.FINISHED, Status.STOPPED):
+        if progress.status in (Status.FINISHED, Status.STOPPED) or self._gone(path, progress):
             tailer.close()
             del self._tailers[path]
             del self._paths[key]
@@ -346,6 +346,17 @@ class ConsoleLogWatcher:
             self._again.add(path)
         if progress.flush_at is not None:
             heapq.heappush(self._timers, (progress.flush_at, str(path)))
+
+    def _gone(self, path: Path, progress: Progress) -> bool:
+        """All written and the source's sandbox directory removed: the VM is gone, so is its checkpoint.
+
+        (A source path that is only briefly absent, between a rotation's rename and the new file, keeps
+        its tailer and checkpoint: the tailer goes on with the new file.)
+        """
+        if progress.status is not Status.WAITING or path.parent.is_dir():
+            return False
+        self._store.forget(str(path))
+        return True
 
     def _poll_outputs_under(self, pod_dir: Path) -> None:
         for path, tailer in list(self._tailers.items()):

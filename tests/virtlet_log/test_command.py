@@ -227,8 +227,7 @@ def test_metrics_endpoint(logger) -> None:
     assert "virtlet_log_read_bytes_total 6.0" in text
 
 
-def test_inotify_queue_overflow_is_recovered_by_a_rescan(logger) -> None:
-    """With a tiny inotify queue, a burst of new files overflows it; the rescan must still find them all."""
+def start_with_tiny_inotify_queue(logger) -> Logger:
     knob = Path("/proc/sys/fs/inotify/max_queued_events")
     try:
         original = knob.read_text()
@@ -236,9 +235,14 @@ def test_inotify_queue_overflow_is_recovered_by_a_rescan(logger) -> None:
     except OSError as exc:
         pytest.skip(f"cannot lower max_queued_events here: {exc}")
     try:
-        node = logger().start()
+        return logger().start()
     finally:
         knob.write_text(original)  # read at inotify_init: the logger keeps its small queue
+
+
+def test_inotify_queue_overflow_is_recovered_by_a_rescan(logger) -> None:
+    """With a tiny inotify queue, a burst of new files overflows it; the rescan must still find them all."""
+    node = start_with_tiny_inotify_queue(logger)
     for uid in (UID, UID2):
         (node.pods / uid).mkdir()
         write(node.vms / uid / "first_0.log", b"first\n")
@@ -331,3 +335,25 @@ def test_sandbox_directory_deleted_forgets_the_source(logger) -> None:
     shutil.rmtree(node.vms / UID)
     wait_for(lambda: not any(node.state.iterdir()), "checkpoint forgotten with the sandbox")
     assert b"stopped following" in node.stderr
+
+
+def test_rotation_during_an_inotify_overflow_is_not_missed(logger) -> None:
+    """fluent-bit#1108: rotations hidden by a queue overflow were missed. Rotate while events are lost."""
+    node = start_with_tiny_inotify_queue(logger)
+    (node.pods / UID).mkdir()
+    source, output = node.vms / UID / "vm_0.log", node.pods / UID / "vm_0.log"
+    write(source, b"before\n")
+    wait_for(lambda: console_text(output) == b"before\n", "first line")
+    assert node.process is not None
+    node.process.send_signal(signal.SIGSTOP)
+    try:
+        write(source, b"old file tail\n")
+        source.rename(source.with_name("vm_0.log.1"))
+        for number in range(30):  # enough events to overflow a queue of 8
+            write(source, f"new file {number}\n".encode())
+            write(node.vms / UID / f"noise{number}_0.log", b"x\n")
+    finally:
+        node.process.send_signal(signal.SIGCONT)
+    expected = b"before\nold file tail\n" + b"".join(f"new file {n}\n".encode() for n in range(30))
+    wait_for(lambda: console_text(output) == expected, "old tail then the whole new file")
+    assert b"inotify queue overflowed" in node.stderr

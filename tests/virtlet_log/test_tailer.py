@@ -509,6 +509,7 @@ def test_crash_while_finishing_a_rotated_file(cri: Env, monkeypatch: pytest.Monk
 
 
 def test_copytruncate_live_finishes_from_the_copy(env: Env) -> None:
+    """The file shrank: start again at 0, no duplicate (vector#23619 missed the truncation)."""
     t = env.tailer()
     env.append(b"one\n")
     env.poll(t)
@@ -1049,7 +1050,10 @@ def test_driver_follows_rotation_live(tmp_path: Path, mode: str) -> None:
 
 
 def test_kill_at_each_step_of_a_batch(tmp_path: Path) -> None:
-    """The driver kills itself right after each step of a batch in turn: deterministic crash points."""
+    """The driver kills itself right after each step of a batch in turn: deterministic crash points.
+
+    fluent-bit#5912 lost lines when the offset was saved before delivery; here every crash point is tried.
+    """
     env = Env(tmp_path, "cri")
     rng = random.Random(7)
     points = ["after-intent", "mid-write", "after-write", "after-commit"]

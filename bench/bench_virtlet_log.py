@@ -96,7 +96,9 @@ def run_rsyslog(source: Path, work: Path, fmt: str, lines: int) -> Result:
     out = work / f"rsyslog-{fmt}.out"
     conf = work / f"rsyslog-{fmt}.conf"
     state = work / f"rsyslog-{fmt}-state"
-    state.mkdir(exist_ok=True)
+    shutil.rmtree(state, ignore_errors=True)  # a fresh start each run: no remembered position, no output
+    out.unlink(missing_ok=True)
+    state.mkdir()
     conf.write_text(
         f'global(workDirectory="{state}" maxMessageSize="64k")\n'
         'module(load="imfile" mode="inotify")\n'

@@ -227,7 +227,7 @@ def test_metrics_endpoint(logger) -> None:
     assert "virtlet_log_read_bytes_total 6.0" in text
 
 
-def start_with_tiny_inotify_queue(logger) -> Logger:
+def start_with_tiny_inotify_queue(logger: Callable[..., Logger]) -> Logger:
     knob = Path("/proc/sys/fs/inotify/max_queued_events")
     try:
         original = knob.read_text()
@@ -258,8 +258,8 @@ def test_inotify_queue_overflow_is_recovered_by_a_rescan(logger) -> None:
     wait_for(lambda: b"inotify queue overflowed" in node.stderr, "overflow noticed")
     wait_for(lambda: len(list(node.pods.glob("*/vm*.log"))) == 50, "all 50 consoles")
     for output in node.pods.glob("*/vm*.log"):
-        index = output.name.split("_")[0][2:]
-        assert console_text(output) == f"console {index}\n".encode()
+        number = output.name.split("_")[0][2:]
+        assert console_text(output) == f"console {number}\n".encode()
 
 
 def test_kill_9_under_a_steady_writer_loses_and_repeats_nothing(logger) -> None:

@@ -79,7 +79,7 @@ COMMANDS = (
         "console-tail",
         "print one console log to stdout as it grows, following rotation (KubeVirt guest-console-log)",
         (ConsoleTailSettings, LoggingSettings),
-        None,
+        "stats_log_collector.virtlet_log.console_tail:main",
         3,
     ),
     Command(

@@ -22,7 +22,8 @@ Two jobs, kept apart so each can be tested and measured alone:
    assembler fed from there produces the same pieces the old one would have (nothing lost, nothing twice).
 
 2. :func:`encode_cri` and :func:`encode_json` turn one batch of pieces, which share one timestamp (the time
-   the batch was read), into the bytes to append to the output file.
+   the batch was read), into the bytes to append to the output file; :func:`encode_raw` turns it back into
+   plain console text for ``console-tail``, whose stdout the container runtime makes into the CRI file.
 
 Why the code looks the way it does: the budget is about a quarter of rsyslog's CPU, i.e. roughly 1 s per
 million 100-byte lines for the whole logger (REFERENCE.md §4), while one Python-level operation per line
@@ -56,6 +57,7 @@ __all__ = [
     "Stream",
     "encode_cri",
     "encode_json",
+    "encode_raw",
     "format_timestamp",
     "go_decode",
     "now_timestamp",
@@ -485,5 +487,18 @@ def encode_json(pieces: Pieces, ts: bytes, stream: Stream = "stdout") -> bytes:
     )
 
 
-#: The encoder for each ``LOG_FORMAT`` value.
-ENCODERS: Final[dict[str, Encoder]] = {"cri": encode_cri, "json": encode_json}
+def encode_raw(pieces: Pieces, ts: bytes) -> bytes:
+    """Plain text, for a stream read by a container runtime: each content, ``\\n`` after complete pieces only.
+
+    A partial piece gets no newline, so the rest of its line (the next piece, maybe in a later batch) goes
+    on where it stopped and the text reads as the console wrote it (CRLF folded). ``ts`` is not used.
+    """
+    if not pieces:
+        return b""
+    if not pieces.partial:
+        return pieces.blob + b"\n"
+    return _segments(pieces, lambda run: b"\n".join(run) + b"\n", lambda content: content)
+
+
+#: The encoder for each ``LOG_FORMAT`` value, and ``raw`` for console-tail's stdout.
+ENCODERS: Final[dict[str, Encoder]] = {"cri": encode_cri, "json": encode_json, "raw": encode_raw}

@@ -8,6 +8,9 @@ Three rules, each from how kubelet treats the file (REFERENCE.md §2):
   differ; the pod's directory is never created here, and its disappearance means the pod is gone;
 * kubelet picks its parser from the first line, so a non-empty file in the other format (or in no format we
   know) is refused rather than made unreadable.
+
+:class:`Output` is what a tailer needs of its output, so that the same tailing core also writes to a stream
+(console-tail's stdout, :mod:`.stream`): a file can be read back after a crash, a stream cannot.
 """
 
 from __future__ import annotations
@@ -17,11 +20,11 @@ import logging
 import os
 import re
 from pathlib import Path
-from typing import Final
+from typing import Final, Protocol
 
 from .fileid import FileId, NotRegularFile, open_regular
 
-__all__ = ["OutputFile", "OutputState", "detect_format", "write_some"]
+__all__ = ["Output", "OutputFile", "OutputState", "detect_format", "write_some"]
 
 log = logging.getLogger(__name__)
 
@@ -52,8 +55,42 @@ class OutputState(enum.Enum):
     REFUSED = "refused"  # the file cannot be used (other format, not a regular file, no permission)
 
 
+class Output(Protocol):
+    """What a tailer appends its batches to: an :class:`OutputFile`, or a stream."""
+
+    path: Path  # named in checkpoints and logs
+    fd: int | None  # where batches go, once ensure() said READY
+    ident: FileId | None
+    error: str | None  # why ensure() refused
+
+    @property
+    def inspectable(self) -> bool:
+        """Can a crash be repaired by reading the output back (exactly once)? A file tells by its size how
+        much of an interrupted batch it holds; a stream cannot, so its tailer writes that batch again and
+        commits every batch as soon as it is written (at least once, at most the last batch twice)."""
+        ...
+
+    def ensure(self) -> OutputState:
+        """Make ``fd`` usable; called before each batch."""
+        ...
+
+    def size(self) -> int:
+        """Bytes in the output (recorded in checkpoints)."""
+        ...
+
+    def write(self, fd: int, data: memoryview) -> int:
+        """One write of ``data`` to ``fd`` (``fd``, or a recovered descriptor of a rotated file); short
+        writes are looped on. An ``OSError`` blocks the tailer until a later poll; any other exception
+        abandons the poll with the batch pending, its intent saved, as a crash would."""
+        ...
+
+    def close(self) -> None: ...
+
+
 class OutputFile:
     """One output path and the descriptor currently open on it."""
+
+    inspectable = True
 
     def __init__(self, path: Path, fmt: str) -> None:
         self.path = path
@@ -105,6 +142,9 @@ class OutputFile:
         """Current size of the open file."""
         assert self.fd is not None
         return os.fstat(self.fd).st_size
+
+    def write(self, fd: int, data: memoryview) -> int:
+        return write_some(fd, data)
 
     def close(self) -> None:
         if self.fd is not None:

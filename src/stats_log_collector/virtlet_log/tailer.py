@@ -33,6 +33,10 @@ Rotated files move while they are looked at (every rotation renames them all), s
 as one snapshot, and a file's content is checked on every read against what is known of it; these checks
 come from stress runs with a rotation every 33 ms and ``kill -9`` every few hundred milliseconds.
 
+The output is an :class:`~.output.Output`: a kubelet log file (a path), or a stream such as console-tail's
+stdout. A stream cannot be read back, so it gets at least once instead: an interrupted batch is written
+again whole, and each batch is committed as soon as its write returns, so only the last one can repeat.
+
 Known limits: a writer that keeps appending to a file after it was renamed *and* a new file appeared loses
 what it appends after we finished the old file; a file truncated and refilled past our offset with the same
 first KiB and the same 64 bytes before the offset is taken for the old one; bytes appended between our last
@@ -53,11 +57,10 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Final
 
-from . import output as _output
 from .checkpoint import MARK_BYTES, Checkpoint, CheckpointStore, FlushMode, Intent, fingerprint
 from .fileid import HEAD_BYTES, FileId, Sibling, open_regular, read_at, rotated_siblings
 from .formats import ENCODERS, MAX_PIECE_BYTES, LineAssembler, Pieces, format_timestamp
-from .output import OutputFile, OutputState
+from .output import Output, OutputFile, OutputState
 
 __all__ = [
     "CHUNK_BYTES",
@@ -223,7 +226,7 @@ class Tailer:
     def __init__(
         self,
         source: Path,
-        output: Path,
+        output: Path | Output,
         store: CheckpointStore,
         *,
         fmt: str = "json",
@@ -233,12 +236,13 @@ class Tailer:
         max_piece: int = MAX_PIECE_BYTES,
         clock: Callable[[], int] = time.time_ns,
     ) -> None:
-        """``clock`` gives the wall time (ns) written on the lines; ``poll(now)`` times the idle flush."""
+        """``output`` is a file path or an :class:`~.output.Output` (a stream); ``clock`` gives the wall time
+        (ns) written on the lines; ``poll(now)`` times the idle flush."""
         if fmt not in ENCODERS:
             raise ValueError(f"unknown log format {fmt!r}")
         self._source = source
         self._key = str(source)
-        self._out = OutputFile(output, fmt)
+        self._out: Output = OutputFile(output, fmt) if isinstance(output, Path) else output
         self._store = store
         self._fmt = fmt
         self._encode = ENCODERS[fmt]
@@ -557,7 +561,7 @@ class Tailer:
         view = memoryview(batch.data)
         while batch.written < len(batch.data):
             try:
-                n = _output.write_some(batch.fd, view[batch.written :])
+                n = self._out.write(batch.fd, view[batch.written :])
             except OSError as exc:
                 reason = "output disk full" if exc.errno in _DISK_FULL else "cannot write output"
                 self._block(f"{reason}: {exc}; will retry", logging.ERROR)
@@ -571,6 +575,8 @@ class Tailer:
         if batch.file is self._cur:
             self._offset = batch.batch_end
         self._dirty = True
+        if not self._out.inspectable:
+            self._commit(force=True)  # a stream repeats its intent's batch after a crash: keep that short
         return True
 
     def _save_intent(self, batch: _Batch) -> bool:
@@ -745,14 +751,18 @@ class Tailer:
         intent = ck.intent
         assert intent is not None
         regen = self._regenerate(ck, anchor) if anchor is not None else None
-        target = self._find_output(Path(ck.output), FileId(ck.output_dev, ck.output_ino))
-        done = intent.length
-        if target is None:
+        inspectable = self._out.inspectable
+        target: tuple[int, bool] | None = None
+        done = 0  # a stream: what reached its reader is unknown, so the whole batch goes again
+        if inspectable:
+            target = self._find_output(Path(ck.output), FileId(ck.output_dev, ck.output_ino))
+            done = intent.length
+        if target is None and inspectable:
             log.warning(
                 "interrupted batch: its output file is gone (rotated, compressed?); assuming it was written",
                 extra={"source": self._key, "output": ck.output},
             )
-        else:
+        elif target is not None:
             done = os.fstat(target[0]).st_size - intent.output_size_before
             if done > intent.length or done < 0:
                 log.warning(
@@ -773,7 +783,12 @@ class Tailer:
         if target is not None and target[1]:
             os.close(target[0])
         if done <= 0 and regen is not None:
-            log.info("interrupted batch was not written; writing it", extra={"source": self._key})
+            what = (
+                "was not written; writing it"
+                if inspectable
+                else "may be partly on the stream; writing it again"
+            )
+            log.info(f"interrupted batch {what}", extra={"source": self._key})
             self._adopt(regen, intent, ck)
             self._pending = _Batch(
                 regen.file, mark, intent.read_end, intent.batch_end, intent.time_ns, intent.flush,
@@ -794,7 +809,7 @@ class Tailer:
         intent = ck.intent
         assert intent is not None
         torn = target is not None and 0 < done < intent.length
-        if done <= 0 and target is not None:
+        if done <= 0 and (target is not None or not self._out.inspectable):
             log.error("interrupted batch lost: its source is gone", extra={"source": self._key})
         mark = ck.mark_hash
         if anchor is not None:

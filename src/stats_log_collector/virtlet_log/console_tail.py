@@ -146,9 +146,12 @@ class ConsoleTail:
         store: CheckpointStore,
         sink: StreamOutput,
         *,
+        state_file: Path | None = None,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
+        """``state_file`` is only named in the start line (``store`` keeps the state)."""
         self._path = path
+        self._state_file = state_file
         self._store = store
         self._sink = sink
         self._clock = clock
@@ -164,6 +167,8 @@ class ConsoleTail:
     def run(self) -> int:
         """Print the console until a stop signal or the reader's end; the exit code (0)."""
         with self._signals():
+            where = str(self._state_file or "none (from the start of the file)")
+            log.info("printing a console log to stdout", extra={"file": str(self._path), "state_file": where})
             try:
                 self._loop()
             except StreamClosed as exc:
@@ -311,11 +316,4 @@ def main(settings: Settings) -> int:
             "cannot keep the state file", extra={"state_file": str(config.state_file), "error": str(exc)}
         )
         return 1
-    log.info(
-        "printing a console log to stdout",
-        extra={
-            "file": str(config.file),
-            "state_file": str(config.state_file or "none (start at its beginning)"),
-        },
-    )
-    return ConsoleTail(config.file, store, sink).run()
+    return ConsoleTail(config.file, store, sink, state_file=config.state_file).run()

@@ -20,8 +20,11 @@ from pathlib import Path
 
 import pytest
 
+from stats_log_collector.virtlet_log.checkpoint import CheckpointStore
 from stats_log_collector.virtlet_log.console_tail import CHUNK_BYTES
-from stats_log_collector.virtlet_log.formats import MAX_PIECE_BYTES
+from stats_log_collector.virtlet_log.formats import MAX_PIECE_BYTES, LineAssembler, encode_raw
+from stats_log_collector.virtlet_log.stream import StreamOutput, WriteAborted
+from stats_log_collector.virtlet_log.tailer import Tailer
 
 #: At most this much can be written twice across a ``kill -9``: the last batch (one read, plus the
 #: unterminated line the assembler held before it).
@@ -292,6 +295,9 @@ def test_kill_9_loop_under_a_steady_writer_loses_nothing(tmp_path: Path, tails) 
         if runs:
             tail = tails(path, state)
         time.sleep(rng.uniform(0.15, 0.6))
+        if len(runs) % 2:  # the reader stops: the pipe fills up and the kill comes in a blocked write
+            tail.paused.set()
+            time.sleep(0.4)
         tail.process.send_signal(signal.SIGKILL)
         runs.append(tail.finish())
     tail = tails(path, state)
@@ -306,6 +312,7 @@ def test_kill_9_loop_under_a_steady_writer_loses_nothing(tmp_path: Path, tails) 
     assert (tmp_path / "state" / "console.state.a.json").exists()
     replays = sum("writing it again" in p.read_text() for p in tmp_path.glob("console-tail.*.stderr"))
     print(f"{len(runs)} runs, {log.rotations} rotations, {replays} interrupted batches written again")
+    assert replays > 0
 
 
 def test_flooded_console_with_a_slow_reader_drops_nothing_in_little_memory(tmp_path: Path, tails) -> None:
@@ -399,3 +406,57 @@ def test_no_file_setting_is_a_configuration_error() -> None:
     )
     assert result.returncode == 2
     assert b"--file (CONSOLE_LOG_FILE) is required" in result.stderr
+
+
+# ---------------------------------------------------------------------------------------------------------
+# The engine pieces console-tail adds, in process
+
+
+def test_raw_encoding_is_the_console_text() -> None:
+    rng = random.Random(3)
+    for _ in range(200):
+        data = bytes(rng.choice(b"ab\r\n\xc3\xa9") for _ in range(rng.randrange(200)))
+        asm, out = LineAssembler(max_piece=8), []
+        for i in range(0, len(data), 7):
+            out.append(encode_raw(asm.feed(data[i : i + 7]), b""))
+            if rng.random() < 0.3:
+                out.append(encode_raw(asm.flush(), b""))  # idle: a partial piece, no newline
+        out.append(encode_raw(asm.flush(final=True), b""))
+        assert b"".join(out) == data.replace(b"\r\n", b"\n")
+
+
+class _DyingStream(StreamOutput):
+    """Delivers the first 100 bytes of a batch, then the process "stops" in the write."""
+
+    def write(self, fd: int, data: memoryview) -> int:
+        super().write(fd, data[:100])
+        raise WriteAborted
+
+
+def test_a_stream_writes_an_interrupted_batch_again_and_commits_each_batch(tmp_path: Path) -> None:
+    source = tmp_path / "virt-serial0-log"
+    source.write_bytes(lines(0, 50))
+    (tmp_path / "state").mkdir()
+    store = CheckpointStore(tmp_path / "state")
+    read_end, write_end = os.pipe()
+    os.set_blocking(read_end, False)
+    try:
+        dying = Tailer(source, _DyingStream(write_end), store, fmt="raw")
+        with pytest.raises(WriteAborted):
+            dying.poll(0.0)
+        dying.close()  # as console-tail does: the interrupted batch stays recorded as an intent
+        assert os.read(read_end, 1 << 16) == lines(0, 50)[:100]
+
+        crashed = Tailer(source, StreamOutput(write_end), CheckpointStore(tmp_path / "state"), fmt="raw")
+        crashed.poll(0.0)  # then abandoned without close(), as after kill -9
+        assert os.read(read_end, 1 << 16) == lines(0, 50)  # the whole batch again: at least once
+
+        with source.open("ab") as console:
+            console.write(lines(50, 1))
+        after = Tailer(source, StreamOutput(write_end), CheckpointStore(tmp_path / "state"), fmt="raw")
+        after.poll(0.0)
+        assert os.read(read_end, 1 << 16) == lines(50, 1)  # committed right after its write: not repeated
+        after.close()
+    finally:
+        os.close(read_end)
+        os.close(write_end)

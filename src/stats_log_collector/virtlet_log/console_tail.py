@@ -31,7 +31,7 @@ same job on the same tailing core as virtlet-log (:class:`~.tailer.Tailer`; one 
   state file the checkpoint lives in memory only and each start prints the current file from its
   beginning, as virt-tail does.
 * **Memory.** Nothing heavier than inotify_simple is imported (no asyncio, aiohttp or prometheus), and one
-  batch at a time is read, encoded and written: about 24 MiB RSS under a flood (the README has the figure).
+  batch at a time is read, encoded and written: about 23 MiB RSS under a flood (the README has the figure).
 * **Stopping.** SIGTERM or SIGINT stops after the current batch, commits and exits 0. A write blocked on a
   reader that takes nothing is given up after :data:`WRITE_GRACE_SECONDS` (that batch is then written again
   after the restart); a second signal gives it up at once.

@@ -22,6 +22,7 @@ import pytest
 
 from stats_log_collector.virtlet_log.checkpoint import CheckpointStore
 from stats_log_collector.virtlet_log.console_tail import CHUNK_BYTES
+from stats_log_collector.virtlet_log.fileid import rotated_siblings
 from stats_log_collector.virtlet_log.formats import MAX_PIECE_BYTES, LineAssembler, encode_raw
 from stats_log_collector.virtlet_log.stream import StreamOutput, WriteAborted
 from stats_log_collector.virtlet_log.tailer import Tailer
@@ -460,3 +461,12 @@ def test_a_stream_writes_an_interrupted_batch_again_and_commits_each_batch(tmp_p
     finally:
         os.close(read_end)
         os.close(write_end)
+
+
+def test_virtlogd_names_sort_oldest_first_even_within_one_clock_tick(tmp_path: Path) -> None:
+    path = tmp_path / "virt-serial0-log"
+    for name in ("virt-serial0-log.0", "virt-serial0-log.2", "virt-serial0-log.1", "virt-serial0-log.10"):
+        (tmp_path / name).write_bytes(b"x")
+        os.utime(tmp_path / name, ns=(10**18, 10**18))
+    names = [sibling.path.name for sibling in rotated_siblings(path)]
+    assert names == ["virt-serial0-log.10", "virt-serial0-log.2", "virt-serial0-log.1", "virt-serial0-log.0"]

@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: setup test lint demo clean
+.PHONY: setup test lint demo bench clean
 
 # The virtualenv with the project and its test extras; redone when pyproject.toml changes.
 $(STAMP): pyproject.toml
@@ -27,6 +27,10 @@ test: lint
 # 127.0.0.1 that the real kubectl talks to.
 demo: setup
 	$(BIN)/python -m stats_log_collector.testing --kubeconfig $(CURDIR)/demo-data/kubeconfig
+
+# Side by side with rsyslog and tail (installs rsyslog with apt-get when run as root).
+bench: setup
+	$(BIN)/python bench/bench_virtlet_log.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .hypothesis build *.egg-info src/*.egg-info

@@ -1,0 +1,62 @@
+"""One memory figure of one VM's process or container at one moment: what every source produces.
+
+Sources fill what they know and leave the rest None (an empty CSV cell): the kubelet source knows a
+container's RSS and working set, the exec and procfs sources know each process's /proc status fields, and
+procfs also knows PSS from smaps_rollup.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from datetime import datetime
+
+# The standard CSV columns, in order (issue #4). Byte values throughout.
+COLUMNS = (
+    "timestamp",
+    "namespace",
+    "vm",
+    "pod",
+    "node",
+    "source",
+    "process",
+    "pid",
+    "rss_bytes",
+    "rss_anon_bytes",
+    "rss_file_bytes",
+    "rss_shmem_bytes",
+    "pss_bytes",
+    "vm_hwm_bytes",
+    "vm_size_bytes",
+    "swap_bytes",
+    "working_set_bytes",
+)
+
+# The original tool's header (REFERENCE.md §1): vmName holds the launcher pod name, timestamp is unix
+# seconds, values are kB, RSS = RssAnon + RssFile.
+LEGACY_COLUMNS = (
+    "vmName", "process", "timestamp", "RSS", "RssAnon", "RssFile", "RssShmem", "VmData", "VmExe", "VmHWM",
+    "VmLck", "VmLib", "VmPTE", "VmPeak", "VmPin", "VmRSS", "VmSize", "VmStk", "VmSwap",
+)  # fmt: skip
+
+
+@dataclasses.dataclass(frozen=True)
+class Sample:
+    timestamp: datetime  # aware, UTC: the scheduled sample time, not when the answer came back
+    namespace: str
+    vm: str
+    pod: str
+    node: str
+    source: str  # kubelet | exec | procfs
+    process: str  # process name, or container name for the kubelet source
+    pid: int | None
+    rss_bytes: int
+    rss_anon_bytes: int | None = None
+    rss_file_bytes: int | None = None
+    rss_shmem_bytes: int | None = None
+    pss_bytes: int | None = None
+    vm_hwm_bytes: int | None = None
+    vm_size_bytes: int | None = None
+    swap_bytes: int | None = None
+    working_set_bytes: int | None = None
+    # Every /proc/<pid>/status Vm*/Rss* field in kB, when the source read it (the legacy CSV needs them).
+    status_kb: dict[str, int] = dataclasses.field(default_factory=dict, compare=False)

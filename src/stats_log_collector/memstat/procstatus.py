@@ -1,0 +1,130 @@
+"""Pure parsers for the /proc files the procfs (and exec) sources read, and a Sample's figures from them.
+
+Kept free of I/O so every format quirk is tested on literal text: ``/proc/<pid>/status`` gives the
+Vm*/Rss* fields in kB (the original tool's figures), ``smaps_rollup`` adds Pss (the fair share of pages
+shared between QEMU processes), ``cmdline`` gives QEMU's ``-name`` (the VM name on a host without
+Kubernetes), and ``cgroup`` gives the pod UID (how a node-local process is tied to its pod without asking
+the API).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+
+KIB = 1024
+
+# A kubelet pod cgroup: systemd driver "kubepods-burstable-pod<uid with _>.slice" or
+# "kubepods-pod<uid>.slice"; cgroupfs driver "/kubepods/burstable/pod<uid>/<container>".
+_POD_UID = re.compile(
+    r"(?:kubepods[^/]*-pod|/kubepods(?:/[a-z]+)?/pod)"
+    r"([0-9a-fA-F]{8}[-_][0-9a-fA-F]{4}[-_][0-9a-fA-F]{4}[-_][0-9a-fA-F]{4}[-_][0-9a-fA-F]{12})"
+)
+
+
+def parse_status(text: str) -> tuple[dict[str, str], dict[str, int]]:
+    """Split status text into (plain fields such as Name/Pid, kB fields Vm*/Rss* as ints)."""
+    fields: dict[str, str] = {}
+    kb: dict[str, int] = {}
+    for line in text.splitlines():
+        key, sep, value = line.partition(":")
+        if not sep:
+            continue
+        value = value.strip()
+        if (key.startswith("Vm") or key.startswith("Rss")) and value.endswith(" kB"):
+            number = value[:-3].strip()
+            if number.isdigit():
+                kb[key] = int(number)
+                continue
+        fields[key] = value
+    return fields, kb
+
+
+def parse_smaps_rollup(text: str) -> dict[str, int]:
+    """The kB fields of smaps_rollup (Rss, Pss, Pss_Anon, Swap, ...); the header line is skipped."""
+    kb: dict[str, int] = {}
+    for line in text.splitlines():
+        key, sep, value = line.partition(":")
+        parts = value.split()
+        if sep and len(parts) == 2 and parts[1] == "kB" and parts[0].isdigit():
+            kb[key] = int(parts[0])
+    return kb
+
+
+@dataclasses.dataclass(frozen=True)
+class MemoryFigures:
+    """A Sample's byte fields, as read from one process."""
+
+    rss_bytes: int
+    rss_anon_bytes: int | None
+    rss_file_bytes: int | None
+    rss_shmem_bytes: int | None
+    pss_bytes: int | None
+    vm_hwm_bytes: int | None
+    vm_size_bytes: int | None
+    swap_bytes: int | None
+    status_kb: dict[str, int]
+
+
+def _bytes(kb: dict[str, int], key: str) -> int | None:
+    value = kb.get(key)
+    return None if value is None else value * KIB
+
+
+def memory_figures(status_kb: dict[str, int], rollup_kb: dict[str, int] | None = None) -> MemoryFigures:
+    """Bytes from status kB fields (and smaps_rollup Pss when read); RSS is VmRSS, as libvirt reports."""
+    rss = status_kb.get("VmRSS")
+    if rss is None:  # a kernel thread or zombie has no VmRSS; sum the parts when they exist
+        rss = sum(status_kb.get(k, 0) for k in ("RssAnon", "RssFile", "RssShmem"))
+    return MemoryFigures(
+        rss_bytes=rss * KIB,
+        rss_anon_bytes=_bytes(status_kb, "RssAnon"),
+        rss_file_bytes=_bytes(status_kb, "RssFile"),
+        rss_shmem_bytes=_bytes(status_kb, "RssShmem"),
+        pss_bytes=_bytes(rollup_kb or {}, "Pss"),
+        vm_hwm_bytes=_bytes(status_kb, "VmHWM"),
+        vm_size_bytes=_bytes(status_kb, "VmSize"),
+        swap_bytes=_bytes(status_kb, "VmSwap"),
+        status_kb=dict(status_kb),
+    )
+
+
+def split_cmdline(raw: bytes) -> list[str]:
+    """argv from /proc/<pid>/cmdline (NUL-separated, NUL-terminated); empty for kernel threads."""
+    if not raw:
+        return []
+    return raw.rstrip(b"\0").decode("utf-8", "replace").split("\0")
+
+
+def qemu_vm_name(argv: list[str]) -> str | None:
+    """The VM name from QEMU's ``-name``: ``vm1,process=...`` or libvirt's ``guest=vm1,debug-threads=on``.
+
+    QEMU escapes a comma in a name as ``,,``; that is undone here.
+    """
+    for i, arg in enumerate(argv):
+        if arg in ("-name", "--name") and i + 1 < len(argv):
+            return _name_option(argv[i + 1])
+        if arg.startswith(("-name=", "--name=")):
+            return _name_option(arg.partition("=")[2])
+    return None
+
+
+def _name_option(value: str) -> str | None:
+    parts = value.replace(",,", "\0").split(",")
+    for index, part in enumerate(parts):
+        key, sep, rest = part.partition("=")
+        if sep and key == "guest":
+            return rest.replace("\0", ",") or None
+        if index == 0 and not sep:
+            return part.replace("\0", ",") or None
+    return None
+
+
+def pod_uid_from_cgroup(text: str) -> str | None:
+    """The pod UID (with dashes) from /proc/<pid>/cgroup, v1 or v2, systemd or cgroupfs; None off-pod."""
+    for line in text.splitlines():
+        path = line.split(":", 2)[-1]
+        match = _POD_UID.search(path)
+        if match:
+            return match.group(1).replace("_", "-").lower()
+    return None

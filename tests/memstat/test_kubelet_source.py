@@ -1,0 +1,152 @@
+"""The kubelet source against the test cluster: figures, one Summary request per node, partial samples."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime
+
+import pytest
+
+from stats_log_collector.kube import KubeClient, Vmi
+from stats_log_collector.kube.models import Pod
+from stats_log_collector.kube.retry import RetryPolicy
+from stats_log_collector.memstat.kubelet_source import (
+    KubeletSource,
+    Target,
+    launcher_targets,
+    samples_from_summary,
+)
+from stats_log_collector.settings import KubeSettings
+from stats_log_collector.testing import KubeVirtCluster
+
+FAST = RetryPolicy(retries=1, base_delay=0.01, max_delay=0.02)
+AT = datetime(2026, 11, 23, 12, 0, 5, tzinfo=UTC)
+
+
+@pytest.fixture
+async def client(kubevirt_cluster: KubeVirtCluster) -> AsyncIterator[KubeClient]:
+    settings = KubeSettings(kube_api_url=kubevirt_cluster.url, kube_request_timeout_secs=5.0, kube_retries=1)
+    kube = await KubeClient.connect(settings, FAST)
+    yield kube
+    await kube.close()
+
+
+def summary_paths(cluster: KubeVirtCluster) -> list[str]:
+    return [r.path for r in cluster.requests() if r.path.endswith("/proxy/stats/summary")]
+
+
+# --- pure -----------------------------------------------------------------------------------------------
+
+
+def test_samples_from_summary_maps_compute_and_reports_missing() -> None:
+    summary = {
+        "pods": [
+            {
+                "podRef": {"namespace": "vms", "name": "virt-launcher-a-x"},
+                "containers": [
+                    {"name": "guest-console-log", "memory": {"rssBytes": 1, "workingSetBytes": 2}},
+                    {"name": "compute", "memory": {"rssBytes": 300, "workingSetBytes": 400}},
+                ],
+            },
+            {"podRef": {"namespace": "other", "name": "virt-launcher-a-x"}, "containers": []},
+        ]
+    }
+    found = Target("vms", "a", "virt-launcher-a-x", "n1")
+    gone = Target("other", "a", "virt-launcher-a-x", "n1")
+    samples, missing = samples_from_summary(summary, [found, gone], AT)
+    assert missing == [gone]
+    [sample] = samples
+    assert (sample.namespace, sample.vm, sample.pod, sample.node) == ("vms", "a", "virt-launcher-a-x", "n1")
+    assert (sample.source, sample.process, sample.pid) == ("kubelet", "compute", None)
+    assert (sample.rss_bytes, sample.working_set_bytes, sample.timestamp) == (300, 400, AT)
+
+
+def _pod(name: str, node: str, vmi: Vmi, phase: str = "Running") -> Pod:
+    labels = {"kubevirt.io/created-by": vmi.uid, "vm.kubevirt.io/name": vmi.name}
+    return Pod(vmi.namespace, name, f"uid-{name}", node, phase, ("compute",), labels=labels)
+
+
+def test_launcher_targets_picks_the_running_active_pod() -> None:
+    migrating = Vmi("vms", "a", "uid-a", "n1", "Running")
+    plain = Vmi("vms", "b", "uid-b", "n2", "Running")
+    pending = Vmi("vms", "c", "uid-c", "n2", "Scheduling")
+    pods = [
+        _pod("pa-target", "n3", migrating),
+        _pod("pa-source", "n1", migrating),
+        _pod("pb", "n2", plain),
+        _pod("pc", "n2", pending, phase="Pending"),
+    ]
+    assert launcher_targets([migrating, plain, pending], pods) == [
+        Target("vms", "a", "pa-source", "n1"),
+        Target("vms", "b", "pb", "n2"),
+    ]
+
+
+# --- against the cluster --------------------------------------------------------------------------------
+
+
+async def test_figures_are_what_was_set_with_one_summary_per_node(
+    kubevirt_cluster: KubeVirtCluster, client: KubeClient
+) -> None:
+    population = kubevirt_cluster.populate(("vms",), nodes=3, vms_per_namespace=7, log_lines=0)
+    expected = {}
+    for index, vmi in enumerate(population.vmis):
+        pod = population.launcher_of(vmi)
+        rss, working_set = 100_000_000 + index, 120_000_000 + index
+        kubevirt_cluster.set_container_memory("vms", pod.name, "compute", rss, working_set)
+        expected[vmi.name] = (pod.name, vmi.node, rss, working_set)
+    kubevirt_cluster.clear_requests()
+
+    samples = await KubeletSource(client, ["vms"]).poll(AT)
+
+    got = {s.vm: (s.pod, s.node, s.rss_bytes, s.working_set_bytes) for s in samples}
+    assert got == expected
+    assert all(s.timestamp == AT and s.process == "compute" for s in samples)
+    assert sorted(summary_paths(kubevirt_cluster)) == [
+        f"/api/v1/nodes/{node}/proxy/stats/summary" for node in population.nodes
+    ]
+    assert len(kubevirt_cluster.requests()) == 2 + 3  # VMI list, pod list, one summary per node
+
+
+async def test_an_unreachable_node_is_skipped_and_the_others_sampled(
+    kubevirt_cluster: KubeVirtCluster, client: KubeClient, caplog: pytest.LogCaptureFixture
+) -> None:
+    population = kubevirt_cluster.populate(("vms",), nodes=3, vms_per_namespace=6, log_lines=0)
+    dead = population.nodes[1]
+    kubevirt_cluster.set_node_reachable(dead, False)
+    with caplog.at_level(logging.WARNING):
+        samples = await KubeletSource(client, ["vms"]).poll(AT)
+    assert {s.vm for s in samples} == {v.name for v in population.vmis if v.node != dead}
+    skipped = [r for r in caplog.records if r.getMessage() == "node skipped for this sample"]
+    assert [getattr(r, "node", None) for r in skipped] == [dead]
+
+
+async def test_a_pod_vanished_after_the_list_is_skipped(
+    kubevirt_cluster: KubeVirtCluster, client: KubeClient, caplog: pytest.LogCaptureFixture
+) -> None:
+    population = kubevirt_cluster.populate(("vms",), nodes=2, vms_per_namespace=4, log_lines=0)
+    gone = population.vmis[0]
+    kubevirt_cluster.vanish_after_list("vms", population.launcher_of(gone).name)
+    with caplog.at_level(logging.WARNING):
+        samples = await KubeletSource(client, ["vms"]).poll(AT)
+    assert {s.vm for s in samples} == {v.name for v in population.vmis[1:]}
+    skipped = [r for r in caplog.records if "not in the node summary" in r.getMessage()]
+    assert [getattr(r, "vm", None) for r in skipped] == [gone.name]
+
+
+async def test_several_namespaces_and_all_namespaces(
+    kubevirt_cluster: KubeVirtCluster, client: KubeClient
+) -> None:
+    population = kubevirt_cluster.populate(("a", "b", "c"), nodes=2, vms_per_namespace=2, log_lines=0)
+    every = {(v.namespace, v.name) for v in population.vmis}
+
+    samples = await KubeletSource(client, ["a", "b"]).poll(AT)
+    assert {(s.namespace, s.vm) for s in samples} == {k for k in every if k[0] in ("a", "b")}
+
+    kubevirt_cluster.clear_requests()
+    samples = await KubeletSource(client, ["*"]).poll(AT)
+    assert {(s.namespace, s.vm) for s in samples} == every
+    lists = [r.path for r in kubevirt_cluster.requests() if "proxy" not in r.path]
+    assert sorted(lists) == ["/api/v1/pods", "/apis/kubevirt.io/v1/virtualmachineinstances"]
+    assert len(summary_paths(kubevirt_cluster)) == 2

@@ -12,10 +12,9 @@ from stats_log_collector.memstat.sample import Sample
 NOW = datetime(2026, 11, 23, 10, tzinfo=UTC)
 
 
-def sample(vm: str, rss: int, **extra: int) -> Sample:
-    return Sample(
-        NOW, "default", vm, f"virt-launcher-{vm}-x", "node1", "procfs", "qemu-kvm", 42, rss, **extra
-    )
+def sample(vm: str, rss: int, pss: int | None = None) -> Sample:
+    pod = f"virt-launcher-{vm}-x"
+    return Sample(NOW, "default", vm, pod, "node1", "procfs", "qemu-kvm", 42, rss, pss_bytes=pss)
 
 
 def test_latest_figures_and_health() -> None:

@@ -1,0 +1,257 @@
+"""The procfs source: node-local /proc, read directly, so figures cost no API call at all.
+
+Run as a DaemonSet with hostPID (or on a plain host running QEMU), it scans PROC_ROOT for the KubeVirt
+and QEMU processes and reads each one's status, smaps_rollup (PSS: the fair share of pages QEMU shares
+with its helpers), cgroup (the pod UID, so the process is tied to its pod without asking the API) and
+cmdline (QEMU's ``-name``, the VM name where there is no Kubernetes).
+
+The scan must stay well under 100 ms for 1,000 processes, so a process is first judged by its ``comm``
+(one tiny read); only the few that match are read in full. ``exec -a`` changes argv[0] but not comm, so a
+process is found by its executable's name, as ``pidof`` does for the kernel's view.
+
+Processes come and go during a scan: one that vanishes mid-read is skipped (debug log), never an error;
+a file that cannot be read (smaps_rollup needs ptrace access) only leaves its fields empty.
+
+Mapping a pod UID to its namespace, VM and pod name needs the API; that is the caller's: it passes a
+``Mapping[str, PodInfo]`` or a callable.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import errno
+import logging
+import os
+import socket
+from collections.abc import Callable, Iterable, Mapping
+from datetime import datetime
+from pathlib import Path
+
+from .procstatus import (
+    memory_figures,
+    parse_smaps_rollup,
+    parse_status_kb,
+    pod_uid_from_cgroup,
+    qemu_vm_name,
+    split_cmdline,
+)
+from .sample import Sample
+
+log = logging.getLogger(__name__)
+
+SOURCE = "procfs"
+COMM_LEN = 15  # the kernel keeps the first 15 bytes of the executable's name as comm
+QEMU_PREFIXES = ("qemu-system-", "qemu-kvm")
+_GONE = (errno.ENOENT, errno.ESRCH)
+
+
+@dataclasses.dataclass(frozen=True)
+class PodInfo:
+    """What the API knows about a pod, keyed by its UID."""
+
+    namespace: str
+    vm: str
+    pod: str
+    node: str = ""
+
+
+PodResolver = Mapping[str, PodInfo] | Callable[[str], PodInfo | None]
+
+
+@dataclasses.dataclass(frozen=True)
+class ProcRecord:
+    """One process as read from /proc; ``rollup_kb`` None when smaps_rollup was unreadable."""
+
+    pid: int
+    name: str
+    argv: list[str]
+    status_kb: dict[str, int]
+    rollup_kb: dict[str, int] | None
+    pod_uid: str | None
+
+    @property
+    def is_qemu(self) -> bool:
+        return self.name.startswith(QEMU_PREFIXES)
+
+
+class _Vanished(Exception):
+    """The process exited while it was being read."""
+
+
+def is_wanted(comm: str, names: Iterable[str]) -> bool:
+    """Whether a comm may belong to one of ``names`` (or any QEMU); truncated comms are confirmed later."""
+    if comm.startswith(QEMU_PREFIXES[0]) or comm == QEMU_PREFIXES[1]:
+        return True
+    return any(comm == name[:COMM_LEN] for name in names)
+
+
+def process_name(comm: str, argv: list[str]) -> str:
+    """The untruncated name: argv[0]'s basename when comm is its start (comm keeps only 15 bytes)."""
+    if argv:
+        base = argv[0].rsplit("/", 1)[-1]
+        if len(comm) >= COMM_LEN and base.startswith(comm):
+            return base
+    return comm
+
+
+def _name_matches(name: str, names: Iterable[str]) -> bool:
+    return name.startswith(QEMU_PREFIXES[0]) or name == QEMU_PREFIXES[1] or name in names
+
+
+def _read(path: str, *, optional: bool = False) -> bytes | None:
+    """A whole /proc file; raises _Vanished if the process is gone, None if unreadable and optional."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    except OSError as e:
+        if e.errno in _GONE:
+            raise _Vanished from e
+        if optional:
+            return None
+        raise
+    try:
+        chunks = []
+        while chunk := os.read(fd, 65536):
+            chunks.append(chunk)
+        return b"".join(chunks)
+    except OSError as e:
+        if e.errno in _GONE:
+            raise _Vanished from e
+        if optional:
+            return None
+        raise
+    finally:
+        os.close(fd)
+
+
+def _needs_cmdline(comm: str) -> bool:
+    """argv is read only where it matters: QEMU's -name, or the full name behind a truncated comm."""
+    return len(comm) >= COMM_LEN or comm.startswith(QEMU_PREFIXES)
+
+
+def read_process(proc_root: str, pid: int, comm: str, names: Iterable[str]) -> ProcRecord | None:
+    """Read one candidate process; None when it vanished, is not one of ``names``, or has no memory."""
+    base = f"{proc_root}/{pid}"
+    try:
+        argv = split_cmdline(_read(f"{base}/cmdline", optional=True) or b"") if _needs_cmdline(comm) else []
+        name = process_name(comm, argv)
+        if not _name_matches(name, names):
+            return None
+        status_kb = parse_status_kb((_read(f"{base}/status") or b"").decode("utf-8", "replace"))
+        rollup = _read(f"{base}/smaps_rollup", optional=True)
+        cgroup = _read(f"{base}/cgroup", optional=True)
+    except _Vanished:
+        log.debug("process %d (%s) vanished while read", pid, comm)
+        return None
+    if "VmRSS" not in status_kb:  # a zombie, or it exited between reads
+        log.debug("process %d (%s) has no memory figures", pid, comm)
+        return None
+    return ProcRecord(
+        pid=pid,
+        name=name,
+        argv=argv,
+        status_kb=status_kb,
+        rollup_kb=parse_smaps_rollup(rollup.decode("ascii", "replace")) if rollup else None,
+        pod_uid=pod_uid_from_cgroup(cgroup.decode("utf-8", "replace")) if cgroup else None,
+    )
+
+
+def _comm(proc_root: str, pid: int) -> str | None:
+    try:
+        raw = _read(f"{proc_root}/{pid}/comm", optional=True)
+    except _Vanished:
+        return None
+    return raw.decode("utf-8", "replace").rstrip("\n") if raw else None
+
+
+def scan(proc_root: Path | str, names: Iterable[str]) -> list[ProcRecord]:
+    """Every process under ``proc_root`` named one of ``names`` (or any QEMU), in PID order."""
+    root = str(proc_root)
+    wanted = tuple(names)
+    records = []
+    with os.scandir(root) as entries:
+        pids = sorted(int(e.name) for e in entries if e.name.isdigit())
+    for pid in pids:
+        comm = _comm(root, pid)
+        if comm is None or not is_wanted(comm, wanted):
+            continue
+        record = read_process(root, pid, comm, wanted)
+        if record is not None:
+            records.append(record)
+    return records
+
+
+def _lookup(resolver: PodResolver | None, uid: str) -> PodInfo | None:
+    if resolver is None:
+        return None
+    if isinstance(resolver, Mapping):
+        return resolver.get(uid)
+    return resolver(uid)
+
+
+def _sample(record: ProcRecord, timestamp: datetime, info: PodInfo) -> Sample:
+    figures = memory_figures(record.status_kb, record.rollup_kb)
+    return Sample(
+        timestamp=timestamp,
+        namespace=info.namespace,
+        vm=info.vm,
+        pod=info.pod,
+        node=info.node,
+        source=SOURCE,
+        process=record.name,
+        pid=record.pid,
+        rss_bytes=figures.rss_bytes,
+        rss_anon_bytes=figures.rss_anon_bytes,
+        rss_file_bytes=figures.rss_file_bytes,
+        rss_shmem_bytes=figures.rss_shmem_bytes,
+        pss_bytes=figures.pss_bytes,
+        vm_hwm_bytes=figures.vm_hwm_bytes,
+        vm_size_bytes=figures.vm_size_bytes,
+        swap_bytes=figures.swap_bytes,
+        status_kb=figures.status_kb,
+    )
+
+
+def resolve(record: ProcRecord, resolver: PodResolver | None, node: str) -> PodInfo | None:
+    """Namespace, VM, pod and node of a process; None when it cannot be tied to a VM (then skipped).
+
+    In a pod: what the resolver knows of its UID (every process of the pod gets the pod's VM). On a host
+    without Kubernetes: QEMU's ``-name``; a helper (virtqemud, virtlogd) there serves every VM, so it is
+    tied to none and skipped.
+    """
+    if record.pod_uid is not None:
+        info = _lookup(resolver, record.pod_uid)
+        if info is None:
+            log.debug("process %d (%s): pod %s not watched", record.pid, record.name, record.pod_uid)
+            return None
+        return info if info.node else dataclasses.replace(info, node=node)
+    vm = qemu_vm_name(record.argv) if record.is_qemu else None
+    if vm is None:
+        return None
+    return PodInfo(namespace="", vm=vm, pod="", node=node)
+
+
+def to_samples(
+    records: Iterable[ProcRecord],
+    timestamp: datetime,
+    resolver: PodResolver | None = None,
+    node: str | None = None,
+) -> list[Sample]:
+    """Samples of the records that can be tied to a VM; ``node`` defaults to this host's name."""
+    host = node if node is not None else socket.gethostname()
+    samples = []
+    for record in records:
+        info = resolve(record, resolver, host)
+        if info is not None:
+            samples.append(_sample(record, timestamp, info))
+    return samples
+
+
+def sample_procfs(
+    proc_root: Path | str,
+    names: Iterable[str],
+    timestamp: datetime,
+    resolver: PodResolver | None = None,
+    node: str | None = None,
+) -> list[Sample]:
+    """One poll of the procfs source: scan, then map to Samples."""
+    return to_samples(scan(proc_root, names), timestamp, resolver, node)

@@ -1,0 +1,181 @@
+"""The procfs source against real processes on this machine, and a fake PROC_ROOT for pods and races.
+
+The real processes are Python interpreters started through a symlink named like QEMU, so the kernel
+gives them that comm; each allocates and touches a known amount of memory and carries a QEMU-style
+``-name`` after a ``--`` that the script ignores.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+
+from stats_log_collector.memstat.procfs import PodInfo, sample_procfs, scan, to_samples
+
+NAMES = ("virt-launcher", "virtqemud", "virtlogd", "qemu-kvm")
+NOW = datetime(2026, 11, 23, 10, 0, tzinfo=UTC)
+MIB = 1024 * 1024
+UID = "0c6a8d5e-1b2f-4c3d-9e8f-0123456789ab"
+
+ALLOCATE = (
+    "import sys, time\n"
+    "n = int(sys.argv[1])\n"
+    "block = b'\\x01' * (n * 1024 * 1024)\n"
+    "print('ready', flush=True)\n"
+    "time.sleep(60)\n"
+)
+
+
+def _status_rss_kb(pid: int) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1])
+    raise AssertionError("no VmRSS")
+
+
+@pytest.fixture
+def spawn(tmp_path: Path) -> Iterator[object]:
+    children: list[subprocess.Popen[str]] = []
+
+    def start(exe_name: str, mib: int, *extra: str) -> subprocess.Popen[str]:
+        link = tmp_path / exe_name
+        if not link.exists():
+            link.symlink_to(sys.executable)
+        child = subprocess.Popen(
+            [str(link), "-c", ALLOCATE, str(mib), "--", *extra], stdout=subprocess.PIPE, text=True
+        )
+        children.append(child)
+        return child
+
+    yield start
+    for child in children:
+        child.kill()
+        child.wait()
+
+
+def _wait_ready(children: list[subprocess.Popen[str]]) -> None:
+    for child in children:
+        assert child.stdout is not None
+        assert child.stdout.readline().strip() == "ready"
+
+
+def test_real_processes_match_proc_status(spawn) -> None:
+    vms = {
+        spawn("qemu-kvm", 40, "-name", "vm1,process=qemu-vm1"): ("vm1", "qemu-kvm", 40),
+        spawn("qemu-kvm", 80, "-name", "guest=vm2,debug-threads=on"): ("vm2", "qemu-kvm", 80),
+        spawn("qemu-system-x86_64", 60, "-name", "vm3"): ("vm3", "qemu-system-x86_64", 60),
+    }
+    helper = spawn("virtlogd", 1)  # on a plain host a helper serves every VM: tied to none, skipped
+    _wait_ready([*vms, helper])
+
+    samples = sample_procfs("/proc", NAMES, NOW, node="host1")
+    expected_rss = {child.pid: _status_rss_kb(child.pid) * 1024 for child in vms}
+
+    by_pid = {s.pid: s for s in samples if s.pid in expected_rss or s.pid == helper.pid}
+    assert set(by_pid) == set(expected_rss)
+    for child, (vm, process, mib) in vms.items():
+        sample = by_pid[child.pid]
+        assert (sample.vm, sample.process, sample.namespace, sample.pod, sample.node) == (
+            vm,
+            process,
+            "",
+            "",
+            "host1",
+        )
+        assert sample.source == "procfs" and sample.timestamp == NOW
+        assert abs(sample.rss_bytes - expected_rss[child.pid]) <= 0.02 * expected_rss[child.pid]
+        assert sample.rss_bytes >= mib * MIB
+        assert sample.pss_bytes is not None and sample.pss_bytes >= mib * MIB * 0.9
+        assert sample.rss_anon_bytes is not None and sample.rss_anon_bytes >= mib * MIB
+        assert sample.status_kb["VmRSS"] * 1024 == sample.rss_bytes
+
+
+def _fake_process(
+    root: Path,
+    pid: int,
+    comm: str,
+    *,
+    argv: tuple[str, ...] = (),
+    rss_kb: int = 1000,
+    cgroup: str = "0::/user.slice\n",
+    status: bool = True,
+    rollup: bool = True,
+) -> None:
+    d = root / str(pid)
+    d.mkdir()
+    (d / "comm").write_text(comm + "\n")
+    (d / "cmdline").write_bytes(b"".join(a.encode() + b"\0" for a in (argv or (comm,))))
+    (d / "cgroup").write_text(cgroup)
+    if status:
+        (d / "status").write_text(
+            f"Name:\t{comm}\nPid:\t{pid}\nVmSize:\t{rss_kb * 3} kB\nVmRSS:\t{rss_kb} kB\n"
+            f"RssAnon:\t{rss_kb - 10} kB\nRssFile:\t10 kB\nRssShmem:\t0 kB\n"
+        )
+    if not rollup:  # unreadable (EISDIR here; EACCES without ptrace access on a real /proc)
+        (d / "smaps_rollup").mkdir()
+    else:
+        (d / "smaps_rollup").write_text(f"0-1 ---p 00000000 00:00 0 [rollup]\nRss: {rss_kb} kB\nPss: 7 kB\n")
+
+
+def test_fake_proc_root_pods_and_races(tmp_path: Path) -> None:
+    slice_ = f"kubepods-burstable-pod{UID.replace('-', '_')}.slice"
+    systemd = f"0::/kubepods.slice/kubepods-burstable.slice/{slice_}/x\n"
+    other_uid = "11111111-2222-3333-4444-555555555555"
+    _fake_process(tmp_path, 10, "qemu-kvm", argv=("/usr/libexec/qemu-kvm", "-name", "guest=ns_vm,x=y"),
+                  cgroup=systemd, rss_kb=2048)  # fmt: skip
+    _fake_process(tmp_path, 11, "virtqemud", cgroup=systemd)
+    _fake_process(tmp_path, 12, "virtlogd", cgroup=f"4:memory:/kubepods/pod{other_uid}/c\n")
+    _fake_process(tmp_path, 13, "virt-launcher", cgroup=systemd, rollup=False)  # smaps_rollup unreadable
+    _fake_process(tmp_path, 14, "qemu-kvm", status=False)  # vanished between comm and status
+    _fake_process(tmp_path, 15, "bash")
+    _fake_process(tmp_path, 16, "virtlogd")  # plain host helper: skipped
+    _fake_process(tmp_path, 17, "qemu-system-x86", argv=("qemu-system-x86_64", "-name", "solo"))
+    (tmp_path / "self").mkdir()
+    (tmp_path / "18").mkdir()  # vanished before comm could be read
+
+    records = scan(tmp_path, NAMES)
+    assert [r.pid for r in records] == [10, 11, 12, 13, 16, 17]
+    assert records[0].pod_uid == UID and records[3].rollup_kb is None
+
+    pods = {UID: PodInfo(namespace="ns", vm="vm-a", pod="virt-launcher-vm-a-xyz")}
+    samples = to_samples(records, NOW, pods, node="node1")
+    got = [(s.pid, s.process, s.namespace, s.vm, s.pod, s.node, s.pss_bytes) for s in samples]
+    assert got == [
+        (10, "qemu-kvm", "ns", "vm-a", "virt-launcher-vm-a-xyz", "node1", 7 * 1024),
+        (11, "virtqemud", "ns", "vm-a", "virt-launcher-vm-a-xyz", "node1", 7 * 1024),
+        (13, "virt-launcher", "ns", "vm-a", "virt-launcher-vm-a-xyz", "node1", None),
+        (17, "qemu-system-x86_64", "", "solo", "", "node1", 7 * 1024),
+    ]
+    assert samples[0].rss_bytes == 2048 * 1024 and samples[0].rss_file_bytes == 10 * 1024
+
+    # A callable resolver works too, and the node the API reports wins over this host's name.
+    def lookup(uid: str) -> PodInfo | None:
+        return PodInfo("ns2", "vm-b", "pod-b", node="api-node") if uid == other_uid else None
+
+    assert [(s.pid, s.vm, s.node) for s in to_samples(records, NOW, lookup, node="n")] == [
+        (12, "vm-b", "api-node"),
+        (17, "solo", "n"),
+    ]
+
+
+def test_scan_of_many_processes_is_fast(tmp_path: Path) -> None:
+    """Most processes on a node are not ours: they cost one comm read each."""
+    sleepers = [subprocess.Popen(["sleep", "60"]) for _ in range(200)]
+    try:
+        start = time.perf_counter()
+        scan("/proc", NAMES)
+        elapsed = time.perf_counter() - start
+        assert len(os.listdir("/proc")) > 200
+    finally:
+        for p in sleepers:
+            p.kill()
+        for p in sleepers:
+            p.wait()
+    assert elapsed < 0.1

@@ -9,7 +9,9 @@ every binary frame starts with a channel byte (0 stdin, 1 stdout, 2 stderr, 3 er
 ``details.causes[{reason: ExitCode}]``.
 
 Commands run in a fake process table, so tests control what ``pidof`` finds (none, one, several
-PIDs) and what the status files say.
+PIDs) and what the status files say. Besides ``pidof`` and ``cat``, the table answers the one-exec
+status scan of the memstat exec source (``sh -c <script> sh NAME...`` over ``/proc/[0-9]*/status``):
+for each process whose status ``Name`` is one of NAME, a ``### pid <pid>`` line, then its status.
 """
 
 from __future__ import annotations
@@ -64,10 +66,12 @@ def exit_status(exit_code: int) -> dict[str, Any]:
 
 
 def run_in_process_table(processes: ProcessTable, command: list[str]) -> ExecResult:
-    """A tiny shell for a virt-launcher ``compute`` container: ``pidof``, ``cat``, nothing else."""
+    """A tiny shell for a virt-launcher ``compute`` container: ``pidof``, ``cat``, the status scan."""
     if not command:
         return ExecResult(stderr=b"sh: 1: : not found\n", exit_code=127)
     program, args = command[0].rsplit("/", 1)[-1], command[1:]
+    if program == "sh" and len(args) >= 2 and args[0] == "-c" and STATUS_SCAN_GLOB in args[1]:
+        return _status_scan(processes, args[3:])  # args[2] is the script's $0
     if program == "pidof":
         return _pidof(processes, [arg for arg in args if not arg.startswith("-")])
     if program == "cat":
@@ -81,6 +85,21 @@ def _pidof(processes: ProcessTable, names: list[str]) -> ExecResult:
     if not pids:
         return ExecResult(exit_code=1)
     return ExecResult(stdout=(" ".join(str(pid) for pid in pids) + "\n").encode())
+
+
+STATUS_SCAN_GLOB = "/proc/[0-9]*/status"
+STATUS_SCAN_MARKER = "### pid "
+
+
+def _status_scan(processes: ProcessTable, names: list[str]) -> ExecResult:
+    # The glob expands in lexical order; the kernel's Name is the comm, cut to 15 characters.
+    wanted = set(names)
+    chunks = [
+        f"{STATUS_SCAN_MARKER}{proc.pid}\n{proc.status}"
+        for proc in sorted(processes.values(), key=lambda proc: str(proc.pid))
+        if proc.name[:15] in wanted
+    ]
+    return ExecResult(stdout="".join(chunks).encode())
 
 
 def _cat(processes: ProcessTable, paths: list[str]) -> ExecResult:

@@ -1,0 +1,185 @@
+"""The exec source: its scan script on this machine's /proc, and one exec per pod against the test cluster."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import subprocess
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+
+from stats_log_collector.kube import KubeClient
+from stats_log_collector.kube.retry import RetryPolicy
+from stats_log_collector.memstat.exec_source import ExecSource, samples_from_scan, scan_command, split_scan
+from stats_log_collector.memstat.kubelet_source import Target
+from stats_log_collector.settings import KubeSettings
+from stats_log_collector.testing import ExecResult, KubeVirtCluster, proc_status
+
+FAST = RetryPolicy(retries=1, base_delay=0.01, max_delay=0.02)
+AT = datetime(2026, 11, 23, 12, 0, 5, tzinfo=UTC)
+NAMES = ("virt-launcher", "virtqemud", "virtlogd", "qemu-kvm")
+TARGET = Target("vms", "vm1", "virt-launcher-vm1-abcde", "node1")
+
+
+@pytest.fixture
+async def client(kubevirt_cluster: KubeVirtCluster) -> AsyncIterator[KubeClient]:
+    settings = KubeSettings(kube_api_url=kubevirt_cluster.url, kube_request_timeout_secs=5.0, kube_retries=1)
+    kube = await KubeClient.connect(settings, FAST)
+    yield kube
+    await kube.close()
+
+
+def exec_paths(cluster: KubeVirtCluster) -> list[str]:
+    return [r.path for r in cluster.requests() if r.path.endswith("/exec")]
+
+
+# --- pure -----------------------------------------------------------------------------------------------
+
+
+def test_split_scan_ignores_a_marker_whose_process_exited() -> None:
+    output = "### pid 7\n### pid 82\nName:\tqemu-kvm\nVmRSS:\t 10 kB\n### pid x\nName:\ty\n"
+    assert split_scan(output) == [(82, "Name:\tqemu-kvm\nVmRSS:\t 10 kB\n")]
+
+
+def test_samples_from_scan_every_pid_of_a_name_under_its_configured_name() -> None:
+    long_name = "virt-launcher-monitor"  # the kernel reports "virt-launcher-m"
+    output = "".join(
+        f"### pid {pid}\n{proc_status(name, pid, vm_rss_kb=rss, rss_file_kb=rss // 4)}"
+        for pid, name, rss in ((1, long_name, 1000), (82, "qemu-kvm", 200_000), (90, "qemu-kvm", 3000))
+    )
+    samples = samples_from_scan(output, TARGET, (long_name, "qemu-kvm"), AT)
+    assert [(s.process, s.pid, s.rss_bytes) for s in samples] == [
+        (long_name, 1, 1000 * 1024),
+        ("qemu-kvm", 82, 200_000 * 1024),
+        ("qemu-kvm", 90, 3000 * 1024),
+    ]
+    qemu = samples[1]
+    assert (qemu.source, qemu.namespace, qemu.vm, qemu.pod, qemu.node) == ("exec", *TARGET.__dict__.values())
+    assert qemu.rss_file_bytes == 50_000 * 1024
+    assert qemu.rss_anon_bytes == 150_000 * 1024
+    assert qemu.status_kb["VmRSS"] == 200_000 and qemu.timestamp == AT
+
+
+def test_scan_command_cuts_names_as_the_kernel_does() -> None:
+    assert scan_command(["virt-launcher-monitor", "qemu-kvm", "qemu-kvm"])[3:] == [
+        "sh",
+        "virt-launcher-m",
+        "qemu-kvm",
+    ]
+
+
+def test_the_scan_script_on_this_machine_finds_every_pid_of_a_name(tmp_path: Path) -> None:
+    # Two real processes with one name (a copy of sleep under a QEMU-like name): both must be read.
+    sleeper = tmp_path / "qemu-kvm-test"
+    sleeper.write_bytes(Path("/bin/sleep").read_bytes())
+    sleeper.chmod(0o755)
+    children = [subprocess.Popen([str(sleeper), "30"]) for _ in range(2)]
+    try:
+        output = subprocess.run(scan_command(["qemu-kvm-test"]), capture_output=True, text=True, check=True)
+        samples = samples_from_scan(output.stdout, TARGET, ["qemu-kvm-test"], AT)
+        assert sorted(s.pid or 0 for s in samples) == sorted(child.pid for child in children)
+        for sample in samples:
+            status = Path(f"/proc/{sample.pid}/status").read_text()
+            assert f"{sample.status_kb['VmRSS']} kB" in status
+    finally:
+        for child in children:
+            child.kill()
+            child.wait()
+    assert os.getpid() not in {s.pid for s in samples}
+
+
+# --- against the cluster --------------------------------------------------------------------------------
+
+
+async def test_figures_are_what_was_set_with_one_exec_per_pod(
+    kubevirt_cluster: KubeVirtCluster, client: KubeClient
+) -> None:
+    population = kubevirt_cluster.populate(("vms",), nodes=3, vms_per_namespace=5, log_lines=0)
+    first = population.launcher_of(population.vmis[0])
+    kubevirt_cluster.set_processes(
+        "vms",
+        first.name,
+        {
+            12: ("virt-launcher", proc_status("virt-launcher", 12, vm_rss_kb=58_000)),
+            82: ("qemu-kvm", proc_status("qemu-kvm", 82, vm_rss_kb=215_000, rss_shmem_kb=1000)),
+            97: ("qemu-kvm", proc_status("qemu-kvm", 97, vm_rss_kb=7_000)),
+            99: ("bash", proc_status("bash", 99, vm_rss_kb=3_000)),
+        },
+    )
+    kubevirt_cluster.clear_requests()
+
+    samples = await ExecSource(client, ["vms"], NAMES).poll(AT)
+
+    mine = {(s.process, s.pid): s for s in samples if s.pod == first.name}
+    assert {key: s.rss_bytes for key, s in mine.items()} == {
+        ("virt-launcher", 12): 58_000 * 1024,
+        ("qemu-kvm", 82): 215_000 * 1024,
+        ("qemu-kvm", 97): 7_000 * 1024,
+    }
+    assert mine[("qemu-kvm", 82)].rss_shmem_bytes == 1000 * 1024
+    others = [s for s in samples if s.pod != first.name]
+    assert {(s.vm, s.process) for s in others} == {
+        (v.name, name) for v in population.vmis[1:] for name in NAMES
+    }
+    assert sorted(exec_paths(kubevirt_cluster)) == sorted(
+        f"/api/v1/namespaces/vms/pods/{population.launcher_of(v).name}/exec" for v in population.vmis
+    )
+
+
+async def test_failing_pods_are_skipped_and_the_others_sampled(
+    kubevirt_cluster: KubeVirtCluster, client: KubeClient, caplog: pytest.LogCaptureFixture
+) -> None:
+    population = kubevirt_cluster.populate(("vms",), nodes=2, vms_per_namespace=5, log_lines=0)
+    vanished, refused, failing, empty, *fine = population.vmis
+    kubevirt_cluster.vanish_after_list("vms", population.launcher_of(vanished).name)
+    kubevirt_cluster.inject(f"/pods/{population.launcher_of(refused).name}/exec$", 500, times=None)
+    kubevirt_cluster.set_processes("vms", population.launcher_of(empty).name, {})
+
+    def handler(namespace: str, pod: str, container: str, command: list[str]) -> ExecResult:
+        if pod == population.launcher_of(failing).name:
+            return ExecResult(stderr=b"sh: not found\n", exit_code=127)
+        return kubevirt_cluster.api.default_exec(namespace, pod, container, command)
+
+    kubevirt_cluster.set_exec_handler(handler)
+    with caplog.at_level(logging.WARNING):
+        samples = await ExecSource(client, ["vms"], NAMES).poll(AT)
+
+    assert {s.vm for s in samples} == {v.name for v in fine}
+    skipped = {getattr(r, "vm", None): r.getMessage() for r in caplog.records if "skipped" in r.getMessage()}
+    assert skipped == {
+        vanished.name: "VM skipped for this sample: exec failed",
+        refused.name: "VM skipped for this sample: exec failed",
+        failing.name: "VM skipped for this sample: the status scan failed",
+        empty.name: "VM skipped for this sample: no matching process",
+    }
+
+
+async def test_several_namespaces_all_namespaces_and_bounded_execs(
+    kubevirt_cluster: KubeVirtCluster, client: KubeClient
+) -> None:
+    population = kubevirt_cluster.populate(("a", "b", "c"), nodes=2, vms_per_namespace=3, log_lines=0)
+    every = {(v.namespace, v.name) for v in population.vmis}
+
+    samples = await ExecSource(client, ["a", "c"], ["qemu-kvm"]).poll(AT)
+    assert {(s.namespace, s.vm) for s in samples} == {k for k in every if k[0] in ("a", "c")}
+
+    running, most = 0, 0
+
+    async def slow(namespace: str, pod: str, container: str, command: list[str]) -> ExecResult:
+        nonlocal running, most
+        running += 1
+        most = max(most, running)
+        await asyncio.sleep(0.02)
+        running -= 1
+        return kubevirt_cluster.api.default_exec(namespace, pod, container, command)
+
+    kubevirt_cluster.set_exec_handler(slow)
+    kubevirt_cluster.clear_requests()
+    samples = await ExecSource(client, ["*"], ["qemu-kvm"], max_concurrency=2).poll(AT)
+    assert {(s.namespace, s.vm) for s in samples} == every
+    assert len(exec_paths(kubevirt_cluster)) == len(every)
+    assert most == 2

@@ -1,0 +1,109 @@
+"""memstat's HTTP face on HTTP_PORT: the dashboard, its JSON API, health, metrics and the logs browser.
+
+The original served the CSV at any path; ``GET /`` still returns it (``curl http://localhost:8099 > file``
+keeps working), and everything else lives at a named path. The CSV routes themselves come from the CSV
+store (``csv_routes``), so this module only knows the live state: the latest samples and poll health.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from collections.abc import Callable, Sequence
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+from aiohttp import web
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+from .logs_browser import LogsBrowser
+from .metrics import MemstatCollector, registry_for
+from .sample import Sample
+
+STATIC = resources.files("stats_log_collector.memstat") / "static"
+
+
+@dataclasses.dataclass
+class LiveState:
+    """What the poller publishes for the server: the latest poll's samples, and whether one succeeded."""
+
+    collector: MemstatCollector = dataclasses.field(default_factory=MemstatCollector)
+    ready: bool = False
+
+    def publish(
+        self, samples: Sequence[Sample], duration_s: float, failures: int, skipped_ticks: int
+    ) -> None:
+        health = self.collector.health
+        health.polls += 1
+        health.failures += failures
+        health.skipped_ticks += skipped_ticks
+        health.last_duration_s = duration_s
+        health.last_samples = len(samples)
+        health.last_success_unix = time.time()
+        self.collector.latest = list(samples)
+        self.ready = True
+
+
+def sample_json(sample: Sample) -> dict[str, Any]:
+    row = dataclasses.asdict(sample)
+    row.pop("status_kb")
+    row["timestamp"] = sample.timestamp.isoformat().replace("+00:00", "Z")
+    return row
+
+
+def build_app(
+    state: LiveState,
+    logs_dir: Path,
+    add_csv_routes: Callable[[web.Application], None] | None = None,
+) -> web.Application:
+    registry = registry_for(state.collector)
+
+    async def healthz(request: web.Request) -> web.Response:
+        return web.Response(text="ok\n")
+
+    async def readyz(request: web.Request) -> web.Response:
+        if not state.ready:
+            return web.Response(status=503, text="waiting for the first good poll\n")
+        return web.Response(text="ready\n")
+
+    async def metrics(request: web.Request) -> web.Response:
+        response = web.Response(body=generate_latest(registry))
+        response.headers["Content-Type"] = CONTENT_TYPE_LATEST
+        return response
+
+    async def api_vms(request: web.Request) -> web.Response:
+        rows = sorted(state.collector.latest, key=lambda s: (s.namespace, s.vm, s.process, s.pid or 0))
+        return web.json_response([sample_json(sample) for sample in rows])
+
+    async def dashboard(request: web.Request) -> web.Response:
+        return web.Response(text=(STATIC / "dashboard.html").read_text(), content_type="text/html")
+
+    async def static(request: web.Request) -> web.StreamResponse:
+        name = request.match_info["name"]
+        if name not in _STATIC_FILES:
+            raise web.HTTPNotFound()
+        return web.FileResponse(Path(str(STATIC / name)))  # the package is installed as files
+
+    app = web.Application()
+    app.router.add_get("/healthz", healthz)
+    app.router.add_get("/readyz", readyz)
+    app.router.add_get("/metrics", metrics)
+    app.router.add_get("/api/vms", api_vms)
+    app.router.add_get("/dashboard", dashboard)
+    app.router.add_get("/static/{name:.+}", static)
+    LogsBrowser(logs_dir).add_routes(app)
+    if add_csv_routes is not None:
+        add_csv_routes(app)
+    return app
+
+
+_STATIC_FILES = frozenset(
+    {
+        "dashboard.js",
+        "dashboard.css",
+        "vendor/uPlot.iife.min.js",
+        "vendor/uPlot.min.css",
+        "vendor/uPlot.LICENSE",
+    }
+)

@@ -1,0 +1,406 @@
+"""``$DATA_DIR/mem-stats.csv``: appended whole rows only, bounded on disk, served whole in one stream.
+
+The original appended to one CSV forever (it shipped an offline "clean csv when too big" script) and
+could leave a half-written row after a crash. Here:
+
+- Each poll's rows are encoded first and written with one ``os.write`` on an ``O_APPEND`` fd, so a
+  reader or a ``kill -9`` sees whole rows or none of them.
+- A write can still be cut short by the kernel (ENOSPC, EIO, power loss), leaving a torn last line. On
+  open, a file whose last byte is not ``\\n`` is cut back to its last newline before anything is
+  appended: that torn fragment can never become a valid row, and appending after it would glue the next
+  row onto it and corrupt both. It is the only truncation this module ever does.
+- The header is written once; a file with another header (the other CSV_FORMAT, an older version) is
+  renamed aside, ``mem-stats.csv.<UTC stamp>.old``, never mixed with rows of another shape.
+- Past MAX_CSV_BYTES the file is renamed and gzipped to ``mem-stats-<first ts>-<last ts>.csv.gz``
+  (written to a temporary name, then renamed, so an archive is whole or absent); each archive starts with
+  the header. Archives beyond MAX_ARCHIVE_BYTES in total are dropped oldest first; below the budget
+  nothing is lost.
+- :meth:`CsvStore.history` streams all kept rows, oldest first, with one header, in bounded chunks: the
+  HTTP server serves a multi-GB history in one request with flat memory.
+
+Row formatting is pure (``standard_row``, ``legacy_row``, ``encode_rows``) and tested on its own.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import csv
+import gzip
+import io
+import logging
+import os
+import re
+import shutil
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import BinaryIO
+
+from .sample import COLUMNS, LEGACY_COLUMNS, Sample
+
+log = logging.getLogger(__name__)
+
+CSV_NAME = "mem-stats.csv"
+ROTATING_NAME = CSV_NAME + ".rotating"  # the file being archived; finished on the next open after a crash
+CHUNK = 1 << 20
+_ARCHIVE = re.compile(r"^mem-stats-(\d{8}T\d{6}\.\d{3}Z)-(\d{8}T\d{6}\.\d{3}Z)(?:-(\d+))?\.csv\.gz$")
+_LEGACY_KB_FIELDS = LEGACY_COLUMNS[4:]  # RssAnon .. VmSwap, straight from /proc status (kB)
+# Where a source has no status fields, the byte figures it does have fill the matching kB columns.
+_LEGACY_FALLBACK = {
+    "RssAnon": "rss_anon_bytes",
+    "RssFile": "rss_file_bytes",
+    "RssShmem": "rss_shmem_bytes",
+    "VmHWM": "vm_hwm_bytes",
+    "VmSize": "vm_size_bytes",
+    "VmSwap": "swap_bytes",
+}
+
+
+# ---- pure row formatting ---------------------------------------------------------------------------
+
+
+def format_timestamp(ts: datetime) -> str:
+    """RFC3339 UTC with milliseconds: ``2026-11-23T10:00:00.000Z``."""
+    utc = ts.astimezone(UTC)
+    return utc.strftime("%Y-%m-%dT%H:%M:%S.") + f"{utc.microsecond // 1000:03d}Z"
+
+
+def header(fmt: str) -> tuple[str, ...]:
+    return LEGACY_COLUMNS if fmt == "legacy" else COLUMNS
+
+
+def _cell(value: object) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, datetime):
+        return format_timestamp(value)
+    # A newline inside a cell would make a quoted multi-line row that tail repair could cut in half.
+    return str(value).replace("\r", " ").replace("\n", " ")
+
+
+def standard_row(sample: Sample) -> list[str]:
+    return [_cell(getattr(sample, column)) for column in COLUMNS]
+
+
+def _legacy_kb(sample: Sample, field: str) -> int | None:
+    if field in sample.status_kb:
+        return sample.status_kb[field]
+    attribute = _LEGACY_FALLBACK.get(field)
+    value = getattr(sample, attribute) if attribute else None
+    return None if value is None else int(value) // 1024
+
+
+def legacy_row(sample: Sample) -> list[str]:
+    """The original's row: vmName is the pod name, unix seconds, kB, RSS = RssAnon + RssFile.
+
+    RSS falls back to the sample's RSS when the source has no anon/file breakdown (the kubelet source),
+    so the one figure such a source has is not lost; other unknown values are empty.
+    """
+    anon, file = _legacy_kb(sample, "RssAnon"), _legacy_kb(sample, "RssFile")
+    rss = anon + file if anon is not None and file is not None else sample.rss_bytes // 1024
+    values = [_legacy_kb(sample, field) for field in _LEGACY_KB_FIELDS]
+    return [
+        _cell(sample.pod),
+        _cell(sample.process),
+        str(int(sample.timestamp.timestamp())),
+        str(rss),
+        *(_cell(v) for v in values),
+    ]
+
+
+def encode_rows(rows: Iterable[Sequence[str]]) -> bytes:
+    """Complete CSV lines, ``\\n``-terminated, ready for one write."""
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    writer.writerows(rows)
+    return buffer.getvalue().encode("utf-8")
+
+
+def encode_samples(samples: Iterable[Sample], fmt: str) -> bytes:
+    row = legacy_row if fmt == "legacy" else standard_row
+    return encode_rows(row(s) for s in samples)
+
+
+def header_line(fmt: str) -> bytes:
+    return encode_rows([header(fmt)])
+
+
+def file_stamp(ts: datetime) -> str:
+    """A sortable, filename-safe UTC stamp: ``20261123T100000.000Z``."""
+    utc = ts.astimezone(UTC)
+    return utc.strftime("%Y%m%dT%H%M%S.") + f"{utc.microsecond // 1000:03d}Z"
+
+
+def row_time(line: bytes, fmt: str) -> datetime | None:
+    """The timestamp of one CSV data line, or None when it cannot be read."""
+    try:
+        cells = next(csv.reader([line.decode("utf-8", "replace")]))
+        if fmt == "legacy":
+            return datetime.fromtimestamp(int(cells[2]), UTC)
+        return datetime.fromisoformat(cells[0].replace("Z", "+00:00"))
+    except (StopIteration, IndexError, ValueError):
+        return None
+
+
+def archive_name(first: datetime, last: datetime) -> str:
+    return f"mem-stats-{file_stamp(first)}-{file_stamp(last)}.csv.gz"
+
+
+def torn_tail_length(tail: bytes) -> int:
+    """How many bytes after the last newline of ``tail`` (the end of the file) belong to a torn row."""
+    return len(tail) - (tail.rfind(b"\n") + 1)
+
+
+def sorted_archives(names: Iterable[str]) -> list[str]:
+    """Archive names among ``names``, oldest first: by first and last row time, then the -N of a clash."""
+    keyed = []
+    for name in names:
+        match = _ARCHIVE.match(name)
+        if match:
+            keyed.append(((match.group(1), match.group(2), int(match.group(3) or 0)), name))
+    return [name for _, name in sorted(keyed)]
+
+
+def drop_over_budget(sizes: Sequence[tuple[str, int]], budget: int) -> list[str]:
+    """Names to drop, oldest first, until the total of (name, size) pairs (oldest first) fits ``budget``."""
+    total = sum(size for _, size in sizes)
+    dropped = []
+    for name, size in sizes:
+        if total <= budget:
+            break
+        dropped.append(name)
+        total -= size
+    return dropped
+
+
+# ---- the store (I/O) ---------------------------------------------------------------------------------
+
+
+class CsvStore:
+    """The live CSV, its archives, and their history; one writer per DATA_DIR."""
+
+    def __init__(
+        self,
+        data_dir: Path,
+        fmt: str = "standard",
+        max_csv_bytes: int = 1024**3,
+        max_archive_bytes: int = 4 * 1024**3,
+        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+    ) -> None:
+        self.data_dir = Path(data_dir)
+        self.fmt = fmt
+        self.max_csv_bytes = max_csv_bytes
+        self.max_archive_bytes = max_archive_bytes
+        self._clock = clock
+        self._header = header_line(fmt)
+        self._fd: int | None = None
+        self._size = 0
+
+    @property
+    def path(self) -> Path:
+        return self.data_dir / CSV_NAME
+
+    # -- opening
+
+    def open(self) -> None:
+        """Finish an interrupted rotation, set aside a foreign file, repair a torn tail, write the header."""
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        rotating = self.data_dir / ROTATING_NAME
+        if rotating.exists():
+            self._archive(rotating)
+        self._open_live()
+
+    def _open_live(self) -> None:
+        self._set_aside_if_foreign()
+        fd = os.open(self.path, os.O_RDWR | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o644)
+        try:
+            self._repair_tail(fd)
+            size = os.fstat(fd).st_size
+            if size == 0:
+                os.write(fd, self._header)
+                size = len(self._header)
+        except BaseException:
+            os.close(fd)
+            raise
+        self._fd, self._size = fd, size
+
+    def _set_aside_if_foreign(self) -> None:
+        try:
+            with open(self.path, "rb") as f:
+                first = f.readline(len(self._header) + 1)
+        except FileNotFoundError:
+            return
+        if not first or first == self._header:
+            return
+        if not first.endswith(b"\n") and self._header.startswith(first):
+            return  # our own header, torn by a crash: the tail repair empties the file
+        aside = self.data_dir / f"{CSV_NAME}.{file_stamp(self._clock())}.old"
+        log.warning("mem-stats.csv has another header; moved aside to %s", aside.name)
+        os.rename(self.path, aside)
+
+    def _repair_tail(self, fd: int) -> None:
+        size = os.fstat(fd).st_size
+        if size == 0:
+            return
+        tail_start = max(0, size - CHUNK)
+        torn = torn_tail_length(os.pread(fd, size - tail_start, tail_start))
+        while torn == size - tail_start and tail_start > 0:  # a torn row longer than one chunk
+            tail_start = max(0, tail_start - CHUNK)
+            torn = torn_tail_length(os.pread(fd, size - tail_start, tail_start))
+        if torn:
+            log.warning(
+                "mem-stats.csv ended with a torn row (%d bytes); cut back to the last whole row", torn
+            )
+            os.ftruncate(fd, size - torn)
+
+    def close(self) -> None:
+        if self._fd is not None:
+            os.close(self._fd)
+            self._fd = None
+
+    def __enter__(self) -> CsvStore:
+        self.open()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # -- appending
+
+    def append(self, samples: Iterable[Sample]) -> int:
+        """Append one poll's rows in one write; rotate past MAX_CSV_BYTES. Returns the bytes written."""
+        data = encode_samples(samples, self.fmt)
+        if not data:
+            return 0
+        if self._fd is None:
+            self.open()
+        assert self._fd is not None
+        try:
+            written = os.write(self._fd, data)
+        except OSError:
+            self.close()  # the next append reopens, and so repairs whatever part reached the disk
+            raise
+        if written != len(data):
+            self.close()
+            raise OSError(f"short write to {self.path}: {written} of {len(data)} bytes")
+        self._size += written
+        if self._size > self.max_csv_bytes:
+            self.rotate()
+        return written
+
+    # -- rotation
+
+    def rotate(self) -> None:
+        """Archive the live file and start a new one; then drop archives over the budget."""
+        self.close()
+        rotating = self.data_dir / ROTATING_NAME
+        os.rename(self.path, rotating)
+        self._open_live()  # new rows go to a fresh file while the old one is compressed
+        self._archive(rotating)
+
+    def _archive(self, rotating: Path) -> None:
+        first, last = self._time_range(rotating)
+        if first is None or last is None:  # only a header: nothing worth keeping
+            rotating.unlink()
+            return
+        name = self._free_name(archive_name(first, last))
+        tmp = self.data_dir / f".{name}.tmp"
+        with open(rotating, "rb") as src, open(tmp, "wb") as raw:
+            with gzip.GzipFile(filename="", mode="wb", fileobj=raw, mtime=0, compresslevel=6) as gz:
+                shutil.copyfileobj(src, gz, CHUNK)
+            raw.flush()
+            os.fsync(raw.fileno())
+        os.rename(tmp, self.data_dir / name)
+        rotating.unlink()
+        log.info("mem-stats.csv rotated to %s", name)
+        self._enforce_budget()
+
+    def _free_name(self, name: str) -> str:
+        candidate, n = name, 1
+        while (self.data_dir / candidate).exists():
+            candidate = name.replace(".csv.gz", f"-{n}.csv.gz")
+            n += 1
+        return candidate
+
+    def _time_range(self, path: Path) -> tuple[datetime | None, datetime | None]:
+        with open(path, "rb") as f:
+            f.readline()  # header
+            first = row_time(f.readline(), self.fmt)
+            size = os.fstat(f.fileno()).st_size
+            f.seek(max(0, size - 65536))
+            lines = f.read().rstrip(b"\n").rsplit(b"\n", 1)
+        return first, row_time(lines[-1], self.fmt) if first is not None else None
+
+    def archives(self) -> list[Path]:
+        """Kept archives, oldest first (their names start with the first row's time)."""
+        return [self.data_dir / n for n in sorted_archives(os.listdir(self.data_dir))]
+
+    def _enforce_budget(self) -> None:
+        sizes = [(p.name, p.stat().st_size) for p in self.archives()]
+        for name in drop_over_budget(sizes, self.max_archive_bytes):
+            log.info("archive %s dropped: archives over MAX_ARCHIVE_BYTES", name)
+            with contextlib.suppress(FileNotFoundError):
+                (self.data_dir / name).unlink()
+
+    # -- reading
+
+    def history(self, chunk_size: int = CHUNK) -> Iterator[bytes]:
+        """Every kept row, archives oldest first then the live file, after one header, in chunks.
+
+        Files are opened before anything is yielded, so a rotation or a dropped archive during a long
+        download changes nothing in it; the live file is read up to its last whole row at that moment.
+        """
+        files: list[tuple[BinaryIO, int | None]] = []
+        try:
+            for archive in self.archives():
+                with contextlib.suppress(FileNotFoundError):
+                    files.append((open(archive, "rb"), None))  # noqa: SIM115 - closed below
+            with contextlib.suppress(FileNotFoundError):
+                live = open(self.path, "rb")  # noqa: SIM115 - closed below
+                files.append((live, os.fstat(live.fileno()).st_size))
+            yield self._header
+            for f, size in files:
+                if size is None:
+                    with gzip.GzipFile(fileobj=f, mode="rb") as gz:
+                        yield from _without_header(_chunks(gz, chunk_size))
+                else:
+                    yield from _without_header(_whole_rows(_chunks(f, chunk_size, size)))
+        finally:
+            for f, _ in files:
+                f.close()
+
+
+def _chunks(f: BinaryIO | gzip.GzipFile, chunk_size: int, limit: int | None = None) -> Iterator[bytes]:
+    remaining = limit
+    while remaining is None or remaining > 0:
+        chunk = f.read(chunk_size if remaining is None else min(chunk_size, remaining))
+        if not chunk:
+            return
+        if remaining is not None:
+            remaining -= len(chunk)
+        yield chunk
+
+
+def _without_header(chunks: Iterable[bytes]) -> Iterator[bytes]:
+    """The chunks of one file without its first line (every file repeats the header)."""
+    pending = b""
+    iterator = iter(chunks)
+    for chunk in iterator:
+        pending += chunk
+        newline = pending.find(b"\n")
+        if newline >= 0:
+            if rest := pending[newline + 1 :]:
+                yield rest
+            break
+    yield from iterator
+
+
+def _whole_rows(chunks: Iterable[bytes]) -> Iterator[bytes]:
+    """Chunks cut back to the last newline: a row being appended right now is left for the next read."""
+    pending = b""
+    for chunk in chunks:
+        pending += chunk
+        cut = pending.rfind(b"\n") + 1
+        if cut:
+            yield pending[:cut]
+            pending = pending[cut:]

@@ -243,3 +243,40 @@ def test_kill_9_leaves_whole_rows(tmp_path: Path) -> None:
     assert rows[0] == list(COLUMNS) and len(rows) > 200
     assert all(len(r) == len(COLUMNS) for r in rows)
     assert (len(rows) - 1) % 200 == 0  # each poll's rows land together
+
+
+SHORT_WRITER = """
+import resource, signal, sys
+from datetime import UTC, datetime
+from pathlib import Path
+from stats_log_collector.memstat.csvstore import CsvStore
+from stats_log_collector.memstat.sample import Sample
+signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+resource.setrlimit(resource.RLIMIT_FSIZE, (5000, 5000))  # the file system "fills up" at 5000 bytes
+t0 = datetime(2026, 11, 23, tzinfo=UTC)
+store = CsvStore(Path(sys.argv[1]))
+store.open()
+for i in range(1000):
+    try:
+        store.append([Sample(t0, "ns", f"vm{k}", "pod", "n", "procfs", "qemu-kvm", k, i) for k in range(7)])
+    except OSError as e:
+        print(type(e).__name__, e, flush=True)
+        break
+"""
+
+
+def test_short_write_when_disk_fills_is_repaired(tmp_path: Path) -> None:
+    out = subprocess.run(
+        [sys.executable, "-c", SHORT_WRITER, str(tmp_path)], capture_output=True, text=True, check=True
+    )
+    assert "short write" in out.stdout
+    path = tmp_path / "mem-stats.csv"
+    assert path.stat().st_size == 5000 and not path.read_bytes().endswith(b"\n")
+    with CsvStore(tmp_path) as store:
+        store.append([_sample(0)])
+    rows = _rows(path.read_bytes())
+    assert all(len(r) == len(COLUMNS) for r in rows)
+    # Whole rows only: the rows of the cut-short poll that reached the disk whole are kept (the only cut is
+    # of the torn fragment), then the next poll's row follows on its own line.
+    assert rows[-1][:3] == [format_timestamp(T0), "default", "vm0"]
+    assert len(rows) - 2 > 7

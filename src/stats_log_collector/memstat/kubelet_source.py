@@ -138,7 +138,11 @@ class KubeletSource:
         self._max_concurrency = max_concurrency
 
     async def poll(self, at: datetime) -> list[Sample]:
-        """One sample of every VM that could be read; ``at`` is the scheduled sample time."""
+        """One sample of every VM that could be read; ``at`` is the scheduled sample time.
+
+        A failed VMI or pod list raises ``KubeError``: with no list there is nothing to sample, and the
+        caller counts a failed poll.
+        """
         nodes = group_by_node(await list_targets(self._client, self._namespaces))
         limit = asyncio.Semaphore(self._max_concurrency)
         per_node = await asyncio.gather(

@@ -209,6 +209,19 @@ def test_interrupted_rotation_finished_on_open(tmp_path: Path) -> None:
         assert [r[2] for r in _rows(b"".join(store.history()))[1:]] == ["vm0", "vm1"]
 
 
+def test_failed_archiving_is_finished_before_the_next_rotation(tmp_path: Path) -> None:
+    with CsvStore(tmp_path, max_csv_bytes=10**9) as store:
+        store.append([_sample(0)])
+        # What a failed gzip (disk full) leaves: the renamed file, not yet archived.
+        (tmp_path / "mem-stats.csv.rotating").write_bytes(
+            header_line("standard") + encode_rows([standard_row(_sample(-1))])
+        )
+        store.append([_sample(1)])
+        store.rotate()
+        assert len(store.archives()) == 2
+        assert [r[2] for r in _rows(b"".join(store.history()))[1:]] == ["vm2", "vm0", "vm1"]
+
+
 WRITER = """
 import sys
 from datetime import UTC, datetime, timedelta

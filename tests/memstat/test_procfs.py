@@ -165,6 +165,9 @@ def test_fake_proc_root_pods_and_races(tmp_path: Path) -> None:
         (17, "solo", "n"),
     ]
 
+    # Without the API, pods are ignored: QEMU is named by its -name, helpers are tied to no VM.
+    assert [(s.pid, s.vm) for s in to_samples(records, NOW, None, node="n")] == [(10, "ns_vm"), (17, "solo")]
+
 
 def test_scan_of_many_processes_is_fast(tmp_path: Path) -> None:
     """Most processes on a node are not ours: they cost one comm read each."""

@@ -209,6 +209,7 @@ class CsvStore:
         if rotating.exists():
             self._archive(rotating)
         self._open_live()
+        self._enforce_budget()  # MAX_ARCHIVE_BYTES may have been lowered since the last run
 
     def _open_live(self) -> None:
         self._set_aside_if_foreign()
@@ -285,15 +286,20 @@ class CsvStore:
             raise OSError(f"short write to {self.path}: {written} of {len(data)} bytes")
         self._size += written
         if self._size > self.max_csv_bytes:
-            self.rotate()
+            try:
+                self.rotate()
+            except OSError:  # the rows are written; rotation is retried on the next append
+                log.exception("rotating mem-stats.csv failed")
         return written
 
     # -- rotation
 
     def rotate(self) -> None:
         """Archive the live file and start a new one; then drop archives over the budget."""
-        self.close()
         rotating = self.data_dir / ROTATING_NAME
+        if rotating.exists():  # a previous archiving failed: finish it first, never overwrite it
+            self._archive(rotating)
+        self.close()
         os.rename(self.path, rotating)
         self._open_live()  # new rows go to a fresh file while the old one is compressed
         self._archive(rotating)
@@ -311,6 +317,7 @@ class CsvStore:
             raw.flush()
             os.fsync(raw.fileno())
         os.rename(tmp, self.data_dir / name)
+        _fsync_dir(self.data_dir)  # the archive's name is durable before its source goes
         rotating.unlink()
         log.info("mem-stats.csv rotated to %s", name)
         self._enforce_budget()
@@ -368,6 +375,14 @@ class CsvStore:
         finally:
             for f, _ in files:
                 f.close()
+
+
+def _fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
 
 
 def _chunks(f: BinaryIO | gzip.GzipFile, chunk_size: int, limit: int | None = None) -> Iterator[bytes]:

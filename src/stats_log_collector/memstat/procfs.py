@@ -222,11 +222,11 @@ def _sample(record: ProcRecord, timestamp: datetime, info: PodInfo) -> Sample:
 def resolve(record: ProcRecord, resolver: PodResolver | None, node: str) -> PodInfo | None:
     """Namespace, VM, pod and node of a process; None when it cannot be tied to a VM (then skipped).
 
-    In a pod: what the resolver knows of its UID (every process of the pod gets the pod's VM). On a host
-    without Kubernetes: QEMU's ``-name``; a helper (virtqemud, virtlogd) there serves every VM, so it is
-    tied to none and skipped.
+    In a pod: what the resolver knows of its UID (every process of the pod gets the pod's VM; a pod it
+    does not know is not watched). Without a resolver (no Kubernetes API) or outside a pod: QEMU's
+    ``-name``; a helper (virtqemud, virtlogd) there serves every VM, so it is tied to none and skipped.
     """
-    if record.pod_uid is not None:
+    if record.pod_uid is not None and resolver is not None:
         info = _lookup(resolver, record.pod_uid)
         if info is None:
             log.debug("process %d (%s): pod %s not watched", record.pid, record.name, record.pod_uid)

@@ -197,6 +197,21 @@ def test_rotation_budget_and_history(tmp_path: Path) -> None:
     assert times == sorted(times) and times[-1] == format_timestamp(_sample(1000).timestamp)
 
 
+def test_legacy_rotation_names_archives_from_unix_seconds(tmp_path: Path) -> None:
+    with CsvStore(tmp_path, fmt="legacy", max_csv_bytes=10**9) as store:
+        store.append([_sample(0), _sample(1)])
+        store.rotate()
+        store.append([_sample(2)])
+        assert [a.name for a in store.archives()] == [
+            "mem-stats-20261123T100000.000Z-20261123T100005.000Z.csv.gz"
+        ]
+        history = b"".join(store.history()).decode()
+    assert history.startswith(LEGACY_HEADER) and history.count("vmName") == 1
+    assert [r[0] for r in _rows(history.encode())[1:]] == [
+        "virt-launcher-vm0-abcde", "virt-launcher-vm1-abcde", "virt-launcher-vm2-abcde",
+    ]  # fmt: skip
+
+
 def test_interrupted_rotation_finished_on_open(tmp_path: Path) -> None:
     with CsvStore(tmp_path) as store:
         store.append([_sample(0)])

@@ -1,0 +1,153 @@
+"""Serving the CSV: ``GET /`` and ``GET /mem-stats.csv``, whole history or filtered, streamed.
+
+- Unfiltered, with no archives yet: the live file itself through aiohttp's FileResponse, which answers
+  Range, ETag / If-None-Match and If-Modified-Since exactly as for any static file.
+- Otherwise the kept history (archives, then the live file) is streamed with one header, filtered row by
+  row (``?vm=a,b&since=-1h&until=2026-11-23T10:00:00Z``), gzip-compressed on the fly when the client asks
+  for it; the ETag names the files and sizes it was built from, so a repeated download of an unchanged
+  history is a 304. Memory stays flat whatever the history's size.
+
+The filters are pure functions of a line, tested directly.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from collections.abc import Callable, Iterable, Iterator
+from datetime import UTC, datetime, timedelta
+
+from aiohttp import web
+
+from .csvstore import CsvStore
+
+_RELATIVE = re.compile(r"^-(\d+(?:\.\d+)?)([smhdw])$")
+_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
+
+
+def parse_when(raw: str, now: datetime) -> datetime:
+    """RFC3339 (``2026-11-23T10:00:00Z``) or relative to now (``-90s``, ``-15m``, ``-1h``, ``-7d``)."""
+    match = _RELATIVE.match(raw.strip())
+    if match:
+        return now - timedelta(seconds=float(match[1]) * _UNITS[match[2]])
+    try:
+        moment = datetime.fromisoformat(raw.strip().replace("Z", "+00:00"))
+    except ValueError:
+        raise ValueError(f"not a time: {raw!r} (use RFC3339 or -15m, -1h, -7d)") from None
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+
+
+def row_filter(
+    fmt: str, vms: set[str] | None, since: datetime | None, until: datetime | None
+) -> Callable[[bytes], bool] | None:
+    """A predicate over one CSV line, or None when nothing is filtered.
+
+    Standard rows start ``timestamp,namespace,vm,...`` (RFC3339 text compares in time order); legacy rows
+    start ``vmName,process,timestamp`` with unix seconds, and their vmName is the launcher pod name.
+    """
+    if vms is None and since is None and until is None:
+        return None
+    if fmt == "legacy":
+        low = since.timestamp() if since else None
+        high = until.timestamp() if until else None
+
+        def legacy(line: bytes) -> bool:
+            fields = line.split(b",", 3)
+            if vms is not None and fields[0].decode(errors="replace") not in vms:
+                return False
+            moment = float(fields[2])
+            return (low is None or moment >= low) and (high is None or moment < high)
+
+        return legacy
+    low_text = _stamp(since) if since else None
+    high_text = _stamp(until) if until else None
+
+    def standard(line: bytes) -> bool:
+        fields = line.split(b",", 3)
+        if vms is not None and fields[2].decode(errors="replace") not in vms:
+            return False
+        moment = fields[0]
+        return (low_text is None or moment >= low_text) and (high_text is None or moment < high_text)
+
+    return standard
+
+
+def _stamp(moment: datetime) -> bytes:
+    text = moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
+    return text.encode()
+
+
+def filter_chunks(chunks: Iterable[bytes], keep: Callable[[bytes], bool]) -> Iterator[bytes]:
+    """History chunks in (the first is the header alone; the others may cut rows anywhere), kept rows out."""
+    iterator = iter(chunks)
+    yield next(iterator, b"")
+    pending = b""
+    for chunk in iterator:
+        *lines, pending = (pending + chunk).split(b"\n")
+        kept = [line for line in lines if line and _safe(keep, line)]
+        if kept:
+            yield b"\n".join(kept) + b"\n"
+    if pending and _safe(keep, pending):
+        yield pending + b"\n"
+
+
+def _safe(keep: Callable[[bytes], bool], line: bytes) -> bool:
+    try:
+        return keep(line)
+    except (ValueError, IndexError):  # a malformed row (a foreign line) is left out, not fatal
+        return False
+
+
+class CsvRoutes:
+    def __init__(self, store: CsvStore) -> None:
+        self._store = store
+
+    def add_routes(self, app: web.Application) -> None:
+        app.router.add_get("/", self.handle)
+        app.router.add_get("/mem-stats.csv", self.handle)
+
+    def _etag(self) -> str:
+        parts = []
+        for path in [*self._store.archives(), self._store.path]:
+            try:
+                st = path.stat()
+            except FileNotFoundError:
+                continue
+            parts.append(f"{path.name}:{st.st_size}:{st.st_mtime_ns}")
+        return hashlib.sha1("|".join(parts).encode()).hexdigest()[:20]
+
+    async def handle(self, request: web.Request) -> web.StreamResponse:
+        try:
+            keep = self._filter(request)
+        except ValueError as exc:
+            raise web.HTTPBadRequest(text=f"{exc}\n") from None
+        headers = {"Content-Disposition": 'inline; filename="mem-stats.csv"'}
+        if keep is None and not self._store.archives() and self._store.path.exists():
+            return web.FileResponse(self._store.path, headers={**headers, "Content-Type": "text/csv"})
+        etag = self._etag()
+        if keep is None and request.if_none_match and any(tag.value == etag for tag in request.if_none_match):
+            return web.Response(status=304, headers={"ETag": f'"{etag}"'})
+        response = web.StreamResponse(headers={**headers, "Content-Type": "text/csv; charset=utf-8"})
+        if keep is None:
+            response.headers["ETag"] = f'"{etag}"'
+        if "gzip" in request.headers.get("Accept-Encoding", ""):
+            response.enable_compression(web.ContentCoding.gzip)
+        await response.prepare(request)
+        chunks: Iterable[bytes] = self._store.history()
+        if keep is not None:
+            chunks = filter_chunks(chunks, keep)
+        for chunk in chunks:
+            await response.write(chunk)
+        await response.write_eof()
+        return response
+
+    def _filter(self, request: web.Request) -> Callable[[bytes], bool] | None:
+        now = datetime.now(UTC)
+        vm = request.query.get("vm")
+        since, until = request.query.get("since"), request.query.get("until")
+        return row_filter(
+            self._store.fmt,
+            {name for name in vm.split(",") if name} if vm else None,
+            parse_when(since, now) if since else None,
+            parse_when(until, now) if until else None,
+        )

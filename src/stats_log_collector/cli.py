@@ -58,7 +58,7 @@ COMMANDS = (
         "memstat",
         "sample the RSS of every VM, keep it in a CSV and serve it (CSV, metrics, dashboard)",
         (MemstatSettings, KubeSettings, LoggingSettings),
-        None,
+        "stats_log_collector.memstat.command:main",
         4,
     ),
     Command(

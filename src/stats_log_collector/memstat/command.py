@@ -1,0 +1,66 @@
+"""``stats-log-collector memstat``: wiring the source, the CSV store, the poller and the HTTP server."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+from aiohttp import web
+
+from .. import lifecycle
+from ..cli import Settings
+from ..kube import KubeError
+from ..settings import KubeSettings, MemstatSettings
+from .csv_routes import CsvRoutes
+from .csvstore import CsvStore
+from .poller import Poller
+from .server import LiveState, build_app
+from .sources import make_source
+
+log = logging.getLogger("stats_log_collector.memstat")
+
+
+def main(settings: Settings) -> int:
+    config, kube = settings[MemstatSettings], settings[KubeSettings]
+    failed: list[str] = []
+
+    async def run(stop: asyncio.Event) -> None:
+        store = CsvStore(config.data_dir, config.csv_format, config.max_csv_bytes, config.max_archive_bytes)
+        store.open()
+        state = LiveState()
+        app = build_app(state, config.logs_dir, CsvRoutes(store).add_routes)
+        runner = web.AppRunner(app, access_log=None)
+        await runner.setup()
+        client = None
+        try:
+            try:
+                await web.TCPSite(runner, "0.0.0.0", config.http_port).start()
+            except OSError as exc:
+                failed.append(f"cannot listen on HTTP_PORT {config.http_port}: {exc.strerror}")
+                return
+            try:
+                source, client = await make_source(config, kube)
+            except KubeError as exc:
+                failed.append(f"cannot reach the Kubernetes API: {exc}")
+                return
+            log.info(
+                "sampling",
+                extra={
+                    "source": source.name,
+                    "namespaces": ",".join(config.namespace),
+                    "interval_s": config.poll_interval_secs,
+                    "csv": str(store.path),
+                    "port": config.http_port,
+                },
+            )
+            await Poller(source, store, state, config.poll_interval_secs).run(stop)
+        finally:
+            if client is not None:
+                await client.close()
+            await runner.cleanup()
+            store.close()
+
+    lifecycle.run(run)
+    for reason in failed:
+        log.error(reason)
+    return 1 if failed else 0

@@ -1,0 +1,70 @@
+"""Choosing the source MEMSTAT_SOURCE names, and the procfs source's link to the API.
+
+procfs reads figures from /proc with no API call; the API only names what it found: pod UID -> VM, pod,
+namespace, refreshed with one list per namespace per poll. Without Kubernetes credentials (a plain
+Linux host with QEMU or libvirt VMs) it names VMs from QEMU's ``-name`` instead: a supported use, not
+only the demo's.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import socket
+from datetime import datetime
+
+from ..kube import KubeClient, KubeError, KubeRejected
+from ..settings import KubeSettings, MemstatSettings
+from .exec_source import ExecSource
+from .kubelet_source import KubeletSource
+from .poller import Source
+from .procfs import PodInfo, sample_procfs
+from .sample import Sample
+
+log = logging.getLogger(__name__)
+
+
+class ProcfsSource:
+    name = "procfs"
+
+    def __init__(self, settings: MemstatSettings, client: KubeClient | None, node: str) -> None:
+        self._settings = settings
+        self._client = client
+        self._node = node
+        self._pods: dict[str, PodInfo] = {}
+
+    async def poll(self, at: datetime) -> list[Sample]:
+        if self._client is not None:
+            try:
+                self._pods = await self._pod_index(self._client)
+            except KubeError as exc:  # keep naming with what we knew: figures still come from /proc
+                log.warning("cannot refresh pod names, using the last known", extra={"error": str(exc)})
+        resolver = self._pods if self._client is not None else None
+        return await asyncio.to_thread(
+            sample_procfs, self._settings.proc_root, self._settings.process_names, at, resolver, self._node
+        )
+
+    async def _pod_index(self, client: KubeClient) -> dict[str, PodInfo]:
+        pods = await client.list_launcher_pods(self._settings.namespace)
+        return {
+            pod.uid: PodInfo(
+                pod.namespace, pod.labels.get("vm.kubevirt.io/name", pod.name), pod.name, pod.node or ""
+            )
+            for pod in pods
+        }
+
+
+async def make_source(settings: MemstatSettings, kube: KubeSettings) -> tuple[Source, KubeClient | None]:
+    if settings.memstat_source == "procfs":
+        try:
+            client: KubeClient | None = await KubeClient.connect(kube)
+        except KubeRejected as exc:
+            log.info("no Kubernetes API: VMs are named from QEMU's -name", extra={"why": str(exc)})
+            client = None
+        node = os.environ.get("NODE_NAME") or socket.gethostname()
+        return ProcfsSource(settings, client, node), client
+    client = await KubeClient.connect(kube)
+    if settings.memstat_source == "exec":
+        return ExecSource(client, settings.namespace, settings.process_names), client
+    return KubeletSource(client, settings.namespace), client

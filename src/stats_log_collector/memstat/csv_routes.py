@@ -112,7 +112,8 @@ def _series_point(line: bytes, fmt: str, column: int, figure: str) -> tuple[floa
         if not fields[column]:
             return None
         moment = datetime.fromisoformat(fields[0].replace("Z", "+00:00")).timestamp()
-        return moment, f"{fields[1]}/{fields[2]}", float(fields[column])
+        name = f"{fields[1]}/{fields[2]}" if fields[1] else fields[2]  # no namespace on a plain host
+        return moment, name, float(fields[column])
     except (ValueError, IndexError):
         return None
 

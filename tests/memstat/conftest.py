@@ -1,0 +1,85 @@
+"""Fixtures for memstat tests that run the real command: the process itself and QEMU-named processes."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def http(port: int, path: str) -> tuple[int, bytes]:
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=5) as response:
+            return response.status, response.read()
+    except urllib.error.HTTPError as error:
+        return error.code, error.read()
+    except OSError:
+        return 0, b""
+
+
+def wait_for(condition: Callable[[], bool], what: str, timeout: float = 20.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.05)
+
+
+@pytest.fixture
+def memstat(tmp_path: Path) -> Iterator[Callable[..., tuple[subprocess.Popen[bytes], int]]]:
+    started: list[subprocess.Popen[bytes]] = []
+
+    def start(*args: str, **env: str) -> tuple[subprocess.Popen[bytes], int]:
+        port = free_port()
+        environ = {k: v for k, v in os.environ.items() if k != "KUBECONFIG"}
+        environ.update(
+            {"DATA_DIR": str(tmp_path / "data"), "HTTP_PORT": str(port), "POLL_INTERVAL_SECS": "1", **env}
+        )
+        environ["HOME"] = str(tmp_path)  # no ~/.kube/config unless a test gives one
+        process = subprocess.Popen(
+            [sys.executable, "-m", "stats_log_collector", "memstat", *args],
+            env=environ,
+            stderr=open(tmp_path / "memstat.stderr", "ab"),  # noqa: SIM115
+        )
+        started.append(process)
+        return process, port
+
+    yield start
+    for process in started:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+
+
+@pytest.fixture
+def fake_vm(tmp_path: Path) -> Iterator[int]:
+    """A process named qemu-kvm holding 64 MiB, started as QEMU is: ``-name guest=...``."""
+    binary = tmp_path / "qemu-kvm"
+    binary.symlink_to(os.path.realpath(sys.executable))
+    process = subprocess.Popen(
+        [
+            str(binary),
+            "-c",
+            "import sys, time; x = bytearray(64 << 20); print('ready', flush=True); time.sleep(120)",
+            "-name",
+            "guest=testvm,debug-threads=on",
+        ],
+        stdout=subprocess.PIPE,
+    )
+    assert process.stdout is not None and process.stdout.readline() == b"ready\n"
+    yield process.pid
+    process.kill()
+    process.wait()

@@ -9,10 +9,15 @@ import sys
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 
 import pytest
+
+from stats_log_collector.kube import KubeClient
+from stats_log_collector.kube.retry import RetryPolicy
+from stats_log_collector.settings import KubeSettings
+from stats_log_collector.testing import KubeVirtCluster
 
 
 def free_port() -> int:
@@ -83,3 +88,12 @@ def fake_vm(tmp_path: Path) -> Iterator[int]:
     yield process.pid
     process.kill()
     process.wait()
+
+
+@pytest.fixture
+async def client(kubevirt_cluster: KubeVirtCluster) -> AsyncIterator[KubeClient]:
+    """A client of the test cluster that gives up quickly (one fast retry)."""
+    settings = KubeSettings(kube_api_url=kubevirt_cluster.url, kube_request_timeout_secs=5.0, kube_retries=1)
+    kube = await KubeClient.connect(settings, RetryPolicy(retries=1, base_delay=0.01, max_delay=0.02))
+    yield kube
+    await kube.close()

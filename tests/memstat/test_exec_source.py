@@ -6,7 +6,6 @@ import asyncio
 import logging
 import os
 import subprocess
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -16,21 +15,12 @@ from stats_log_collector.kube import KubeClient
 from stats_log_collector.kube.retry import RetryPolicy
 from stats_log_collector.memstat.exec_source import ExecSource, samples_from_scan, scan_command, split_scan
 from stats_log_collector.memstat.kubelet_source import Target
-from stats_log_collector.settings import KubeSettings
 from stats_log_collector.testing import ExecResult, KubeVirtCluster, proc_status
 
 FAST = RetryPolicy(retries=1, base_delay=0.01, max_delay=0.02)
 AT = datetime(2026, 11, 23, 12, 0, 5, tzinfo=UTC)
 NAMES = ("virt-launcher", "virtqemud", "virtlogd", "qemu-kvm")
 TARGET = Target("vms", "vm1", "virt-launcher-vm1-abcde", "node1")
-
-
-@pytest.fixture
-async def client(kubevirt_cluster: KubeVirtCluster) -> AsyncIterator[KubeClient]:
-    settings = KubeSettings(kube_api_url=kubevirt_cluster.url, kube_request_timeout_secs=5.0, kube_retries=1)
-    kube = await KubeClient.connect(settings, FAST)
-    yield kube
-    await kube.close()
 
 
 def exec_paths(cluster: KubeVirtCluster) -> list[str]:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 
 import pytest
@@ -17,19 +16,10 @@ from stats_log_collector.memstat.kubelet_source import (
     launcher_targets,
     samples_from_summary,
 )
-from stats_log_collector.settings import KubeSettings
 from stats_log_collector.testing import KubeVirtCluster
 
 FAST = RetryPolicy(retries=1, base_delay=0.01, max_delay=0.02)
 AT = datetime(2026, 11, 23, 12, 0, 5, tzinfo=UTC)
-
-
-@pytest.fixture
-async def client(kubevirt_cluster: KubeVirtCluster) -> AsyncIterator[KubeClient]:
-    settings = KubeSettings(kube_api_url=kubevirt_cluster.url, kube_request_timeout_secs=5.0, kube_retries=1)
-    kube = await KubeClient.connect(settings, FAST)
-    yield kube
-    await kube.close()
 
 
 def summary_paths(cluster: KubeVirtCluster) -> list[str]:

@@ -92,14 +92,7 @@ def samples_from_scan(
                 source=SOURCE,
                 process=name,
                 pid=pid,
-                rss_bytes=figures.rss_bytes,
-                rss_anon_bytes=figures.rss_anon_bytes,
-                rss_file_bytes=figures.rss_file_bytes,
-                rss_shmem_bytes=figures.rss_shmem_bytes,
-                vm_hwm_bytes=figures.vm_hwm_bytes,
-                vm_size_bytes=figures.vm_size_bytes,
-                swap_bytes=figures.swap_bytes,
-                status_kb=figures.status_kb,
+                **figures.sample_fields(),
             )
         )
     return samples

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import re
+from typing import Any
 
 KIB = 1024
 
@@ -60,6 +61,10 @@ class MemoryFigures:
     vm_size_bytes: int | None
     swap_bytes: int | None
     status_kb: dict[str, int]
+
+    def sample_fields(self) -> dict[str, Any]:
+        """These figures as keyword arguments of :class:`~.sample.Sample`."""
+        return dataclasses.asdict(self)
 
 
 def _bytes(kb: dict[str, int], key: str) -> int | None:

@@ -9,7 +9,6 @@ import pytest
 
 from stats_log_collector.kube import KubeClient, Vmi
 from stats_log_collector.kube.models import Pod
-from stats_log_collector.kube.retry import RetryPolicy
 from stats_log_collector.memstat.kubelet_source import (
     KubeletSource,
     Target,
@@ -18,7 +17,6 @@ from stats_log_collector.memstat.kubelet_source import (
 )
 from stats_log_collector.testing import KubeVirtCluster
 
-FAST = RetryPolicy(retries=1, base_delay=0.01, max_delay=0.02)
 AT = datetime(2026, 11, 23, 12, 0, 5, tzinfo=UTC)
 
 

@@ -13,12 +13,12 @@ import pytest
 
 from stats_log_collector.kube import KubeClient
 from stats_log_collector.memstat.exec_source import ExecSource, samples_from_scan, scan_command, split_scan
-from stats_log_collector.memstat.kubelet_source import Target
+from stats_log_collector.memstat.sample import VmPod
 from stats_log_collector.testing import ExecResult, KubeVirtCluster, proc_status
 
 AT = datetime(2026, 11, 23, 12, 0, 5, tzinfo=UTC)
 NAMES = ("virt-launcher", "virtqemud", "virtlogd", "qemu-kvm")
-TARGET = Target("vms", "vm1", "virt-launcher-vm1-abcde", "node1")
+TARGET = VmPod("vms", "vm1", "virt-launcher-vm1-abcde", "node1")
 
 
 def exec_paths(cluster: KubeVirtCluster) -> list[str]:

@@ -9,12 +9,8 @@ import pytest
 
 from stats_log_collector.kube import KubeClient, Vmi
 from stats_log_collector.kube.models import Pod
-from stats_log_collector.memstat.kubelet_source import (
-    KubeletSource,
-    Target,
-    launcher_targets,
-    samples_from_summary,
-)
+from stats_log_collector.memstat.kubelet_source import KubeletSource, launcher_targets, samples_from_summary
+from stats_log_collector.memstat.sample import VmPod
 from stats_log_collector.testing import KubeVirtCluster
 
 AT = datetime(2026, 11, 23, 12, 0, 5, tzinfo=UTC)
@@ -40,8 +36,8 @@ def test_samples_from_summary_maps_compute_and_reports_missing() -> None:
             {"podRef": {"namespace": "other", "name": "virt-launcher-a-x"}, "containers": []},
         ]
     }
-    found = Target("vms", "a", "virt-launcher-a-x", "n1")
-    gone = Target("other", "a", "virt-launcher-a-x", "n1")
+    found = VmPod("vms", "a", "virt-launcher-a-x", "n1")
+    gone = VmPod("other", "a", "virt-launcher-a-x", "n1")
     samples, missing = samples_from_summary(summary, [found, gone], AT)
     assert missing == [gone]
     [sample] = samples
@@ -66,8 +62,8 @@ def test_launcher_targets_picks_the_running_active_pod() -> None:
         _pod("pc", "n2", pending, phase="Pending"),
     ]
     assert launcher_targets([migrating, plain, pending], pods) == [
-        Target("vms", "a", "pa-source", "n1"),
-        Target("vms", "b", "pb", "n2"),
+        VmPod("vms", "a", "pa-source", "n1"),
+        VmPod("vms", "b", "pb", "n2"),
     ]
 
 

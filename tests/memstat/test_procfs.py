@@ -17,7 +17,8 @@ from pathlib import Path
 
 import pytest
 
-from stats_log_collector.memstat.procfs import PodInfo, sample_procfs, scan, to_samples
+from stats_log_collector.memstat.procfs import sample_procfs, scan, to_samples
+from stats_log_collector.memstat.sample import VmPod
 
 NAMES = ("virt-launcher", "virtqemud", "virtlogd", "qemu-kvm")
 NOW = datetime(2026, 11, 23, 10, 0, tzinfo=UTC)
@@ -145,7 +146,7 @@ def test_fake_proc_root_pods_and_races(tmp_path: Path) -> None:
     assert all(r.rollup_kb is None for r in scan(tmp_path, NAMES, pss=False))
     assert records[0].pod_uid == UID and records[3].rollup_kb is None
 
-    pods = {UID: PodInfo(namespace="ns", vm="vm-a", pod="virt-launcher-vm-a-xyz")}
+    pods = {UID: VmPod(namespace="ns", vm="vm-a", pod="virt-launcher-vm-a-xyz")}
     samples = to_samples(records, NOW, pods, node="node1")
     got = [(s.pid, s.process, s.namespace, s.vm, s.pod, s.node, s.pss_bytes) for s in samples]
     assert got == [
@@ -157,8 +158,8 @@ def test_fake_proc_root_pods_and_races(tmp_path: Path) -> None:
     assert samples[0].rss_bytes == 2048 * 1024 and samples[0].rss_file_bytes == 10 * 1024
 
     # A callable resolver works too, and the node the API reports wins over this host's name.
-    def lookup(uid: str) -> PodInfo | None:
-        return PodInfo("ns2", "vm-b", "pod-b", node="api-node") if uid == other_uid else None
+    def lookup(uid: str) -> VmPod | None:
+        return VmPod("ns2", "vm-b", "pod-b", node="api-node") if uid == other_uid else None
 
     assert [(s.pid, s.vm, s.node) for s in to_samples(records, NOW, lookup, node="n")] == [
         (12, "vm-b", "api-node"),

@@ -24,9 +24,9 @@ from datetime import datetime
 
 from ..kube.client import KubeClient
 from ..kube.errors import KubeError
-from .kubelet_source import CONTAINER, Target, list_targets
+from .kubelet_source import CONTAINER, list_targets
 from .procstatus import memory_figures, parse_status
-from .sample import Sample
+from .sample import Sample, VmPod
 
 log = logging.getLogger(__name__)
 
@@ -68,9 +68,7 @@ def split_scan(output: str) -> list[tuple[int, str]]:
     return found
 
 
-def samples_from_scan(
-    output: str, target: Target, process_names: Sequence[str], at: datetime
-) -> list[Sample]:
+def samples_from_scan(output: str, target: VmPod, process_names: Sequence[str], at: datetime) -> list[Sample]:
     """A Sample per process of the scan output, named as configured (not as the kernel cut it)."""
     by_comm: dict[str, str] = {}
     for configured in process_names:
@@ -82,19 +80,7 @@ def samples_from_scan(
         if not name or not kb:
             continue
         figures = memory_figures(kb)
-        samples.append(
-            Sample(
-                timestamp=at,
-                namespace=target.namespace,
-                vm=target.vm,
-                pod=target.pod,
-                node=target.node,
-                source=SOURCE,
-                process=name,
-                pid=pid,
-                **figures.sample_fields(),
-            )
-        )
+        samples.append(target.sample(at, SOURCE, name, pid, **figures.sample_fields()))
     return samples
 
 
@@ -123,7 +109,7 @@ class ExecSource:
         per_pod = await asyncio.gather(*(self._sample_pod(target, at, limit) for target in targets))
         return [sample for samples in per_pod for sample in samples]
 
-    async def _sample_pod(self, target: Target, at: datetime, limit: asyncio.Semaphore) -> list[Sample]:
+    async def _sample_pod(self, target: VmPod, at: datetime, limit: asyncio.Semaphore) -> list[Sample]:
         where = {"namespace": target.namespace, "vm": target.vm, "pod": target.pod, "node": target.node}
         async with limit:
             try:

@@ -16,7 +16,6 @@ pairs VMIs with their active launcher pod, is shared with the exec source.
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import logging
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
@@ -26,7 +25,7 @@ from typing import Any
 from ..kube.client import KubeClient, match_launcher_pods
 from ..kube.errors import KubeError
 from ..kube.models import JSON, Pod, Vmi
-from .sample import Sample
+from .sample import Sample, VmPod
 
 log = logging.getLogger(__name__)
 
@@ -35,17 +34,7 @@ CONTAINER = "compute"
 DEFAULT_MAX_CONCURRENCY = 16
 
 
-@dataclasses.dataclass(frozen=True)
-class Target:
-    """One VM to sample: its VMI, and the launcher pod (and node) where its ``compute`` runs."""
-
-    namespace: str
-    vm: str
-    pod: str
-    node: str
-
-
-def launcher_targets(vmis: Iterable[Vmi], pods: Iterable[Pod]) -> list[Target]:
+def launcher_targets(vmis: Iterable[Vmi], pods: Iterable[Pod]) -> list[VmPod]:
     """Each VMI paired with its active, running launcher pod; VMIs without one are left out.
 
     Pods are indexed once (by the VMI UID label, and by VM name for older pods), so pairing is linear
@@ -66,20 +55,20 @@ def launcher_targets(vmis: Iterable[Vmi], pods: Iterable[Pod]) -> list[Target]:
         candidates = by_uid.get((vmi.namespace, vmi.uid)) or by_name.get((vmi.namespace, vmi.name), [])
         matched = match_launcher_pods(vmi, candidates)
         if matched and matched[0].node:
-            targets.append(Target(vmi.namespace, vmi.name, matched[0].name, matched[0].node))
+            targets.append(VmPod(vmi.namespace, vmi.name, matched[0].name, matched[0].node))
     return targets
 
 
-def group_by_node(targets: Iterable[Target]) -> dict[str, list[Target]]:
-    grouped: dict[str, list[Target]] = defaultdict(list)
+def group_by_node(targets: Iterable[VmPod]) -> dict[str, list[VmPod]]:
+    grouped: dict[str, list[VmPod]] = defaultdict(list)
     for target in targets:
         grouped[target.node].append(target)
     return dict(grouped)
 
 
 def samples_from_summary(
-    summary: JSON, targets: Iterable[Target], at: datetime
-) -> tuple[list[Sample], list[Target]]:
+    summary: JSON, targets: Iterable[VmPod], at: datetime
+) -> tuple[list[Sample], list[VmPod]]:
     """The ``compute`` container sample of each target found in ``summary``, and the targets missing."""
     memory = _container_memory(summary, CONTAINER)
     samples, missing = [], []
@@ -103,23 +92,19 @@ def _container_memory(summary: JSON, container: str) -> dict[tuple[str, str], di
     return found
 
 
-def _sample(target: Target, memory: dict[str, Any], at: datetime) -> Sample:
+def _sample(target: VmPod, memory: dict[str, Any], at: datetime) -> Sample:
     working_set = memory.get("workingSetBytes")
-    return Sample(
-        timestamp=at,
-        namespace=target.namespace,
-        vm=target.vm,
-        pod=target.pod,
-        node=target.node,
-        source=SOURCE,
-        process=CONTAINER,
-        pid=None,
+    return target.sample(
+        at,
+        SOURCE,
+        CONTAINER,
+        None,
         rss_bytes=int(memory["rssBytes"]),
         working_set_bytes=int(working_set) if working_set is not None else None,
     )
 
 
-async def list_targets(client: KubeClient, namespaces: Sequence[str]) -> list[Target]:
+async def list_targets(client: KubeClient, namespaces: Sequence[str]) -> list[VmPod]:
     """The VMs of ``namespaces`` with their launcher pods: one VMI list and one pod list per namespace."""
     vmis, pods = await asyncio.gather(client.list_vmis(namespaces), client.list_launcher_pods(namespaces))
     return launcher_targets(vmis, pods)
@@ -151,7 +136,7 @@ class KubeletSource:
         return [sample for samples in per_node for sample in samples]
 
     async def _sample_node(
-        self, node: str, targets: list[Target], at: datetime, limit: asyncio.Semaphore
+        self, node: str, targets: list[VmPod], at: datetime, limit: asyncio.Semaphore
     ) -> list[Sample]:
         async with limit:
             try:

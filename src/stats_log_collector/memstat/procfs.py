@@ -13,7 +13,7 @@ Processes come and go during a scan: one that vanishes mid-read is skipped (debu
 a file that cannot be read (smaps_rollup needs ptrace access) only leaves its fields empty.
 
 Mapping a pod UID to its namespace, VM and pod name needs the API; that is the caller's: it passes a
-``Mapping[str, PodInfo]`` or a callable.
+``Mapping[str, VmPod]`` or a callable.
 """
 
 from __future__ import annotations
@@ -35,7 +35,7 @@ from .procstatus import (
     qemu_vm_name,
     split_cmdline,
 )
-from .sample import Sample
+from .sample import Sample, VmPod
 
 log = logging.getLogger(__name__)
 
@@ -46,17 +46,7 @@ _GONE = (errno.ENOENT, errno.ESRCH)
 _READ_SIZE = 65536
 
 
-@dataclasses.dataclass(frozen=True)
-class PodInfo:
-    """What the API knows about a pod, keyed by its UID."""
-
-    namespace: str
-    vm: str
-    pod: str
-    node: str = ""
-
-
-PodResolver = Mapping[str, PodInfo] | Callable[[str], PodInfo | None]
+PodResolver = Mapping[str, VmPod] | Callable[[str], VmPod | None]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -188,7 +178,7 @@ def scan(proc_root: Path | str, names: Iterable[str], *, pss: bool = True) -> li
     return records
 
 
-def _lookup(resolver: PodResolver | None, uid: str) -> PodInfo | None:
+def _lookup(resolver: PodResolver | None, uid: str) -> VmPod | None:
     if resolver is None:
         return None
     if isinstance(resolver, Mapping):
@@ -196,22 +186,12 @@ def _lookup(resolver: PodResolver | None, uid: str) -> PodInfo | None:
     return resolver(uid)
 
 
-def _sample(record: ProcRecord, timestamp: datetime, info: PodInfo) -> Sample:
+def _sample(record: ProcRecord, timestamp: datetime, info: VmPod) -> Sample:
     figures = memory_figures(record.status_kb, record.rollup_kb)
-    return Sample(
-        timestamp=timestamp,
-        namespace=info.namespace,
-        vm=info.vm,
-        pod=info.pod,
-        node=info.node,
-        source=SOURCE,
-        process=record.name,
-        pid=record.pid,
-        **figures.sample_fields(),
-    )
+    return info.sample(timestamp, SOURCE, record.name, record.pid, **figures.sample_fields())
 
 
-def resolve(record: ProcRecord, resolver: PodResolver | None, node: str) -> PodInfo | None:
+def resolve(record: ProcRecord, resolver: PodResolver | None, node: str) -> VmPod | None:
     """Namespace, VM, pod and node of a process; None when it cannot be tied to a VM (then skipped).
 
     In a pod: what the resolver knows of its UID (every process of the pod gets the pod's VM; a pod it
@@ -227,7 +207,7 @@ def resolve(record: ProcRecord, resolver: PodResolver | None, node: str) -> PodI
     vm = qemu_vm_name(record.argv) if record.is_qemu else None
     if vm is None:
         return None
-    return PodInfo(namespace="", vm=vm, pod="", node=node)
+    return VmPod(namespace="", vm=vm, pod="", node=node)
 
 
 def to_samples(

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 from datetime import datetime
+from typing import Any
 
 # The standard CSV columns, in order (issue #4). Byte values throughout.
 COLUMNS = (
@@ -37,6 +38,23 @@ LEGACY_COLUMNS = (
     "vmName", "process", "timestamp", "RSS", "RssAnon", "RssFile", "RssShmem", "VmData", "VmExe", "VmHWM",
     "VmLck", "VmLib", "VmPTE", "VmPeak", "VmPin", "VmRSS", "VmSize", "VmStk", "VmSwap",
 )  # fmt: skip
+
+
+@dataclasses.dataclass(frozen=True)
+class VmPod:
+    """Where a figure belongs: a VM, the launcher pod running it, and that pod's node.
+
+    Every source finds these first (from the API, or from QEMU's ``-name`` on a plain host), then reads
+    figures and makes Samples with :meth:`sample`.
+    """
+
+    namespace: str
+    vm: str
+    pod: str
+    node: str = ""
+
+    def sample(self, at: datetime, source: str, process: str, pid: int | None, **figures: Any) -> Sample:
+        return Sample(at, self.namespace, self.vm, self.pod, self.node, source, process, pid, **figures)
 
 
 @dataclasses.dataclass(frozen=True)

@@ -29,7 +29,11 @@ class LiveState:
     """What the poller publishes for the server: the latest poll's samples, and whether one succeeded."""
 
     collector: MemstatCollector = dataclasses.field(default_factory=MemstatCollector)
-    ready: bool = False
+
+    @property
+    def ready(self) -> bool:
+        """A poll has succeeded (failed polls count as failures, not polls)."""
+        return self.collector.health.polls > 0
 
     def publish(
         self, samples: Sequence[Sample], duration_s: float, failures: int, skipped_ticks: int
@@ -42,7 +46,6 @@ class LiveState:
         health.last_samples = len(samples)
         health.last_success_unix = time.time()
         self.collector.latest = list(samples)
-        self.ready = True
 
 
 def sample_json(sample: Sample) -> dict[str, Any]:

@@ -19,8 +19,8 @@ from ..settings import KubeSettings, MemstatSettings
 from .exec_source import ExecSource
 from .kubelet_source import KubeletSource
 from .poller import Source
-from .procfs import PodInfo, sample_procfs
-from .sample import Sample
+from .procfs import sample_procfs
+from .sample import Sample, VmPod
 
 log = logging.getLogger(__name__)
 
@@ -32,7 +32,7 @@ class ProcfsSource:
         self._settings = settings
         self._client = client
         self._node = node
-        self._pods: dict[str, PodInfo] = {}
+        self._pods: dict[str, VmPod] = {}
 
     async def poll(self, at: datetime) -> list[Sample]:
         if self._client is not None:
@@ -45,10 +45,10 @@ class ProcfsSource:
             sample_procfs, self._settings.proc_root, self._settings.process_names, at, resolver, self._node
         )
 
-    async def _pod_index(self, client: KubeClient) -> dict[str, PodInfo]:
+    async def _pod_index(self, client: KubeClient) -> dict[str, VmPod]:
         pods = await client.list_launcher_pods(self._settings.namespace)
         return {
-            pod.uid: PodInfo(
+            pod.uid: VmPod(
                 pod.namespace, pod.labels.get("vm.kubevirt.io/name", pod.name), pod.name, pod.node or ""
             )
             for pod in pods

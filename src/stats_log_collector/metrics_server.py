@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
@@ -17,17 +17,23 @@ from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_l
 log = logging.getLogger(__name__)
 
 
-def make_app(registry: CollectorRegistry) -> web.Application:
+def metrics_handler(registry: CollectorRegistry) -> Callable[[web.Request], Awaitable[web.Response]]:
+    """``GET /metrics`` for ``registry``, in Prometheus text format."""
+
     async def metrics(request: web.Request) -> web.Response:
         response = web.Response(body=generate_latest(registry))
         response.headers["Content-Type"] = CONTENT_TYPE_LATEST
         return response
 
+    return metrics
+
+
+def make_app(registry: CollectorRegistry) -> web.Application:
     async def healthz(request: web.Request) -> web.Response:
         return web.Response(text="ok\n")
 
     app = web.Application()
-    app.router.add_get("/metrics", metrics)
+    app.router.add_get("/metrics", metrics_handler(registry))
     app.router.add_get("/healthz", healthz)
     return app
 

@@ -15,8 +15,8 @@ from pathlib import Path
 from typing import Any
 
 from aiohttp import web
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
+from ..metrics_server import metrics_handler
 from .logs_browser import LogsBrowser
 from .metrics import MemstatCollector, registry_for
 from .sample import Sample
@@ -70,11 +70,6 @@ def build_app(
             return web.Response(status=503, text="waiting for the first good poll\n")
         return web.Response(text="ready\n")
 
-    async def metrics(request: web.Request) -> web.Response:
-        response = web.Response(body=generate_latest(registry))
-        response.headers["Content-Type"] = CONTENT_TYPE_LATEST
-        return response
-
     async def api_vms(request: web.Request) -> web.Response:
         rows = sorted(state.collector.latest, key=lambda s: (s.namespace, s.vm, s.process, s.pid or 0))
         return web.json_response([sample_json(sample) for sample in rows])
@@ -91,7 +86,7 @@ def build_app(
     app = web.Application()
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)
-    app.router.add_get("/metrics", metrics)
+    app.router.add_get("/metrics", metrics_handler(registry))
     app.router.add_get("/api/vms", api_vms)
     app.router.add_get("/dashboard", dashboard)
     app.router.add_get("/static/{name:.+}", static)

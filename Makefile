@@ -4,7 +4,21 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: setup test lint demo bench clean
+.PHONY: setup test lint demo bench clean image push install uninstall unistall
+
+# The image (Dockerfile) and where it goes: `make image push REGISTRY=quay.io/me TAG=dev`.
+REGISTRY ?= localhost:5000
+TAG ?= $(shell sed -n 's/^version = "\(.*\)"/\1/p' pyproject.toml)
+IMAGE ?= $(REGISTRY)/stats-log-collector:$(TAG)
+CONTAINER_ENGINE ?= docker
+# The cluster (KUBECONFIG) side: the namespace the collector runs in. Not NAMESPACE, which is the
+# collector's own setting (where the VMs are) and is set in deploy/deployment.yaml.
+INSTALL_NAMESPACE ?= stats-log-collector
+STORAGE_CLASS ?=
+WITH_PROCFS ?= no
+KUBECTL ?= kubectl
+DEPLOY_ENV = INSTALL_NAMESPACE='$(INSTALL_NAMESPACE)' IMAGE='$(IMAGE)' STORAGE_CLASS='$(STORAGE_CLASS)' \
+	WITH_PROCFS='$(WITH_PROCFS)' KUBECTL='$(KUBECTL)'
 
 # The virtualenv with the project and its test extras; redone when pyproject.toml changes.
 $(STAMP): pyproject.toml
@@ -34,3 +48,20 @@ bench: setup
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .hypothesis build *.egg-info src/*.egg-info
+
+image:
+	$(CONTAINER_ENGINE) build -t $(IMAGE) .
+
+push: image
+	$(CONTAINER_ENGINE) push $(IMAGE)
+
+# Everything in deploy/ onto the cluster KUBECONFIG points at; again after editing a manifest.
+install:
+	$(DEPLOY_ENV) deploy/install.sh install
+
+# Everything install made, the PVC and its data included.
+uninstall:
+	$(DEPLOY_ENV) deploy/install.sh uninstall
+
+# The seed design's README spelling.
+unistall: uninstall

@@ -1,0 +1,374 @@
+"""deploy/: valid for every Kubernetes version we claim, every env entry a real setting, locked down.
+
+Schemas: kubernetes-validate ships the OpenAPI-derived JSON schemas of each Kubernetes release; the strict
+ones reject unknown fields, which is how a misspelt or misplaced key is caught offline.
+"""
+
+from __future__ import annotations
+
+import re
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import kubernetes_validate
+import pytest
+
+from stats_log_collector.config import Derived, byte_size
+from tests.deploy.manifests import (
+    DEPLOY,
+    MANIFEST_FILES,
+    ROOT,
+    Obj,
+    all_manifest_objects,
+    command_of,
+    copy_deploy,
+    env_values,
+    install_sh,
+    manifest,
+    one,
+    plan,
+    pod_spec,
+    render,
+    settings_of,
+    workloads,
+)
+
+# The versions README.md claims ("Kubernetes 1.28 to 1.35").
+SUPPORTED_KUBERNETES = ("1.28", "1.29", "1.30", "1.31", "1.32", "1.33", "1.34", "1.35")
+
+# Settings that only make sense outside the cluster: in a pod the ServiceAccount is the credential.
+OUT_OF_CLUSTER = {"KUBE_API_URL", "KUBECONFIG", "KUBE_CONTEXT"}
+# Environment variables that are not settings, read directly where noted.
+NOT_SETTINGS = {"NODE_NAME"}  # memstat's procfs source: the node of the processes (memstat/sources.py)
+# Values that are deliberately not the default, each explained by a comment in the manifest.
+NOT_DEFAULT = {
+    ("deployment.yaml", "logs-collector", "DATA_DIR"): "/data/logs",
+    ("deployment.yaml", "logs-collector", "MAX_DATA_BYTES"): "4294967296",
+    ("memstat-procfs-ds.yaml", "memstat", "MEMSTAT_SOURCE"): "procfs",
+    ("memstat-procfs-ds.yaml", "memstat", "PROC_ROOT"): "/host/proc",
+    ("memstat-procfs-ds.yaml", "memstat", "DATA_DIR"): "/var/lib/stats-log-collector/memstat",
+}
+# The seed design's settings (REFERENCE.md §1, its deployment.yaml and README): all must be in ours.
+SEED_SETTINGS = {
+    ("deployment.yaml", "memstat"): {"DATA_DIR", "NAMESPACE", "POLL_INTERVAL_SECS", "HTTP_PORT"},
+    ("deployment.yaml", "logs-collector"): {"DATA_DIR", "KUBEVIRT_NAMESPACE", "HCO_NAMESPACE", "NAMESPACE"},
+    ("virtlet-log-ds.yaml", "virtlet-log"): {"VIRTLET_VM_LOG_LOCATION", "SLEEP_SECONDS"},
+}
+# Where a container may differ from the locked-down baseline, and why (each also commented inline).
+RUNS_AS_ROOT = {
+    ("virtlet-log-ds.yaml", "virtlet-log"),  # writes root's /var/log/pods, reads root's console files
+    ("memstat-procfs-ds.yaml", "memstat"),  # writes its CSV in a hostPath directory the node owns
+}
+ADDED_CAPABILITIES = {("memstat-procfs-ds.yaml", "memstat"): ["SYS_PTRACE"]}  # PSS of other users' QEMU
+HOST_PID = {"memstat-procfs-ds.yaml"}
+
+
+def containers() -> list[tuple[str, Obj, Obj]]:
+    return [(file, obj, c) for file, obj in workloads() for c in pod_spec(obj)["containers"]]
+
+
+def everything_rendered() -> list[Obj]:
+    """What install applies, with every optional part in: the procfs DaemonSet, exec, verbosity, HCO."""
+    return render(WITH_PROCFS="yes")
+
+
+# ---- schemas ----------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("version", SUPPORTED_KUBERNETES)
+def test_every_object_validates_against_the_strict_schema(version: str, tmp_path: Path) -> None:
+    variants = copy_deploy(
+        tmp_path / "deploy",
+        {
+            ("deployment.yaml", "memstat", "MEMSTAT_SOURCE"): "exec",
+            ("deployment.yaml", "memstat", "NAMESPACE"): "*",
+            ("deployment.yaml", "logs-collector", "NAMESPACE"): "*",
+            ("deployment.yaml", "logs-collector", "LOG_VERBOSITY"): "4",
+        },
+    )
+    objects = [obj for _, obj in all_manifest_objects()]
+    objects += everything_rendered() + render(variants, WITH_PROCFS="yes", STORAGE_CLASS="fast")
+    kinds = {obj["kind"] for obj in objects}
+    assert {"Deployment", "DaemonSet", "PersistentVolumeClaim", "Service", "ServiceAccount"} <= kinds
+    assert {"ClusterRole", "RoleBinding", "ClusterRoleBinding"} <= kinds
+    for obj in objects:
+        try:
+            kubernetes_validate.validate(obj, version, strict=True)
+        except kubernetes_validate.ValidationError as error:
+            pytest.fail(f"{obj['kind']} {obj['metadata']['name']} on {version}: {error.message}")
+
+
+def test_the_schema_check_can_fail() -> None:
+    deployment = one(manifest("deployment.yaml"), "Deployment")
+    pod_spec(deployment)["containers"][0]["securityContext"]["readOnlyRootFileSystem"] = True  # misspelt
+    with pytest.raises(kubernetes_validate.ValidationError):
+        kubernetes_validate.validate(deployment, SUPPORTED_KUBERNETES[-1], strict=True)
+
+
+def test_readme_claims_the_versions_we_validate() -> None:
+    readme = (ROOT / "README.md").read_text()
+    assert f"Kubernetes {SUPPORTED_KUBERNETES[0]} to {SUPPORTED_KUBERNETES[-1]}" in readme
+
+
+# ---- settings ---------------------------------------------------------------------------------------
+
+
+def test_every_env_entry_is_a_real_setting_with_a_valid_value() -> None:
+    checked = 0
+    for file, _, container in containers():
+        settings = settings_of(command_of(container))
+        for entry in container.get("env", []):
+            name = entry["name"]
+            if name in NOT_SETTINGS:
+                assert "valueFrom" in entry, f"{file} {container['name']}: {name} comes from the downward API"
+                continue
+            assert name in settings, (
+                f"{file} {container['name']}: {name} is not a setting of {container['args']}"
+            )
+            assert "value" in entry and isinstance(entry["value"], str), (
+                f"{file}: {name} needs a string value"
+            )
+            _, spec = settings[name]
+            try:
+                spec.parse(entry["value"].strip())
+            except ValueError as error:
+                pytest.fail(f"{file} {container['name']}: {name}={entry['value']!r}: {error}")
+            checked += 1
+    assert checked > 40
+
+
+def test_every_setting_is_present_with_its_default() -> None:
+    for file, _, container in containers():
+        values = env_values(container)
+        settings = settings_of(command_of(container))
+        missing = set(settings) - set(values) - OUT_OF_CLUSTER
+        assert not missing, f"{file} {container['name']}: no env entry for {sorted(missing)}"
+        parsed = {name: settings[name][1].parse(value.strip()) for name, value in values.items()}
+        for name, value in values.items():
+            field, _ = settings[name]
+            key = (file, container["name"], name)
+            if key in NOT_DEFAULT:
+                assert value == NOT_DEFAULT[key], f"{key}: documented as {NOT_DEFAULT[key]!r}"
+                assert "not the default" in (DEPLOY / file).read_text() or "MEMSTAT_SOURCE" in name
+                continue
+            default = field.default
+            if isinstance(default, Derived):  # e.g. LOGS_DIR = $DATA_DIR/logs
+                fields = {settings[n][0].name: v for n, v in parsed.items()}
+                default = default.compute(fields)
+            assert parsed[name] == default, f"{file} {container['name']}: {name}={value!r} is not the default"
+
+
+def test_the_seed_designs_settings_are_all_there() -> None:
+    for (file, name), expected in SEED_SETTINGS.items():
+        container = next(c for f, _, c in containers() if f == file and c["name"] == name)
+        assert expected <= set(env_values(container)), f"{file} {name}"
+
+
+def test_memstat_serves_what_logs_collector_writes_on_the_shared_volume() -> None:
+    deployment = one(manifest("deployment.yaml"), "Deployment")
+    by_name = {c["name"]: c for c in pod_spec(deployment)["containers"]}
+    memstat, logs = env_values(by_name["memstat"]), env_values(by_name["logs-collector"])
+    assert logs["DATA_DIR"] == memstat["LOGS_DIR"] == "/data/logs"
+    assert memstat["DATA_DIR"] == "/data"
+    for container in by_name.values():
+        assert {"name": "data", "mountPath": "/data"} in container["volumeMounts"]
+    [volume] = [v for v in pod_spec(deployment)["volumes"] if v["name"] == "data"]
+    pvc = one(manifest("deployment.yaml"), "PersistentVolumeClaim")
+    assert volume["persistentVolumeClaim"]["claimName"] == pvc["metadata"]["name"]
+    assert memstat["NAMESPACE"] == logs["NAMESPACE"]
+
+
+def test_the_pvc_is_10gi_rwo_and_the_budgets_fit_in_it() -> None:
+    pvc = one(manifest("deployment.yaml"), "PersistentVolumeClaim")
+    assert pvc["spec"]["accessModes"] == ["ReadWriteOnce"]
+    assert pvc["spec"]["resources"]["requests"]["storage"] == "10Gi"
+    assert "storageClassName" not in pvc["spec"]  # the cluster's default unless STORAGE_CLASS is given
+    [rendered] = [obj for obj in render(STORAGE_CLASS="fast-ssd") if obj["kind"] == "PersistentVolumeClaim"]
+    assert rendered["spec"]["storageClassName"] == "fast-ssd"
+    deployment = one(manifest("deployment.yaml"), "Deployment")
+    env = {k: v for c in pod_spec(deployment)["containers"] for k, v in env_values(c).items()}
+    budget = sum(byte_size(env[name]) for name in ("MAX_CSV_BYTES", "MAX_ARCHIVE_BYTES", "MAX_DATA_BYTES"))
+    assert budget < byte_size("10Gi")
+
+
+def test_service_and_probes_use_http_port() -> None:
+    objects = manifest("deployment.yaml")
+    memstat = next(c for c in pod_spec(one(objects, "Deployment"))["containers"] if c["name"] == "memstat")
+    port = int(env_values(memstat)["HTTP_PORT"])
+    assert memstat["ports"] == [{"name": "http", "containerPort": port, "protocol": "TCP"}]
+    assert memstat["livenessProbe"]["httpGet"] == {"path": "/healthz", "port": "http"}
+    assert memstat["readinessProbe"]["httpGet"] == {"path": "/readyz", "port": "http"}
+    service = one(objects, "Service")
+    assert service["spec"]["ports"] == [
+        {"name": "http", "port": port, "targetPort": "http", "protocol": "TCP"}
+    ]
+    assert service["spec"]["selector"] == one(objects, "Deployment")["spec"]["selector"]["matchLabels"]
+    procfs = pod_spec(one(manifest("memstat-procfs-ds.yaml"), "DaemonSet"))["containers"][0]
+    assert procfs["ports"][0]["containerPort"] == int(env_values(procfs)["HTTP_PORT"])
+
+
+def test_hostpaths_are_where_the_settings_point() -> None:
+    virtlet = one(manifest("virtlet-log-ds.yaml"), "DaemonSet")
+    container = pod_spec(virtlet)["containers"][0]
+    env = env_values(container)
+    mounts = {m["mountPath"]: m for m in container["volumeMounts"]}
+    host = {v["name"]: v["hostPath"]["path"] for v in pod_spec(virtlet)["volumes"]}
+    for variable, read_only in (
+        ("VIRTLET_VM_LOG_LOCATION", True),
+        ("KUBERNETES_POD_LOGS", False),
+        ("STATE_DIR", False),
+    ):
+        mount = mounts[env[variable]]
+        assert host[mount["name"]] == env[variable]  # same path in the container as on the node
+        assert mount.get("readOnly", False) is read_only
+    procfs = one(manifest("memstat-procfs-ds.yaml"), "DaemonSet")
+    container = pod_spec(procfs)["containers"][0]
+    env = env_values(container)
+    mounts = {m["mountPath"]: m for m in container["volumeMounts"]}
+    host = {v["name"]: v["hostPath"]["path"] for v in pod_spec(procfs)["volumes"] if "hostPath" in v}
+    assert host[mounts[env["PROC_ROOT"]]["name"]] == "/proc" and mounts[env["PROC_ROOT"]]["readOnly"] is True
+    assert host[mounts[env["DATA_DIR"]]["name"]] == env["DATA_DIR"]
+    [node_name] = [e for e in container["env"] if e["name"] == "NODE_NAME"]
+    assert node_name["valueFrom"] == {"fieldRef": {"fieldPath": "spec.nodeName"}}
+    assert "NODE_NAME" in (ROOT / "src/stats_log_collector/memstat/sources.py").read_text()
+
+
+def test_daemonsets_run_on_every_node() -> None:
+    for _, workload in workloads():
+        if workload["kind"] == "DaemonSet":
+            assert {"operator": "Exists"} in pod_spec(workload)["tolerations"]
+
+
+def test_image_is_the_one_make_image_builds() -> None:
+    version = re.search(r'^version = "(.+)"', (ROOT / "pyproject.toml").read_text(), re.M)
+    assert version is not None
+    made = subprocess.run(
+        ["make", "-s", "-n", "image"], cwd=ROOT, capture_output=True, text=True, check=True
+    ).stdout
+    image = f"localhost:5000/stats-log-collector:{version.group(1)}"
+    assert made.split()[-2:] == [image, "."]
+    for _, _, container in containers():
+        assert container["image"] == image
+    custom = render(WITH_PROCFS="yes", IMAGE="quay.io/me/slc:dev")
+    assert {
+        c["image"]
+        for obj in custom
+        if obj["kind"] in ("Deployment", "DaemonSet")
+        for c in pod_spec(obj)["containers"]
+    } == {"quay.io/me/slc:dev"}
+
+
+def test_install_sh_reads_every_env_entry_as_yaml_does(tmp_path: Path) -> None:
+    """install.sh's reading of `- name:` / `value:` pairs agrees with a YAML parser on every entry."""
+    probe = tmp_path / "probe.sh"
+    probe.write_text(
+        (DEPLOY / "install.sh").read_text().split("\ncase ${1:-} in")[0]
+        + f'\nhere="{DEPLOY}"\nenv_values "$1" "$2"\n'
+    )
+    for file in MANIFEST_FILES:
+        expected: dict[str, list[str]] = {}
+        for obj in manifest(file):
+            if obj["kind"] in ("Deployment", "DaemonSet"):
+                for container in pod_spec(obj)["containers"]:
+                    for name, value in env_values(container).items():
+                        expected.setdefault(name, []).append(value)
+        for name, values in expected.items():
+            result = subprocess.run(["sh", str(probe), file, name], capture_output=True, text=True)
+            read = result.stdout.splitlines() if result.stdout else []
+            assert read == values or (values == [""] and read in ([], [""])), f"{file} {name}: {read}"
+
+
+def test_a_bad_setting_stops_install_before_the_cluster(tmp_path: Path) -> None:
+    deploy = copy_deploy(tmp_path / "deploy", {("deployment.yaml", "memstat", "MEMSTAT_SOURCE"): "magic"})
+    result = install_sh(deploy, "install", KUBECTL="false")
+    assert result.returncode == 2
+    assert "MEMSTAT_SOURCE must be kubelet, exec or procfs" in result.stderr
+    deploy2 = copy_deploy(tmp_path / "deploy2", {("deployment.yaml", "logs-collector", "NAMESPACE"): "other"})
+    result = install_sh(deploy2, "render")
+    assert result.returncode == 2 and "the containers disagree on NAMESPACE" in result.stderr
+
+
+# ---- security ---------------------------------------------------------------------------------------
+
+
+def test_every_container_is_locked_down_but_for_documented_exceptions() -> None:
+    for file, workload, container in containers():
+        key = (file, container["name"])
+        pod = pod_spec(workload)
+        where = f"{file} {container['name']}"
+        context: dict[str, Any] = container["securityContext"]
+        assert context["allowPrivilegeEscalation"] is False, where
+        assert context["readOnlyRootFilesystem"] is True, where
+        assert context["capabilities"]["drop"] == ["ALL"], where
+        assert context.get("capabilities", {}).get("add", []) == ADDED_CAPABILITIES.get(key, []), where
+        assert context["seccompProfile"] == {"type": "RuntimeDefault"}, where
+        assert pod["securityContext"]["seccompProfile"] == {"type": "RuntimeDefault"}, where
+        assert not context.get("privileged", False), where
+        if key in RUNS_AS_ROOT:
+            assert pod["securityContext"]["runAsUser"] == 0, where
+            assert "# Exception: root." in (DEPLOY / file).read_text(), f"{where}: undocumented"
+        else:
+            assert context["runAsNonRoot"] is True and pod["securityContext"]["runAsNonRoot"] is True, where
+            assert pod["securityContext"]["runAsUser"] == 1001, where  # the Dockerfile's USER
+        if key in ADDED_CAPABILITIES:
+            assert "# Exception: SYS_PTRACE" in (DEPLOY / file).read_text(), where
+        for kind in ("requests", "limits"):
+            assert set(container["resources"][kind]) == {"cpu", "memory"}, where
+
+
+def test_host_access_only_where_documented() -> None:
+    for file, workload in workloads():
+        pod = pod_spec(workload)
+        text = (DEPLOY / file).read_text()
+        assert pod.get("hostPID", False) is (file in HOST_PID), file
+        assert not pod.get("hostNetwork", False) and not pod.get("hostIPC", False), file
+        if file in HOST_PID:
+            assert "# Exception: hostPID." in text
+        host_paths = [v for v in pod.get("volumes", []) if "hostPath" in v]
+        if workload["kind"] == "Deployment":
+            assert not host_paths
+        elif host_paths:
+            assert "# Exception: hostPath volumes" in text, file
+
+
+def test_every_workload_has_its_own_service_account() -> None:
+    accounts = []
+    for file, workload in workloads():
+        pod = pod_spec(workload)
+        account = pod["serviceAccountName"]
+        assert account != "default"
+        one(manifest(file), "ServiceAccount", account)
+        assert isinstance(pod["automountServiceAccountToken"], bool), (
+            f"{file}: say whether a token is mounted"
+        )
+        accounts.append(account)
+    assert len(accounts) == len(set(accounts)) == 3
+    virtlet = one(manifest("virtlet-log-ds.yaml"), "ServiceAccount")
+    assert virtlet["automountServiceAccountToken"] is False  # it never calls the API
+
+
+def test_rbac_has_no_wildcards() -> None:
+    for obj in everything_rendered():
+        for rule in obj.get("rules", []):
+            for key in ("verbs", "resources", "apiGroups"):
+                assert "*" not in rule[key], f"{obj['metadata']['name']}: {key}"
+            assert "nonResourceURLs" not in rule
+        assert "aggregationRule" not in obj
+
+
+def test_exec_and_nodes_proxy_are_granted_only_with_their_source(tmp_path: Path) -> None:
+    def roles(deploy: Path = DEPLOY) -> set[str]:
+        return {role for _, role, _ in plan(deploy)}
+
+    shipped = roles()
+    assert "stats-log-collector-memstat-kubelet" in shipped
+    assert "stats-log-collector-memstat-exec" not in shipped
+    exec_ = roles(copy_deploy(tmp_path / "d", {("deployment.yaml", "memstat", "MEMSTAT_SOURCE"): "exec"}))
+    assert "stats-log-collector-memstat-exec" in exec_
+    assert "stats-log-collector-memstat-kubelet" not in exec_
+    assert not any("verbosity" in role for role in shipped)
+
+
+def test_all_files_are_covered() -> None:
+    assert sorted(p.name for p in DEPLOY.glob("*.yaml")) == sorted(MANIFEST_FILES)

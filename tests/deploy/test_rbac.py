@@ -167,7 +167,7 @@ def test_grants_follow_bindings_and_scopes() -> None:
 # ---- memstat in the Deployment ----------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("source", ["kubelet", "exec"])
+@pytest.mark.parametrize("source", ["kubelet", "exec", "procfs"])
 @pytest.mark.parametrize("namespaces", ["default", "a,b", "*"])
 def test_memstat_is_granted_exactly_what_it_uses(
     source: str, namespaces: str, kubevirt_cluster: KubeVirtCluster, variant: Path, tmp_path: Path
@@ -179,14 +179,13 @@ def test_memstat_is_granted_exactly_what_it_uses(
     objects = render(deploy)
     populate(kubevirt_cluster, namespaces)
     settings = container_env("deployment.yaml", "Deployment", "memstat", deploy)
-    needed = run_memstat(kubevirt_cluster, settings, tmp_path)
+    needed = run_memstat(kubevirt_cluster, settings, tmp_path, NODE_NAME="node-01")
     assert_exact(
         needed, granted(objects, COLLECTOR_SA), granted(objects, COLLECTOR_SA, "stats-log-collector-memstat-")
     )
     sensitive = {"pods/exec", "nodes/proxy"}
-    assert {g.resource for g in granted(objects, COLLECTOR_SA)} & sensitive == (
-        {"pods/exec"} if source == "exec" else {"nodes/proxy"}
-    )
+    expected = {"kubelet": {"nodes/proxy"}, "exec": {"pods/exec"}, "procfs": set()}[source]
+    assert {g.resource for g in granted(objects, COLLECTOR_SA)} & sensitive == expected
 
 
 # ---- the procfs DaemonSet ---------------------------------------------------------------------------

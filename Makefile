@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: setup test lint demo bench clean image push install uninstall unistall
+.PHONY: setup test lint demo demo-cluster bench clean image push install uninstall unistall
 
 # The image (Dockerfile) and where it goes: `make image push REGISTRY=quay.io/me TAG=dev`.
 REGISTRY ?= localhost:5000
@@ -37,9 +37,13 @@ lint: setup
 test: lint
 	$(BIN)/pytest
 
-# Until the QEMU demo lands (issue #7), the demo runs what exists: a KubeVirt test cluster on
-# 127.0.0.1 that the real kubectl talks to.
+# Real QEMU VMs on this machine, watched by virtlet-log and memstat; installs QEMU and busybox-static
+# with apt-get when run as root, else prints the command to run first. Data in demo-data/.
 demo: setup
+	$(BIN)/stats-log-collector demo
+
+# The KubeVirt test cluster on 127.0.0.1 (a real HTTP server speaking the Kubernetes API) for kubectl.
+demo-cluster: setup
 	$(BIN)/python -m stats_log_collector.testing --kubeconfig $(CURDIR)/demo-data/kubeconfig
 
 # Side by side with rsyslog and tail (installs rsyslog with apt-get when run as root).

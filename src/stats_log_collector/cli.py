@@ -86,7 +86,7 @@ COMMANDS = (
         "demo",
         "boot real QEMU VMs on this machine and watch them with virtlet-log and memstat",
         (DemoSettings, LoggingSettings),
-        None,
+        "stats_log_collector.demo.command:main",
         7,
     ),
 )

@@ -197,3 +197,9 @@ class DemoSettings:
     demo_dir: Path = setting("DEMO_DIR", Path("demo-data"), "where VMs, logs and data are kept", path)
     demo_vms: int = setting("DEMO_VMS", 3, "number of VMs to boot", positive_int)
     http_port: int = setting("HTTP_PORT", 8099, "port of the dashboard", port)
+    demo_kernel: Path | None = setting(
+        "DEMO_KERNEL",
+        None,
+        "kernel to boot the VMs with (default: linux-image-cloud-amd64's, fetched with apt)",
+        optional_path,
+    )

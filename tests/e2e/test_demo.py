@@ -1,0 +1,66 @@
+"""``stats-log-collector demo`` as a newcomer runs it: what it prints, Ctrl-C, running it again, kill -9.
+
+Across every stop and start, each VM's pod log (CRI, written by the demo's own virtlet-log) stays
+exactly its raw console: the boots follow each other in the same files, nothing lost or repeated.
+"""
+
+from __future__ import annotations
+
+import signal
+
+from stats_log_collector.demo.qemu import process_argv, read_pidfile
+from tests.e2e.conftest import RunningDemo, assert_console_exact, guest_seqs
+from tests.memstat.conftest import http
+
+
+def test_prints_where_everything_is_and_when_it_showed(demo: RunningDemo) -> None:
+    out = demo.stdout
+    assert f"http://127.0.0.1:{demo.port}/dashboard" in out
+    for vm in demo.names:
+        assert str(demo.layout.pod_log(vm)) in out
+        assert f"{vm}: first console line in its pod log after " in out
+    assert "dashboard: every VM has its first point after " in out or _charted(demo)
+    assert http(demo.port, "/logs/")[0] == 200  # the pod logs, browsable
+
+
+def _charted(demo: RunningDemo) -> bool:
+    # The demo reports the first point once it sees it; a slow machine may still be on its way.
+    status, _ = http(demo.port, "/api/series?since=-5m")
+    return status == 200
+
+
+def running_pids(demo: RunningDemo) -> dict[str, int]:
+    pids = {vm: demo.qemu_pid(vm) for vm in demo.names}
+    for name in ("virtlet-log", "memstat"):
+        pids[name] = read_pidfile(demo.layout.pidfile(name))
+    assert all(pid is not None and process_argv(pid) is not None for pid in pids.values()), pids
+    return {name: pid for name, pid in pids.items() if pid is not None}
+
+
+def assert_pod_logs_exact(demo: RunningDemo, boots: int) -> None:
+    for vm in demo.names:
+        seqs = assert_console_exact(demo.layout.pod_log(vm), demo.layout.console_log(vm), "cri", vm)
+        assert seqs.count(1) >= boots, f"{vm}: {seqs.count(1)} boots in its pod log"
+
+
+def test_ctrl_c_stops_everything_keeps_the_data_and_running_again_continues(demo: RunningDemo) -> None:
+    before = running_pids(demo)
+    boots = min(guest_seqs(demo.layout.console_log(vm).read_bytes(), vm).count(1) for vm in demo.names)
+    assert demo.stop(signal.SIGINT) == 0
+    assert all(process_argv(pid) is None for pid in before.values())  # VMs and components gone
+    assert "stopped; the VMs' consoles, pod logs and memory samples are in" in demo.stdout
+    assert_pod_logs_exact(demo, boots)  # complete: the last lines were forwarded before the loggers stopped
+    assert (demo.layout.memstat / "mem-stats.csv").stat().st_size > 0
+    demo.ensure_running()  # the same folders, the same files: the logs continue
+    assert_pod_logs_exact(demo, boots + 1)
+
+
+def test_after_kill_9_of_the_demo_running_again_takes_over(demo: RunningDemo) -> None:
+    orphans = running_pids(demo)
+    boots = min(guest_seqs(demo.layout.console_log(vm).read_bytes(), vm).count(1) for vm in demo.names)
+    demo.stop(signal.SIGKILL)  # its VMs and components live on, in their own sessions
+    assert all(process_argv(pid) is not None for pid in orphans.values())
+    demo.ensure_running()  # stops what the killed run left (found through the pidfiles), boots again
+    assert all(process_argv(pid) is None for pid in orphans.values())
+    assert set(running_pids(demo).values()).isdisjoint(orphans.values())
+    assert_pod_logs_exact(demo, boots + 1)

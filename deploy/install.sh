@@ -4,8 +4,9 @@
 #   deploy/install.sh plan       the RBAC bindings the manifests' settings call for, one per line
 #   deploy/install.sh render     every object that install applies, as YAML (no cluster needed)
 #   deploy/install.sh install    create the namespace if missing, then apply what render prints
-#   deploy/install.sh uninstall  delete all of it: workloads, the PVC and its data, bindings, ClusterRoles,
-#                                and the namespace if install created it
+#   deploy/install.sh uninstall  delete all of it: workloads, the PVC and its data, bindings, the namespace
+#                                if install created it, and the ClusterRoles unless another installation
+#                                (another INSTALL_NAMESPACE) still uses them
 #
 # Variables (the Makefile passes them): INSTALL_NAMESPACE (stats-log-collector), IMAGE, STORAGE_CLASS
 # (empty: the cluster's default), WITH_PROCFS (yes: also the memstat procfs DaemonSet), KUBECTL (kubectl).
@@ -221,7 +222,13 @@ uninstall() {
     done | $kubectl delete --ignore-not-found -f -
     $kubectl delete rolebindings --all-namespaces -l "$instance" --ignore-not-found
     $kubectl delete clusterrolebindings -l "$instance" --ignore-not-found
-    $kubectl delete -f "$here/rbac.yaml" --ignore-not-found
+    # The ClusterRoles are shared by every installation in the cluster: the last one out deletes them.
+    others=$($kubectl get rolebindings,clusterrolebindings --all-namespaces -l "$part_of" -o name)
+    if [ -z "$others" ]; then
+        $kubectl delete -f "$here/rbac.yaml" --ignore-not-found
+    else
+        echo "ClusterRoles kept: another installation still uses them"
+    fi
     created_by=$($kubectl get namespace "$ns" --ignore-not-found \
         -o jsonpath='{.metadata.labels.app\.kubernetes\.io/created-by}')
     if [ "$created_by" = stats-log-collector ]; then

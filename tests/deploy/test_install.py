@@ -152,3 +152,18 @@ def test_reinstall_after_a_settings_change_removes_the_old_bindings(
 
 def cluster_env(environ: dict[str, str]) -> dict[str, str]:
     return {name: environ[name] for name in ("KUBECONFIG", "HOME")}
+
+
+def test_two_installations_share_the_cluster_roles_until_the_last_goes(environ: dict[str, str]) -> None:
+    before = listed(environ)
+    make(environ, "install", "INSTALL_NAMESPACE=one")
+    make(environ, "install", "INSTALL_NAMESPACE=two")
+    roles = {key for key in listed(environ) if key[0] == "ClusterRole"}
+    assert len(roles) == 8
+    kept = make(environ, "uninstall", "INSTALL_NAMESPACE=one")
+    assert "ClusterRoles kept: another installation still uses them" in kept
+    remaining = listed(environ) - before
+    assert roles <= remaining and not any(namespace == "one" for _, namespace, _ in remaining)
+    assert ("ClusterRoleBinding", "", "stats-log-collector-memstat-kubelet.two") in remaining
+    make(environ, "uninstall", "INSTALL_NAMESPACE=two")
+    assert listed(environ) == before

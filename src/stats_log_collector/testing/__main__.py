@@ -38,7 +38,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
-def wait_for_signal() -> None:
+def stop_on_signal() -> threading.Event:
+    """An event set by SIGINT or SIGTERM; installed before the URL is printed, so a caller that reads it
+    and signals at once is never too early."""
     stop = threading.Event()
 
     def handle(signum: int, frame: FrameType | None) -> None:
@@ -46,7 +48,7 @@ def wait_for_signal() -> None:
 
     signal.signal(signal.SIGINT, handle)
     signal.signal(signal.SIGTERM, handle)
-    stop.wait()
+    return stop
 
 
 def print_examples(kubeconfig: Path, population: Population) -> None:
@@ -66,6 +68,7 @@ def print_examples(kubeconfig: Path, population: Population) -> None:
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     namespaces = [name for name in args.namespaces.split(",") if name]
+    stop = stop_on_signal()
     with KubeVirtCluster(host=args.host, port=args.port, seed=args.seed) as cluster:
         population = cluster.populate(namespaces, args.nodes, args.vms, args.log_lines)
         kubeconfig = cluster.write_kubeconfig(args.kubeconfig)
@@ -74,7 +77,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{len(population.vmis)} VMIs on {len(population.nodes)} nodes in {', '.join(namespaces)}")
         print_examples(kubeconfig, population)
         sys.stdout.flush()
-        wait_for_signal()
+        stop.wait()
     return 0
 
 

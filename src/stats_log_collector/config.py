@@ -237,6 +237,13 @@ def namespace_name(raw: str) -> str:
     return raw
 
 
+def name_prefix(raw: str) -> str:
+    """A prefix that, followed by a number, is a valid pod name (DNS label)."""
+    if len(raw) > 60 or not _DNS_LABEL.match(raw + "1"):
+        raise ValueError("must be lowercase letters, digits and '-', starting with a letter or digit")
+    return raw
+
+
 def optional_namespace(raw: str) -> str | None:
     """One namespace name, or empty for none."""
     return namespace_name(raw) if raw else None

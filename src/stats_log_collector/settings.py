@@ -19,6 +19,7 @@ from .config import (
     byte_size,
     choice,
     name_list,
+    name_prefix,
     namespace_name,
     namespaces,
     non_negative_int,
@@ -196,6 +197,9 @@ class DemoSettings:
 
     demo_dir: Path = setting("DEMO_DIR", Path("demo-data"), "where VMs, logs and data are kept", path)
     demo_vms: int = setting("DEMO_VMS", 3, "number of VMs to boot", positive_int)
+    demo_vm_prefix: str = setting(
+        "DEMO_VM_PREFIX", "demo-vm", "the VMs' names: the prefix, then 1, 2, 3...", name_prefix
+    )
     http_port: int = setting("HTTP_PORT", 8099, "port of the dashboard", port)
     demo_kernel: Path | None = setting(
         "DEMO_KERNEL",

@@ -6,6 +6,8 @@ import os
 import subprocess
 import sys
 
+import pytest
+
 from stats_log_collector.demo.host import advice, install_commands
 
 
@@ -24,10 +26,13 @@ def test_without_root_and_without_apt_lists_the_update_is_given() -> None:
     assert "apt's package lists" in text and "sudo apt-get update -q\n" in text
 
 
-def test_bad_vm_count_is_a_configuration_error() -> None:
+@pytest.mark.parametrize(
+    ("variable", "value"), [("DEMO_VMS", "0"), ("DEMO_VM_PREFIX", "Demo_"), ("DEMO_VM_PREFIX", "-vm")]
+)
+def test_bad_settings_are_configuration_errors(variable: str, value: str) -> None:
     result = subprocess.run(
         [sys.executable, "-m", "stats_log_collector", "demo"],
-        env={**os.environ, "DEMO_VMS": "0"}, capture_output=True, text=True, timeout=60,
+        env={**os.environ, variable: value}, capture_output=True, text=True, timeout=60,
     )  # fmt: skip
     assert result.returncode == 2
-    assert "configuration error: DEMO_VMS:" in result.stderr
+    assert f"configuration error: {variable}:" in result.stderr

@@ -27,6 +27,9 @@ from stats_log_collector.testing.kubelet_logs import LogFormat, read_log_file, r
 from tests.memstat.conftest import free_port, wait_for
 
 VMS = 2
+PREFIX = (
+    f"e2e{os.getpid()}-vm"  # this session's VMs: memstat sees every QEMU of the host, other sessions' too
+)
 BOOT_TIMEOUT = 180.0  # TCG on two busy cores: a boot is ~5 s alone, much more under load
 
 _tools = find_tools()
@@ -57,7 +60,7 @@ class RunningDemo:
         self.layout = Layout(root)
         self.port = free_port()
         self.kernel = kernel
-        self.guests = demo_guests(VMS)
+        self.guests = demo_guests(VMS, PREFIX)
         self.stdout_path = root.parent / "demo.stdout"
         self.process: subprocess.Popen[bytes] | None = None
         self.runs = 0
@@ -72,6 +75,7 @@ class RunningDemo:
             **os.environ,
             "DEMO_DIR": str(self.layout.root),
             "DEMO_VMS": str(VMS),
+            "DEMO_VM_PREFIX": PREFIX,
             "DEMO_KERNEL": str(self.kernel),
             "HTTP_PORT": str(self.port),
         }

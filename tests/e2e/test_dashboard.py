@@ -31,7 +31,8 @@ def points_in_last_minute(demo: RunningDemo) -> dict[str, int]:
 
 def test_dashboard_draws_one_series_per_vm(demo: RunningDemo) -> None:
     wait_for(lambda: min(points_in_last_minute(demo).values()) >= 3, "points of every VM", BOOT_TIMEOUT)
-    url = f"http://127.0.0.1:{demo.port}/dashboard"
+    url = re.findall(r"dashboard +(http://\S+)", demo.stdout)[-1]  # the link the demo prints
+    assert url == f"http://127.0.0.1:{demo.port}/dashboard?range=300"
     dom = chromium(url, "--dump-dom")
     labels = re.findall(r'<div class="u-label">([^<]*)</div>', dom)
     assert labels[0] == "Time"

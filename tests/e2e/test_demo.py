@@ -15,7 +15,7 @@ from tests.memstat.conftest import http
 
 def test_prints_where_everything_is_and_when_it_showed(demo: RunningDemo) -> None:
     out = demo.stdout
-    assert f"http://127.0.0.1:{demo.port}/dashboard" in out
+    assert f"http://127.0.0.1:{demo.port}/dashboard?range=300" in out
     for vm in demo.names:
         assert str(demo.layout.pod_log(vm)) in out
         assert f"{vm}: first console line in its pod log after " in out

@@ -55,7 +55,9 @@ def main(settings: Settings) -> int:
         print(f"{PROG} demo: no kernel to boot: {exc}", file=sys.stderr)
         return 1
     initrd = ensure_initramfs(layout.images, busybox, INIT_SCRIPT)
-    demo = Demo(layout, demo_guests(config.demo_vms), kernel, initrd, config.http_port, began)
+    demo = Demo(
+        layout, demo_guests(config.demo_vms, config.demo_vm_prefix), kernel, initrd, config.http_port, began
+    )
     lifecycle.run(demo.run, grace=STOP_GRACE)
     return demo.exit_code
 
@@ -168,7 +170,7 @@ class Demo:
         url = f"http://127.0.0.1:{self.port}"
         lines = [
             f"{len(self.vms)} VMs booting under QEMU (TCG): {', '.join(g.name for g in self.guests)}",
-            f"  dashboard       {url}/dashboard",
+            f"  dashboard       {url}/dashboard?range=300",
             f"  memory CSV      {url}/mem-stats.csv   ({self.layout.memstat / 'mem-stats.csv'})",
             f"  console logs    {url}/logs/   (kubelet's files, written by virtlet-log)",
         ]

@@ -1,4 +1,4 @@
-"""The end-to-end setting: ``stats-log-collector demo`` running real QEMU VMs, booted once per session.
+"""The end-to-end setting: ``stats-log-collector demo`` running real QEMU VMs, booted once for all e2e tests.
 
 TCG boots take seconds of CPU on a shared 2-core machine, so one demo (two VMs) serves every test; a
 test that stops or kills it starts it again. Waits are conditions with generous timeouts, never sleeps.
@@ -116,7 +116,7 @@ class RunningDemo:
         return self
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")  # stopped after the last e2e test: idle TCG guests still cost CPU
 def demo_process(tmp_path_factory: pytest.TempPathFactory, kernel: Path) -> Iterator[RunningDemo]:
     demo = RunningDemo(tmp_path_factory.mktemp("e2e") / "demo", kernel)
     demo.start()

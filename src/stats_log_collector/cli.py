@@ -65,7 +65,7 @@ COMMANDS = (
         "logs-collector",
         "collect each VM's launcher and handler logs, hour by hour, with no gap and no duplicate",
         (LogsCollectorSettings, KubeSettings, LoggingSettings),
-        None,
+        "stats_log_collector.logs_collector.command:main",
         5,
     ),
     Command(

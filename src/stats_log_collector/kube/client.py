@@ -41,6 +41,7 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 
 KUBEVIRT_API = "/apis/kubevirt.io/v1"
+HCO_API = "/apis/hco.kubevirt.io/v1beta1"
 LAUNCHER_LABELS = {"kubevirt.io": "virt-launcher"}
 HANDLER_LABELS = {"kubevirt.io": "virt-handler"}
 LIST_PAGE_SIZE = 500
@@ -149,6 +150,45 @@ class KubeClient:
         the first lines may be older than it: callers that need an exact boundary compare timestamps.
         Opening is retried; a failure while reading raises ``KubeError`` (see the module docstring).
         """
+        what = f"logs {namespace}/{pod}/{container}"
+        async with self._open_log(
+            namespace, pod, container, since_time, previous, timestamps, follow, tail_lines
+        ) as response:
+            yield self._lines(response, what)
+
+    @contextlib.asynccontextmanager
+    async def stream_log_chunks(
+        self,
+        namespace: str,
+        pod: str,
+        container: str,
+        *,
+        since_time: datetime | None = None,
+        previous: bool = False,
+        timestamps: bool = True,
+    ) -> AsyncIterator[AsyncIterator[bytes]]:
+        """Like ``stream_log``, but the body as it arrives: chunks that may cut lines anywhere.
+
+        For callers that move hundreds of megabytes and find line boundaries themselves, in bulk.
+        """
+        what = f"logs {namespace}/{pod}/{container}"
+        async with self._open_log(
+            namespace, pod, container, since_time, previous, timestamps, False, None
+        ) as response:
+            yield self._chunks(response, what)
+
+    @contextlib.asynccontextmanager
+    async def _open_log(
+        self,
+        namespace: str,
+        pod: str,
+        container: str,
+        since_time: datetime | None,
+        previous: bool,
+        timestamps: bool,
+        follow: bool,
+        tail_lines: int | None,
+    ) -> AsyncIterator[httpx.Response]:
         params: dict[str, str] = {"container": container}
         if timestamps:
             params["timestamps"] = "true"
@@ -175,10 +215,23 @@ class KubeClient:
                     )
                 )
 
-            response = await self._with_retries(
+            yield await self._with_retries(
                 f"logs {namespace}/{pod}/{container}", lambda: self._attempt(open_stream)
             )
-            yield self._lines(response, f"logs {namespace}/{pod}/{container}")
+
+    async def kubevirt_crs(self, namespace: str) -> list[JSON]:
+        """The KubeVirt custom resources of ``namespace`` (normally one, ``kubevirt``)."""
+        return await self._list_in((namespace,), KUBEVIRT_API, "kubevirts")
+
+    async def patch_kubevirt_cr(self, namespace: str, name: str, patch: JSON) -> JSON:
+        return await self.patch_json(f"{KUBEVIRT_API}/namespaces/{namespace}/kubevirts/{name}", patch)
+
+    async def hyperconverged_crs(self, namespace: str) -> list[JSON]:
+        """The HyperConverged custom resources of ``namespace`` (HCO deploys and owns KubeVirt's CR)."""
+        return await self._list_in((namespace,), HCO_API, "hyperconvergeds")
+
+    async def patch_hyperconverged_cr(self, namespace: str, name: str, patch: JSON) -> JSON:
+        return await self.patch_json(f"{HCO_API}/namespaces/{namespace}/hyperconvergeds/{name}", patch)
 
     async def node_proxy_get(self, node: str, path: str) -> JSON:
         """GET a path of the kubelet on ``node`` through the API server's node proxy."""
@@ -319,6 +372,14 @@ class KubeClient:
                     },
                 )
                 await asyncio.sleep(delay)
+
+    async def _chunks(self, response: httpx.Response, what: str) -> AsyncIterator[bytes]:
+        try:
+            async for chunk in response.aiter_raw():
+                yield chunk
+        except Exception as exc:
+            error = classify(exc)
+            raise (error.error if isinstance(error, _Retryable) else error) from exc
 
     async def _lines(self, response: httpx.Response, what: str) -> AsyncIterator[bytes]:
         pending = b""

@@ -23,17 +23,25 @@ class Vmi:
     node: str | None
     phase: str
     labels: dict[str, str] = dataclasses.field(default_factory=dict, compare=False)
+    # Every node the VMI runs or ran on lately: its node, a migration's source and target, the nodes of
+    # its active pods (a virt-handler on each of them logs about it).
+    nodes: tuple[str, ...] = dataclasses.field(default=(), compare=False)
 
     @classmethod
     def from_json(cls, obj: JSON) -> Vmi:
         meta, status = obj.get("metadata", {}), obj.get("status") or {}
+        node = status.get("nodeName") or (meta.get("labels") or {}).get("kubevirt.io/nodeName")
+        migration = status.get("migrationState") or {}
+        candidates = [node, migration.get("sourceNode"), migration.get("targetNode")]
+        candidates += list((status.get("activePods") or {}).values())
         return cls(
             namespace=meta.get("namespace", ""),
             name=meta.get("name", ""),
             uid=meta.get("uid", ""),
-            node=status.get("nodeName") or (meta.get("labels") or {}).get("kubevirt.io/nodeName"),
+            node=node,
             phase=status.get("phase", "Unknown"),
             labels=dict(meta.get("labels") or {}),
+            nodes=tuple(dict.fromkeys(n for n in candidates if isinstance(n, str) and n)),
         )
 
 

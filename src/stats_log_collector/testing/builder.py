@@ -251,11 +251,9 @@ class Builder:
         """Append ``(time, text)`` entries to the current run; returns the number of lines added."""
         self.require_container(namespace, pod, container)
         run = self.api.pod_logs.runs(namespace, pod, container)[-1]
-        count = 0
-        for nanos, line in iter_entries(entries):
-            run.append(nanos, line)
-            count += 1
-        return count
+        before = len(run)
+        run.extend(iter_entries(entries))
+        return len(run) - before
 
     def set_memory(self, namespace: str, pod: str, container: str, memory: ContainerMemory) -> None:
         self.require_container(namespace, pod, container)

@@ -1,0 +1,215 @@
+"""One collection run: list, plan, read every stream concurrently, publish each window, report.
+
+Each stream (a launcher container, a node's handler log) is a unit of work that either publishes its
+files and moves its cursors in one store commit, or fails alone: the VMs it concerns get one log
+line each with the reason, keep their cursors, and are read again from there next run. Nothing a
+failed unit wrote becomes visible. At most COLLECT_CONCURRENCY streams are read at once.
+
+Logs are never held in memory: chunks go from the HTTP response through the window filter (or the
+handler splitter) into zlib and the file. Compression runs in worker threads (zlib releases the GIL),
+so it overlaps with reading and splitting.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import logging
+import time
+from datetime import UTC, datetime
+
+from ..config import ALL_NAMESPACES
+from ..kube import KubeClient, KubeError, KubeNotFound, KubeRejected
+from ..settings import LogsCollectorSettings
+from . import retention
+from .cursor import NANOS, Cursor, WindowFilter
+from .handler_split import HandlerSplitter
+from .layout import handler_file, launcher_file
+from .plan import HandlerJob, LauncherJob, Plan, VmRef, handler_identities, make_plan
+from .store import CursorStore
+from .writer import WindowFile
+
+log = logging.getLogger("stats_log_collector.logs_collector")
+
+
+@dataclasses.dataclass
+class RunSummary:
+    vms: int = 0
+    streams: int = 0
+    files: int = 0
+    bytes: int = 0
+    failed_vms: set[str] = dataclasses.field(default_factory=set)
+    seconds: float = 0.0
+    removed_files: int = 0
+
+
+class Collector:
+    def __init__(self, client: KubeClient, config: LogsCollectorSettings) -> None:
+        self.client = client
+        self.config = config
+        self.store = CursorStore(config.data_dir)
+        self.per_namespace = len(config.namespace) > 1 or ALL_NAMESPACES in config.namespace
+        self._semaphore = asyncio.Semaphore(config.collect_concurrency)
+
+    def open(self) -> None:
+        self.store.open()
+
+    def close(self) -> None:
+        self.store.close()
+
+    async def run(self) -> RunSummary:
+        """One collection; raises KubeError only when nothing could be listed."""
+        began = time.monotonic()
+        summary = RunSummary()
+        config = self.config
+        vmis = await self.client.list_vmis(config.namespace)
+        launchers = await self.client.list_launcher_pods(config.namespace)
+        handlers = await self.client.handler_pods(config.handler_namespace)
+        plan = make_plan(
+            vmis,
+            launchers,
+            handlers,
+            dict(self.store.items()),
+            now_nanos=time.time_ns(),
+            interval_nanos=config.collect_interval_secs * NANOS,
+            data_dir=config.data_dir,
+            per_namespace=self.per_namespace,
+        )
+        summary.vms = plan.vms
+        for vm, reason in plan.problems:
+            self._failed(summary, vm, reason)
+        for vm, note in plan.notes:
+            log.warning("lines lost before collection", extra={"vm": str(vm), "reason": note})
+        await asyncio.gather(
+            *(self._launcher(job, summary) for job in plan.launcher_jobs),
+            *(self._handler(job, summary) for job in plan.handler_jobs),
+        )
+        self._finish(plan, summary)
+        summary.seconds = time.monotonic() - began
+        log.info(
+            "collection done",
+            extra={
+                "vms": summary.vms,
+                "vms_failed": len(summary.failed_vms),
+                "streams": summary.streams,
+                "files": summary.files,
+                "bytes": summary.bytes,
+                "removed_files": summary.removed_files,
+                "duration_s": round(summary.seconds, 3),
+            },
+        )
+        return summary
+
+    def _finish(self, plan: Plan, summary: RunSummary) -> None:
+        retention_secs = self.config.retention_hours * 3600
+        now = time.time()
+        self.store.snapshot(plan.keys, now, forget_after_secs=retention_secs)
+        summary.removed_files, _ = retention.enforce(
+            self.config.data_dir, now, retention_secs, self.config.max_data_bytes
+        )
+
+    def _failed(self, summary: RunSummary, vm: VmRef, reason: str) -> None:
+        summary.failed_vms.add(str(vm))
+        log.warning("VM not collected, retried next run", extra={"vm": str(vm), "reason": reason})
+
+    # ---- a launcher container ---------------------------------------------------------------------
+
+    async def _launcher(self, job: LauncherJob, summary: RunSummary) -> None:
+        output = WindowFile(job.folder / launcher_file(job.pod, job.container, job.start.nanos))
+        try:
+            async with self._semaphore:
+                end = job.current
+                if job.previous is not None:
+                    await self._read_previous(job, job.previous, output)
+                end = await self._read(job, job.current, False, output)
+            published = await asyncio.to_thread(output.close)
+            self.store.commit({job.key: end}, [(output.temporary, output.final)] if published else [])
+        except (KubeError, OSError) as exc:
+            output.discard()
+            self._failed(summary, job.vm, f"{job.pod}/{job.container}: {_reason(exc)}")
+            return
+        except BaseException:
+            output.discard()
+            raise
+        summary.streams += 1
+        summary.files += published
+        summary.bytes += output.raw_bytes
+
+    async def _read_previous(self, job: LauncherJob, start: Cursor, output: WindowFile) -> None:
+        try:
+            await self._read(job, start, True, output)
+        except KubeRejected as exc:  # kubelet no longer has it (the pod was recreated, logs rotated)
+            log.warning(
+                "previous container log unavailable",
+                extra={"vm": str(job.vm), "pod": job.pod, "container": job.container, "reason": str(exc)},
+            )
+
+    async def _read(self, job: LauncherJob, start: Cursor, previous: bool, output: WindowFile) -> Cursor:
+        window = WindowFilter(start)
+        async with self.client.stream_log_chunks(
+            job.vm.namespace, job.pod, job.container, since_time=_second(start), previous=previous
+        ) as chunks:
+            async for chunk in chunks:
+                data = window.feed(chunk)
+                if data:
+                    await _write(output, data)
+        await _write(output, window.finish())
+        return window.end.cursor()
+
+    # ---- a node's virt-handler log ----------------------------------------------------------------
+
+    async def _handler(self, job: HandlerJob, summary: RunSummary) -> None:
+        splitter = HandlerSplitter(handler_identities(job), [target.start for target in job.targets])
+        outputs = [
+            WindowFile(target.folder / handler_file(job.pod, target.start.nanos)) for target in job.targets
+        ]
+        try:
+            async with self._semaphore:
+                async with self.client.stream_log_chunks(
+                    job.namespace, job.pod, "virt-handler", since_time=_second(Cursor(job.since))
+                ) as chunks:
+                    async for chunk in chunks:
+                        for index, data in splitter.feed(chunk).items():
+                            await _write(outputs[index], data)
+                for index, data in splitter.finish().items():
+                    await _write(outputs[index], data)
+            published = [await asyncio.to_thread(output.close) for output in outputs]
+            cursors = {
+                target.key: cursor for target, cursor in zip(job.targets, splitter.cursors(), strict=True)
+            }
+            renames = [(o.temporary, o.final) for o, done in zip(outputs, published, strict=True) if done]
+            self.store.commit(cursors, renames)
+        except (KubeError, OSError) as exc:
+            for output in outputs:
+                output.discard()
+            for target in job.targets:
+                self._failed(summary, target.vm, f"virt-handler {job.pod} on {job.node}: {_reason(exc)}")
+            return
+        except BaseException:
+            for output in outputs:
+                output.discard()
+            raise
+        summary.streams += 1
+        summary.files += sum(published)
+        summary.bytes += sum(output.raw_bytes for output in outputs)
+
+
+async def _write(output: WindowFile, data: bytes) -> None:
+    if len(data) >= 64 * 1024:
+        await asyncio.to_thread(output.write, data)
+    else:
+        output.write(data)
+
+
+def _second(cursor: Cursor) -> datetime:
+    return datetime.fromtimestamp(cursor.second, UTC)
+
+
+def _reason(exc: BaseException) -> str:
+    if isinstance(exc, KubeNotFound):
+        return f"gone (404): {exc}"
+    if isinstance(exc, KubeError):
+        return str(exc) or type(exc).__name__
+    if isinstance(exc, OSError):
+        return f"cannot write: {exc.strerror or exc}"
+    return repr(exc)

@@ -1,0 +1,140 @@
+"""``stats-log-collector logs-collector``: a run every COLLECT_INTERVAL_SECS, or now on SIGUSR1, or once.
+
+Runs follow a fixed grid from the start (memstat's schedule), never overlap, and a run that overruns
+skips the grid points it covered. SIGTERM stops within the lifecycle's grace: the current run is
+cancelled, what it already published stays published (each window is committed on its own), and the
+rest is read again next time from the unchanged cursors. ``--once`` exits 0 after a run, 1 when the
+API could not be reached or listed (VM-level failures are logged and retried next run).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+import time
+from collections.abc import Coroutine
+from typing import Any
+
+from .. import lifecycle
+from ..cli import Settings
+from ..kube import KubeClient, KubeError
+from ..memstat.schedule import next_tick
+from ..settings import KubeSettings, LogsCollectorSettings
+from .collector import Collector, RunSummary
+from .verbosity import raise_verbosity
+
+log = logging.getLogger("stats_log_collector.logs_collector")
+
+
+def main(settings: Settings) -> int:
+    config, kube = settings[LogsCollectorSettings], settings[KubeSettings]
+    failed: list[str] = []
+
+    async def component(stop: asyncio.Event) -> None:
+        loop = asyncio.get_running_loop()
+        wake = asyncio.Event()
+        loop.add_signal_handler(signal.SIGUSR1, wake.set)
+        try:
+            try:
+                client = await KubeClient.connect(kube)
+            except KubeError as exc:
+                failed.append(f"cannot reach the Kubernetes API: {exc}")
+                return
+            collector = Collector(client, config)
+            try:
+                collector.open()
+                await _serve(collector, client, config, stop, wake, failed)
+            finally:
+                collector.close()
+                await client.close()
+        finally:
+            loop.remove_signal_handler(signal.SIGUSR1)
+
+    lifecycle.run(component)
+    for reason in failed:
+        log.error(reason)
+    return 1 if failed else 0
+
+
+async def _serve(
+    collector: Collector,
+    client: KubeClient,
+    config: LogsCollectorSettings,
+    stop: asyncio.Event,
+    wake: asyncio.Event,
+    failed: list[str],
+) -> None:
+    log.info(
+        "collecting",
+        extra={
+            "namespaces": ",".join(config.namespace),
+            "handler_namespace": config.handler_namespace,
+            "interval_s": config.collect_interval_secs,
+            "data_dir": str(config.data_dir),
+            "once": config.once,
+        },
+    )
+    verbosity_done = config.log_verbosity is None
+    start = time.monotonic()
+    scheduled = start
+    while not stop.is_set():
+        await _sleep_until(scheduled, stop, wake)
+        if stop.is_set():
+            return
+        wake.clear()
+        if not verbosity_done:
+            verbosity_done = await _verbosity(client, config)
+        try:
+            await _until_stopped(collector.run(), stop)
+        except KubeError as exc:
+            log.error("collection failed, retried next run", extra={"reason": str(exc)})
+            if config.once:
+                failed.append(f"collection failed: {exc}")
+        if config.once or stop.is_set():
+            return
+        now = time.monotonic()
+        if now >= scheduled:
+            scheduled = next_tick(start, config.collect_interval_secs, scheduled, now).at
+        log.info("waiting for the next run (SIGUSR1: run now)", extra={"in_s": round(scheduled - now, 1)})
+
+
+async def _verbosity(client: KubeClient, config: LogsCollectorSettings) -> bool:
+    assert config.log_verbosity is not None
+    try:
+        return await raise_verbosity(
+            client, config.handler_namespace, config.log_verbosity, hco=config.hco_namespace is not None
+        )
+    except KubeError as exc:
+        log.warning("could not raise log verbosity, retried next run", extra={"reason": str(exc)})
+        return False
+
+
+async def _sleep_until(at: float, stop: asyncio.Event, wake: asyncio.Event) -> None:
+    if time.monotonic() >= at:
+        return
+    waits = [asyncio.ensure_future(event.wait()) for event in (stop, wake)]
+    try:
+        await asyncio.wait(
+            waits, timeout=max(0.0, at - time.monotonic()), return_when=asyncio.FIRST_COMPLETED
+        )
+    finally:
+        for waiter in waits:
+            waiter.cancel()
+
+
+async def _until_stopped(run: Coroutine[Any, Any, RunSummary], stop: asyncio.Event) -> None:
+    """Await the run, cancelling it if a stop signal comes first."""
+    task = asyncio.ensure_future(run)
+    stopper = asyncio.ensure_future(stop.wait())
+    try:
+        await asyncio.wait([task, stopper], return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        stopper.cancel()
+        if not task.done():
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+    if not task.cancelled():
+        task.result()

@@ -1,0 +1,240 @@
+"""Where a log stream was left, and the exact boundary of the next window: pure arithmetic on bytes.
+
+``kubectl logs --since=1h`` every hour overlaps or leaves a gap at each boundary. A window must start
+exactly after the last line collected, but the API takes ``sinceTime`` at whole seconds only. So a
+cursor keeps the time of the last line collected (nanoseconds, as kubelet stamps lines) *and* how many
+lines carry exactly that time: the next request asks from the cursor's second, and the lines at or
+before the cursor are dropped here (older times, then the first ``count`` lines of the same time).
+
+Lines come as ``timestamps=true`` renders them: ``<RFC3339Nano> <content>``. Only the boundary lines
+and the last lines of each block are parsed; the rest of a launcher log passes through in bulk.
+"""
+
+from __future__ import annotations
+
+import calendar
+import dataclasses
+import re
+from typing import Any
+
+NANOS = 1_000_000_000
+LONG_LINE = 1024 * 1024  # a line longer than this is passed on in pieces, never held whole
+
+_FIXED = re.compile(rb"(\d{4})-(\d{2})-(\d{2})T(\d{2}):(\d{2}):(\d{2})(?:\.(\d{1,9}))?(Z|[+-]\d{2}:\d{2})")
+_seconds_cache: dict[bytes, int] = {}
+
+
+@dataclasses.dataclass(frozen=True)
+class Cursor:
+    """Everything up to ``nanos`` is collected, including the first ``count`` lines stamped ``nanos``.
+
+    ``restarts`` is the container's restart count the cursor belongs to (launcher streams): when it
+    grows, the end of the previous run of the container is still to be read, with ``previous=true``.
+    """
+
+    nanos: int
+    count: int = 0
+    restarts: int = 0
+
+    def to_json(self) -> dict[str, int]:
+        return {"t": self.nanos, "n": self.count, "r": self.restarts}
+
+    @classmethod
+    def from_json(cls, data: Any) -> Cursor:
+        return cls(int(data["t"]), int(data.get("n", 0)), int(data.get("r", 0)))
+
+    @property
+    def second(self) -> int:
+        """The whole second to ask the API from (it drops fractions)."""
+        return self.nanos // NANOS
+
+
+def parse_stamp(stamp: bytes) -> int | None:
+    """An RFC 3339 timestamp (kubelet's fixed nine digits, or any fraction and offset) in nanoseconds."""
+    match = _FIXED.fullmatch(stamp)
+    if match is None:
+        return None
+    head = stamp[:19]
+    seconds = _seconds_cache.get(head)
+    if seconds is None:
+        year, month, day, hour, minute, second = (int(part) for part in match.groups()[:6])
+        seconds = calendar.timegm((year, month, day, hour, minute, second, 0, 0, 0))
+        if len(_seconds_cache) > 4096:
+            _seconds_cache.clear()
+        _seconds_cache[head] = seconds
+    zone = match.group(8)
+    if zone != b"Z":
+        offset = int(zone[1:3]) * 3600 + int(zone[4:6]) * 60
+        seconds -= offset if zone[:1] == b"+" else -offset
+    fraction = match.group(7) or b""
+    return seconds * NANOS + int(fraction.ljust(9, b"0") or b"0")
+
+
+def line_stamp(line: bytes, start: int = 0) -> tuple[bytes, int | None]:
+    """The timestamp prefix of the line beginning at ``start`` (bytes) and its value."""
+    space = line.find(b" ", start, start + 64)
+    stamp = line[start:space] if space >= 0 else line[start : start + 64]
+    return stamp, parse_stamp(stamp)
+
+
+class Boundary:
+    """Decides, line by line, where a window starts after ``cursor`` (see the module docstring)."""
+
+    __slots__ = ("_equal_seen", "cursor", "open")
+
+    def __init__(self, cursor: Cursor) -> None:
+        self.cursor = cursor
+        self.open = False  # once a line is past the cursor, every later line is too
+        self._equal_seen = 0
+
+    def passes(self, nanos: int | None) -> bool:
+        if self.open:
+            return True
+        if nanos is None or nanos < self.cursor.nanos:
+            return False  # an unstamped line before the window opens cannot be placed: it was collected
+        if nanos == self.cursor.nanos:
+            self._equal_seen += 1
+            if self._equal_seen <= self.cursor.count:
+                return False
+        self.open = True
+        return True
+
+
+class EndTracker:
+    """The cursor after the lines kept so far: the last time seen and how many lines share it."""
+
+    __slots__ = ("_from_start", "_max", "_run", "_stamp", "_start")
+
+    def __init__(self, start: Cursor) -> None:
+        self._start = start
+        self._stamp: bytes | None = None
+        self._run = 0
+        self._from_start = True  # every kept line so far has the same stamp
+        self._max: Cursor | None = None
+
+    def line(self, stamp: bytes) -> None:
+        if stamp == self._stamp:
+            self._run += 1
+            return
+        if self._stamp is not None:
+            self._fold()
+            self._from_start = False
+        self._stamp, self._run = stamp, 1
+
+    def lines(self, stamp: bytes, run: int, whole_block: bool) -> None:
+        """``run`` lines stamped ``stamp`` end the block; ``whole_block``: the block is only those."""
+        if whole_block and stamp == self._stamp:
+            self._run += run
+            return
+        if self._stamp is not None:
+            self._fold()
+            self._from_start = False
+        if not whole_block:
+            self._from_start = False
+        self._stamp, self._run = stamp, run
+
+    def _fold(self) -> None:
+        """Remember the latest cursor seen, so an out-of-order line never moves the cursor back."""
+        current = self._current()
+        if current is not None and (self._max is None or current.nanos >= self._max.nanos):
+            self._max = current
+
+    def _current(self) -> Cursor | None:
+        if self._stamp is None:
+            return None
+        nanos = parse_stamp(self._stamp)
+        if nanos is None:
+            return None
+        count = self._run
+        if self._from_start and nanos == self._start.nanos:
+            count += self._start.count
+        return Cursor(nanos, count, self._start.restarts)
+
+    def cursor(self) -> Cursor:
+        best = self._start
+        for candidate in (self._max, self._current()):
+            if candidate is not None and candidate.nanos >= best.nanos:
+                best = candidate
+        return best
+
+
+class WindowFilter:
+    """One container's log, chunk by chunk: drops the lines up to the cursor, tracks the new cursor.
+
+    ``feed`` returns the bytes to keep (whole lines, or pieces of a line longer than LONG_LINE); the
+    bulk of a log is returned as it came, without looking at each line.
+    """
+
+    def __init__(self, start: Cursor) -> None:
+        self.boundary = Boundary(start)
+        self.end = EndTracker(start)
+        self._carry = b""
+        self._long: bool | None = None  # inside a long line: whether it is kept
+        self.kept_bytes = 0
+
+    def feed(self, chunk: bytes) -> bytes:
+        out: list[bytes] = []
+        if self._long is not None:
+            newline = chunk.find(b"\n")
+            if newline < 0:
+                return self._keep([chunk] if self._long else [])
+            if self._long:
+                out.append(chunk[: newline + 1])
+            chunk, self._long = chunk[newline + 1 :], None
+        data = self._carry + chunk if self._carry else chunk
+        cut = data.rfind(b"\n") + 1
+        if cut:
+            out.append(self._block(data[:cut]))
+        rest = data[cut:]
+        if len(rest) > LONG_LINE:
+            kept = self._block(rest)
+            self._long = bool(kept)
+            out.append(kept)
+            rest = b""
+        self._carry = rest
+        return self._keep(out)
+
+    def finish(self) -> bytes:
+        """The end of the stream: a last line without newline is a line; pieces get their newline."""
+        out: list[bytes] = []
+        if self._long:
+            out.append(b"\n")
+        elif self._carry:
+            kept = self._block(self._carry)
+            if kept:
+                out += [kept, b"\n"]
+        self._carry, self._long = b"", None
+        return self._keep(out)
+
+    def _keep(self, parts: list[bytes]) -> bytes:
+        data = b"".join(parts)
+        self.kept_bytes += len(data)
+        return data
+
+    def _block(self, block: bytes) -> bytes:
+        """Whole lines (the last one may lack its newline); returns those after the boundary."""
+        if not self.boundary.open:
+            position = 0
+            while position < len(block):
+                _, nanos = line_stamp(block, position)
+                if self.boundary.passes(nanos):
+                    break
+                newline = block.find(b"\n", position)
+                position = len(block) if newline < 0 else newline + 1
+            block = block[position:]
+        if block:
+            self._track_end(block)
+        return block
+
+    def _track_end(self, block: bytes) -> None:
+        end = len(block) - 1 if block.endswith(b"\n") else len(block)
+        last = block.rfind(b"\n", 0, end) + 1
+        stamp, _ = line_stamp(block, last)
+        key = stamp + b" "
+        run, position = 1, last
+        while position > 0:
+            previous = block.rfind(b"\n", 0, position - 1) + 1
+            if not block.startswith(key, previous):
+                break
+            run, position = run + 1, previous
+        self.end.lines(stamp, run, whole_block=position == 0)

@@ -1,0 +1,65 @@
+"""A window's gzip file: streamed through zlib, written under a temporary name, fsynced, then published.
+
+Nothing is created for an empty window. Memory is the compressor's state and one chunk, whatever the
+size of the log. When a file of the same name already exists (two windows starting in the same second,
+e.g. runs triggered seconds apart), the new window is appended to a copy of it as a second gzip member
+(gzip readers read members one after the other), and the copy replaces it: a reader still never sees
+half a file, and nothing already published is lost.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import zlib
+from pathlib import Path
+from typing import BinaryIO
+
+from .layout import temp_name
+
+COMPRESS_LEVEL = 6
+
+
+class WindowFile:
+    def __init__(self, final: Path, level: int = COMPRESS_LEVEL) -> None:
+        self.final = final
+        self.temporary = final.parent / temp_name(final.name)
+        self._level = level
+        self._handle: BinaryIO | None = None
+        self._compressor: zlib._Compress | None = None
+        self.raw_bytes = 0
+
+    def write(self, data: bytes) -> None:
+        if not data:
+            return
+        if self._compressor is None:
+            self._open()
+        assert self._handle is not None and self._compressor is not None
+        self._handle.write(self._compressor.compress(data))
+        self.raw_bytes += len(data)
+
+    def _open(self) -> None:
+        self.final.parent.mkdir(parents=True, exist_ok=True)
+        if self.final.exists():
+            shutil.copyfile(self.final, self.temporary)
+            self._handle = open(self.temporary, "ab")  # noqa: SIM115 (closed in close/discard)
+        else:
+            self._handle = open(self.temporary, "wb")  # noqa: SIM115
+        self._compressor = zlib.compressobj(self._level, zlib.DEFLATED, 31)
+
+    def close(self) -> bool:
+        """Finish and fsync the temporary file; True if there is one to publish (see store.commit)."""
+        if self._handle is None or self._compressor is None:
+            return False
+        self._handle.write(self._compressor.flush())
+        self._handle.flush()
+        os.fsync(self._handle.fileno())
+        self._handle.close()
+        self._handle = None
+        return True
+
+    def discard(self) -> None:
+        if self._handle is not None:
+            self._handle.close()
+            self._handle = None
+        self.temporary.unlink(missing_ok=True)

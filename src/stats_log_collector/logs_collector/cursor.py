@@ -101,61 +101,35 @@ class Boundary:
 
 
 class EndTracker:
-    """The cursor after the lines kept so far: the last time seen and how many lines share it."""
+    """The cursor after the lines kept so far: the latest time seen and how many lines carry it.
 
-    __slots__ = ("_from_start", "_max", "_run", "_stamp", "_start")
+    The latest, not the last: stdout and stderr are stamped by separate readers in the runtime, so a
+    line may carry an earlier time than the one before it, and the cursor must never move back (the
+    next window would repeat lines). kubelet's stamps are fixed-width (nine fraction digits, ``Z``),
+    so comparing them as bytes orders them in time without parsing every line.
+    """
+
+    __slots__ = ("_best",)
 
     def __init__(self, start: Cursor) -> None:
-        self._start = start
-        self._stamp: bytes | None = None
-        self._run = 0
-        self._from_start = True  # every kept line so far has the same stamp
-        self._max: Cursor | None = None
+        self._best = start
 
-    def line(self, stamp: bytes) -> None:
-        if stamp == self._stamp:
-            self._run += 1
+    def add(self, stamp: bytes, count: int = 1) -> None:
+        """``count`` kept lines stamped ``stamp``, the latest of their block."""
+        nanos = parse_stamp(stamp)
+        best = self._best
+        if nanos is None or nanos < best.nanos:
             return
-        if self._stamp is not None:
-            self._fold()
-            self._from_start = False
-        self._stamp, self._run = stamp, 1
-
-    def lines(self, stamp: bytes, run: int, whole_block: bool) -> None:
-        """``run`` lines stamped ``stamp`` end the block; ``whole_block``: the block is only those."""
-        if whole_block and stamp == self._stamp:
-            self._run += run
-            return
-        if self._stamp is not None:
-            self._fold()
-            self._from_start = False
-        if not whole_block:
-            self._from_start = False
-        self._stamp, self._run = stamp, run
-
-    def _fold(self) -> None:
-        """Remember the latest cursor seen, so an out-of-order line never moves the cursor back."""
-        current = self._current()
-        if current is not None and (self._max is None or current.nanos >= self._max.nanos):
-            self._max = current
-
-    def _current(self) -> Cursor | None:
-        if self._stamp is None:
-            return None
-        nanos = parse_stamp(self._stamp)
-        if nanos is None:
-            return None
-        count = self._run
-        if self._from_start and nanos == self._start.nanos:
-            count += self._start.count
-        return Cursor(nanos, count, self._start.restarts)
+        if nanos == best.nanos:
+            self._best = Cursor(nanos, best.count + count, best.restarts)
+        else:
+            self._best = Cursor(nanos, count, best.restarts)
 
     def cursor(self) -> Cursor:
-        best = self._start
-        for candidate in (self._max, self._current()):
-            if candidate is not None and candidate.nanos >= best.nanos:
-                best = candidate
-        return best
+        return self._best
+
+
+_STAMPS = re.compile(rb"^([^ \n]+) ", re.MULTILINE)
 
 
 class WindowFilter:
@@ -227,14 +201,7 @@ class WindowFilter:
         return block
 
     def _track_end(self, block: bytes) -> None:
-        end = len(block) - 1 if block.endswith(b"\n") else len(block)
-        last = block.rfind(b"\n", 0, end) + 1
-        stamp, _ = line_stamp(block, last)
-        key = stamp + b" "
-        run, position = 1, last
-        while position > 0:
-            previous = block.rfind(b"\n", 0, position - 1) + 1
-            if not block.startswith(key, previous):
-                break
-            run, position = run + 1, previous
-        self.end.lines(stamp, run, whole_block=position == 0)
+        stamps = _STAMPS.findall(block)
+        if stamps:
+            latest = max(stamps)
+            self.end.add(latest, stamps.count(latest))

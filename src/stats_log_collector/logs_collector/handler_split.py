@@ -90,13 +90,15 @@ class VmMatcher:
 
 
 class _Target:
-    __slots__ = ("boundary", "end", "kept_bytes", "out")
+    __slots__ = ("boundary", "end", "kept_bytes", "latest", "latest_count", "out")
 
     def __init__(self, start: Cursor) -> None:
         self.boundary = Boundary(start)
         self.end = EndTracker(start)
         self.out: list[bytes] = []
         self.kept_bytes = 0
+        self.latest = b""  # the latest stamp kept since the last drain (see EndTracker), and its lines
+        self.latest_count = 0
 
 
 class HandlerSplitter:
@@ -142,12 +144,17 @@ class HandlerSplitter:
                 if not target.boundary.open and not target.boundary.passes(line_stamp(line)[1]):
                     continue
                 target.out.append(line)
-                target.end.line(stamp)
+                if stamp > target.latest:
+                    target.latest, target.latest_count = stamp, 1
+                elif stamp == target.latest:
+                    target.latest_count += 1
 
     def _drain(self) -> dict[int, bytes]:
         drained: dict[int, bytes] = {}
         for index, target in enumerate(self._targets):
             if target.out:
+                target.end.add(target.latest, target.latest_count)
+                target.latest, target.latest_count = b"", 0
                 target.out.append(b"")
                 data = b"\n".join(target.out)
                 target.out.clear()

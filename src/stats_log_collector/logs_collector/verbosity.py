@@ -40,6 +40,6 @@ async def raise_verbosity(client: KubeClient, namespace: str, level: int, hco: b
             await client.patch_kubevirt_cr(namespace, name, kubevirt_patch(level))
         log.info(
             "raised virt-launcher and virt-handler log verbosity (LOG_VERBOSITY)",
-            extra={"kind": kind, "namespace": namespace, "name": name, "verbosity": level},
+            extra={"kind": kind, "namespace": namespace, "cr": name, "verbosity": level},
         )
     return True

@@ -1,0 +1,112 @@
+"""What a run reads: streams per launcher container, handler targets per node, starting points."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from stats_log_collector.kube import Pod, Vmi
+from stats_log_collector.kube.models import ContainerState
+from stats_log_collector.logs_collector.cursor import NANOS, Cursor
+from stats_log_collector.logs_collector.plan import Plan, VmRef, handler_key, launcher_key, make_plan
+
+NOW = 1_795_000_000 * NANOS
+HOUR = 3600 * NANOS
+DATA = Path("/data")
+
+
+def vmi(name: str, node: str, *nodes: str, namespace: str = "vms") -> Vmi:
+    return Vmi(namespace, name, f"uid-{name}", node, "Running", nodes=(node, *nodes))
+
+
+def launcher(vm: Vmi, pod: str, node: str, restarts: int = 0, phase: str = "Running") -> Pod:
+    labels = {"kubevirt.io": "virt-launcher", "kubevirt.io/created-by": vm.uid}
+    states = (ContainerState("compute", restarts, True),)
+    return Pod(vm.namespace, pod, f"uid-{pod}", node, phase, ("compute", "guest-console-log"), states, labels)
+
+
+def handler(node: str) -> Pod:
+    return Pod("kubevirt", f"virt-handler-{node}", f"uid-h-{node}", node, "Running", ("virt-handler",))
+
+
+HANDLERS = {node: handler(node) for node in ("n1", "n2", "n3")}
+
+
+def plan(vmis: list[Vmi], pods: list[Pod], cursors: dict[str, Cursor] | None = None, **kw: object) -> Plan:
+    options = {"now_nanos": NOW, "interval_nanos": HOUR, "data_dir": DATA, "per_namespace": False, **kw}
+    return make_plan(vmis, pods, HANDLERS, cursors or {}, **options)  # type: ignore[arg-type]
+
+
+def test_first_run_reads_the_last_interval_of_every_container_and_node() -> None:
+    vm = vmi("a", "n1")
+    result = plan([vm], [launcher(vm, "virt-launcher-a-x", "n1")])
+    assert [(job.pod, job.container, job.start, job.previous) for job in result.launcher_jobs] == [
+        ("virt-launcher-a-x", "compute", Cursor(NOW - HOUR), None),
+        ("virt-launcher-a-x", "guest-console-log", Cursor(NOW - HOUR), None),
+    ]
+    assert result.launcher_jobs[0].folder == DATA / "a"
+    [job] = result.handler_jobs
+    assert (job.node, job.pod, job.since) == ("n1", "virt-handler-n1", NOW - HOUR)
+    assert not result.problems
+
+
+def test_migration_reads_both_pods_and_both_nodes() -> None:
+    vm = vmi("a", "n1", "n2")
+    pods = [launcher(vm, "virt-launcher-a-src", "n1"), launcher(vm, "virt-launcher-a-dst", "n2")]
+    result = plan([vm], pods)
+    assert {job.pod for job in result.launcher_jobs} == {"virt-launcher-a-src", "virt-launcher-a-dst"}
+    assert [job.node for job in result.handler_jobs] == ["n1", "n2"]
+
+
+def test_a_node_handler_is_read_once_from_its_earliest_cursor() -> None:
+    a, b = vmi("a", "n1"), vmi("b", "n1")
+    cursors = {
+        handler_key(VmRef("vms", "a"), a.uid, "virt-handler-n1"): Cursor(NOW - 50, 2),
+        handler_key(VmRef("vms", "b"), b.uid, "virt-handler-n1"): Cursor(NOW - 90, 1),
+    }
+    result = plan([a, b], [launcher(a, "pa", "n1"), launcher(b, "pb", "n1")], cursors)
+    [job] = result.handler_jobs
+    assert job.since == NOW - 90 and [t.start for t in job.targets] == [
+        Cursor(NOW - 50, 2),
+        Cursor(NOW - 90, 1),
+    ]
+
+
+def test_a_restarted_container_reads_its_previous_run_first() -> None:
+    vm = vmi("a", "n1")
+    key = launcher_key(VmRef("vms", "a"), "pa", "compute")
+    result = plan([vm], [launcher(vm, "pa", "n1", restarts=1)], {key: Cursor(NOW - 10, 3, restarts=0)})
+    job = next(job for job in result.launcher_jobs if job.container == "compute")
+    assert job.previous == Cursor(NOW - 10, 3, 0) and job.current == Cursor(NOW - 10, 0, 1)
+    assert job.start == Cursor(NOW - 10, 3, 0) and not result.notes
+    result = plan([vm], [launcher(vm, "pa", "n1", restarts=3)], {key: Cursor(NOW - 10, 3, restarts=0)})
+    job = next(job for job in result.launcher_jobs if job.container == "compute")
+    assert job.previous == Cursor(NOW - 10) and job.current == Cursor(NOW - 10, 0, 3)
+    assert "restarted 3 times" in result.notes[0][1]
+
+
+def test_new_stream_of_a_known_vm_starts_at_its_oldest_cursor() -> None:
+    vm = vmi("a", "n1", "n2")  # migrated: the pod and the handler on n2 are new
+    cursors = {launcher_key(VmRef("vms", "a"), "old-pod", "compute"): Cursor(NOW - 3 * HOUR)}
+    result = plan([vm], [launcher(vm, "new-pod", "n2")], cursors)
+    assert {job.start.nanos for job in result.launcher_jobs} == {NOW - 3 * HOUR}
+    assert {t.start.nanos for job in result.handler_jobs for t in job.targets} == {NOW - 3 * HOUR}
+
+
+def test_problems_are_reported_per_vm() -> None:
+    lonely, elsewhere = vmi("lonely", "n1"), vmi("elsewhere", "n9")
+    pending = vmi("pending", "n1")
+    result = plan(
+        [lonely, elsewhere, pending],
+        [launcher(elsewhere, "pe", "n9"), launcher(pending, "pp", "n1", phase="Pending")],
+    )
+    assert [(str(vm), reason) for vm, reason in result.problems] == [
+        ("vms/lonely", "no virt-launcher pod"),
+        ("vms/elsewhere", "no virt-handler pod on node n9"),
+    ]
+    assert not [job for job in result.launcher_jobs if job.pod == "pp"]
+
+
+def test_folders_per_namespace_when_several_are_watched() -> None:
+    a, b = vmi("a", "n1"), vmi("a", "n1", namespace="other")
+    result = plan([a, b], [launcher(a, "p1", "n1"), launcher(b, "p2", "n1")], per_namespace=True)
+    assert {job.folder for job in result.launcher_jobs} == {DATA / "vms" / "a", DATA / "other" / "a"}

@@ -103,3 +103,8 @@ def test_a_huge_line_before_the_cursor_is_dropped_whole() -> None:
 def test_invalid_utf8_is_kept_byte_for_byte() -> None:
     data = f"{format_rfc3339_nano(BASE + 1)} ".encode() + b"\xff\xfe bad \xc3\n"
     assert run(Cursor(BASE), data)[0] == data
+
+
+def test_a_last_line_longer_than_the_tail_still_moves_the_cursor() -> None:
+    data = line(BASE + 1, "a") + line(BASE + 2, "b" * 20_000)
+    assert run(Cursor(BASE), data)[1] == Cursor(BASE + 2, 1)

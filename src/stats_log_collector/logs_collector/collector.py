@@ -145,15 +145,14 @@ class Collector:
             )
 
     async def _read(self, job: LauncherJob, start: Cursor, previous: bool, output: WindowFile) -> Cursor:
-        window = WindowFilter(start)
+        window, sink = WindowFilter(start), _Sink(output)
         async with self.client.stream_log_chunks(
             job.vm.namespace, job.pod, job.container, since_time=_second(start), previous=previous
         ) as chunks:
             async for chunk in chunks:
-                data = window.feed(chunk)
-                if data:
-                    await _write(output, data)
-        await _write(output, window.finish())
+                await sink.add(window.feed(chunk))
+        await sink.add(window.finish())
+        await sink.flush()
         return window.end.cursor()
 
     # ---- a node's virt-handler log ----------------------------------------------------------------
@@ -163,6 +162,7 @@ class Collector:
         outputs = [
             WindowFile(target.folder / handler_file(job.pod, target.start.nanos)) for target in job.targets
         ]
+        sinks = [_Sink(output) for output in outputs]
         try:
             async with self._semaphore:
                 async with self.client.stream_log_chunks(
@@ -170,9 +170,11 @@ class Collector:
                 ) as chunks:
                     async for chunk in chunks:
                         for index, data in splitter.feed(chunk).items():
-                            await _write(outputs[index], data)
+                            await sinks[index].add(data)
                 for index, data in splitter.finish().items():
-                    await _write(outputs[index], data)
+                    await sinks[index].add(data)
+                for sink in sinks:
+                    await sink.flush()
             published = [await asyncio.to_thread(output.close) for output in outputs]
             cursors = {
                 target.key: cursor for target, cursor in zip(job.targets, splitter.cursors(), strict=True)
@@ -194,11 +196,29 @@ class Collector:
         summary.bytes += sum(output.raw_bytes for output in outputs)
 
 
-async def _write(output: WindowFile, data: bytes) -> None:
-    if len(data) >= 64 * 1024:
-        await asyncio.to_thread(output.write, data)
-    else:
-        output.write(data)
+class _Sink:
+    """Gathers kept bytes for a window file and compresses them in a worker thread, 256 KiB at a time
+    (zlib releases the GIL: compression runs beside the reading and splitting)."""
+
+    BATCH = 256 * 1024
+
+    def __init__(self, output: WindowFile) -> None:
+        self.output = output
+        self._parts: list[bytes] = []
+        self._size = 0
+
+    async def add(self, data: bytes) -> None:
+        if data:
+            self._parts.append(data)
+            self._size += len(data)
+            if self._size >= self.BATCH:
+                await self.flush()
+
+    async def flush(self) -> None:
+        if self._parts:
+            data = b"".join(self._parts)
+            self._parts, self._size = [], 0
+            await asyncio.to_thread(self.output.write, data)
 
 
 def _second(cursor: Cursor) -> datetime:

@@ -114,6 +114,16 @@ class EndTracker:
     def __init__(self, start: Cursor) -> None:
         self._best = start
 
+    def add_latest(self, stamps: list[bytes]) -> None:
+        """The stamps of a block of kept lines: the latest of them moves the cursor."""
+        latest = max(stamps)
+        if parse_stamp(latest) is None:  # not a timestamp (a line the API sent unstamped): skip those
+            stamps = [stamp for stamp in stamps if parse_stamp(stamp) is not None]
+            if not stamps:
+                return
+            latest = max(stamps)
+        self.add(latest, stamps.count(latest))
+
     def add(self, stamp: bytes, count: int = 1) -> None:
         """``count`` kept lines stamped ``stamp``, the latest of their block."""
         nanos = parse_stamp(stamp)
@@ -129,7 +139,8 @@ class EndTracker:
         return self._best
 
 
-_STAMPS = re.compile(rb"^([^ \n]+) ", re.MULTILINE)
+_STAMPS = re.compile(rb"^(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{9}Z) ", re.MULTILINE)
+TAIL_BYTES = 8192
 
 
 class WindowFilter:
@@ -201,7 +212,10 @@ class WindowFilter:
         return block
 
     def _track_end(self, block: bytes) -> None:
+        """The latest stamp among the last lines of the block (the runtime's stamps only go back by
+        microseconds, when stdout and stderr interleave), and how many of those lines carry it."""
+        if len(block) > TAIL_BYTES:
+            block = block[block.rfind(b"\n", 0, len(block) - TAIL_BYTES) + 1 :]
         stamps = _STAMPS.findall(block)
         if stamps:
-            latest = max(stamps)
-            self.end.add(latest, stamps.count(latest))
+            self.end.add_latest(stamps)

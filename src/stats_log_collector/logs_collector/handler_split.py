@@ -26,7 +26,9 @@ from .cursor import Boundary, Cursor, EndTracker, line_stamp
 _UID = re.compile(rb'"uid":"([^"]*)"')
 _NAME = re.compile(rb'"name":"([^"]*)"')
 _NAMESPACE = re.compile(rb'"namespace":"([^"]*)"')
-_NAME_CHARS = rb"A-Za-z0-9_\-"
+# Name-like tokens of a text line: names, ``namespace/name``, UIDs. A token never ends with a dot, so
+# "vm-1." at the end of a sentence is "vm-1", while "vm-1.5" stays one (other) name.
+_TOKENS = re.compile(rb"[A-Za-z0-9_\-./]*[A-Za-z0-9_\-/]")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -51,17 +53,7 @@ class VmMatcher:
             self._by_name[(namespace, name)] = (*self._by_name.get((namespace, name), ()), index)
             self._by_word[namespace + b"/" + name] = (index,)
             self._by_word[name] = (*self._by_word.get(name, ()), index)
-        words = sorted(self._by_word, key=len, reverse=True)
-        alternatives = b"|".join(re.escape(word) for word in words)
-        self._words = re.compile(
-            rb"(?<!["
-            + _NAME_CHARS
-            + rb"./])("
-            + alternatives
-            + rb")(?!["
-            + _NAME_CHARS
-            + rb"]|\.[A-Za-z0-9])"
-        )
+        self._words = frozenset(self._by_word)
 
     def match(self, line: bytes, content: int = 0) -> tuple[int, ...]:
         """The VMs ``line[content:]`` is about (usually one, often none)."""
@@ -81,49 +73,65 @@ class VmMatcher:
         return self._text(line, content)
 
     def _text(self, line: bytes, content: int) -> tuple[int, ...]:
+        """Whole tokens only (a set intersection, in C): "vm-1" is not in "vm-10" nor in "x/vm-1"."""
+        words = self._words.intersection(_TOKENS.findall(line, content))
+        if not words:
+            return ()
         found: tuple[int, ...] = ()
-        for word in self._words.finditer(line, content):
-            for index in self._by_word[word.group(1)]:
+        for word in words:
+            for index in self._by_word[word]:
                 if index not in found:
                     found += (index,)
-        return found
+        return tuple(sorted(found))
+
+
+TAIL_LINES = 32
+BLOCK_BYTES = 512 * 1024
 
 
 class _Target:
-    __slots__ = ("boundary", "end", "kept_bytes", "latest", "latest_count", "out")
+    __slots__ = ("boundary", "end", "kept_bytes", "lines")
 
     def __init__(self, start: Cursor) -> None:
         self.boundary = Boundary(start)
         self.end = EndTracker(start)
-        self.out: list[bytes] = []
+        self.lines: list[bytes] = []
         self.kept_bytes = 0
-        self.latest = b""  # the latest stamp kept since the last drain (see EndTracker), and its lines
-        self.latest_count = 0
 
 
 class HandlerSplitter:
-    """A node's handler log, chunk by chunk, split into one stream of kept lines per VM."""
+    """A node's handler log, chunk by chunk, split into one stream of kept lines per VM.
+
+    The common line (JSON with the UID of one of the node's VMs; KubeVirt sorts keys, so ``uid`` is
+    last and found from the end) costs a few C calls and a list append; the others go through
+    ``VmMatcher``. Window boundaries and cursors are then settled per VM on its share of the block.
+    """
 
     def __init__(self, vms: list[VmIdentity], starts: list[Cursor]) -> None:
         self._matcher = VmMatcher(vms)
+        self._by_uid = {vm.uid.encode(): index for index, vm in enumerate(vms) if vm.uid}
         self._targets = [_Target(start) for start in starts]
-        self._carry = b""
+        self._pending: list[bytes] = []
+        self._pending_size = 0
 
     def feed(self, chunk: bytes) -> dict[int, bytes]:
-        """Kept bytes per VM index, for the whole lines completed by ``chunk``."""
-        data = self._carry + chunk if self._carry else chunk
-        cut = data.rfind(b"\n") + 1
-        self._carry = data[cut:]
-        if not cut:
+        """Kept bytes per VM index, for whole lines, once BLOCK_BYTES have come (per-block work is
+        then a small share: each VM gets a few hundred lines at a time, not a few)."""
+        self._pending.append(chunk)
+        self._pending_size += len(chunk)
+        if self._pending_size < BLOCK_BYTES:
             return {}
-        self._split(data[:cut].split(b"\n")[:-1])
-        return self._drain()
+        data = b"".join(self._pending)
+        cut = data.rfind(b"\n") + 1
+        self._pending, self._pending_size = [data[cut:]], len(data) - cut
+        return self._split(data[: cut - 1]) if cut else {}
 
     def finish(self) -> dict[int, bytes]:
-        if self._carry:
-            self._split([self._carry])
-            self._carry = b""
-        return self._drain()
+        data = b"".join(self._pending)
+        self._pending, self._pending_size = [], 0
+        if data.endswith(b"\n"):
+            data = data[:-1]
+        return self._split(data) if data else {}
 
     def cursors(self) -> list[Cursor]:
         return [target.end.cursor() for target in self._targets]
@@ -131,33 +139,41 @@ class HandlerSplitter:
     def kept_bytes(self) -> list[int]:
         return [target.kept_bytes for target in self._targets]
 
-    def _split(self, lines: list[bytes]) -> None:
-        match, targets = self._matcher.match, self._targets
-        for line in lines:
-            space = line.find(b" ", 0, 64)
-            found = match(line, space + 1)
-            if not found:
-                continue
-            stamp = line[:space] if space >= 0 else b""
-            for index in found:
-                target = targets[index]
-                if not target.boundary.open and not target.boundary.passes(line_stamp(line)[1]):
+    def _split(self, block: bytes) -> dict[int, bytes]:
+        """Whole lines without the last newline; returns the kept bytes per VM index."""
+        by_uid, match = self._by_uid, self._matcher.match
+        keep = [target.lines.append for target in self._targets]
+        for line in block.split(b"\n"):
+            at = line.rfind(b'"uid":"')
+            if at >= 0:
+                index = by_uid.get(line[at + 7 : at + 43])  # a UID is 36 characters
+                if index is not None and line[at + 43 : at + 44] == b'"':
+                    keep[index](line)
                     continue
-                target.out.append(line)
-                if stamp > target.latest:
-                    target.latest, target.latest_count = stamp, 1
-                elif stamp == target.latest:
-                    target.latest_count += 1
-
-    def _drain(self) -> dict[int, bytes]:
-        drained: dict[int, bytes] = {}
+            for index in match(line, line.find(b" ", 0, 64) + 1):
+                keep[index](line)
+        kept: dict[int, bytes] = {}
         for index, target in enumerate(self._targets):
-            if target.out:
-                target.end.add(target.latest, target.latest_count)
-                target.latest, target.latest_count = b"", 0
-                target.out.append(b"")
-                data = b"\n".join(target.out)
-                target.out.clear()
-                target.kept_bytes += len(data)
-                drained[index] = data
-        return drained
+            if target.lines:
+                data = self._settle(target)
+                if data:
+                    kept[index] = data
+        return kept
+
+    @staticmethod
+    def _settle(target: _Target) -> bytes:
+        lines = target.lines[:]
+        target.lines.clear()
+        if not target.boundary.open:
+            first = 0
+            while first < len(lines) and not target.boundary.passes(line_stamp(lines[first])[1]):
+                first += 1
+            lines = lines[first:]
+            if not lines:
+                return b""
+        # the latest stamp among the last lines (see cursor.WindowFilter._track_end)
+        target.end.add_latest([line[: line.find(b" ", 0, 64)] for line in lines[-TAIL_LINES:]])
+        lines.append(b"")
+        data = b"\n".join(lines)
+        target.kept_bytes += len(data)
+        return data

@@ -17,7 +17,9 @@ from typing import BinaryIO
 
 from .layout import temp_name
 
-COMPRESS_LEVEL = 6
+# Level 3: measured on KubeVirt logs, 2 to 4 times faster than gzip's default 6 (165-185 MB/s against
+# 45-85), for files about a third bigger (16:1 against 21-25:1).
+COMPRESS_LEVEL = 3
 
 
 class WindowFile:

@@ -63,12 +63,18 @@ def test_each_vm_gets_its_lines_after_its_own_cursor(cut: int | None) -> None:
         out[index] += kept
     assert out[0] == lines[3]
     assert out[1] == lines[4] + lines[5]
-    assert splitter.cursors() == [Cursor(BASE + 4, 1), Cursor(BASE + 5, 1)]
+    # vm-1's last line is at 4, but the log was read to 5: nothing about vm-1 up to 5 is left
+    assert splitter.cursors() == [Cursor(BASE + 5, 0), Cursor(BASE + 5, 1)]
 
 
-def test_a_vm_without_new_lines_keeps_its_cursor() -> None:
+def test_a_vm_without_new_lines_keeps_its_cursor_until_the_log_moves_on() -> None:
     start = Cursor(BASE + 9, 3)
     splitter = HandlerSplitter([VM1], [start])
     assert splitter.feed(stamped(9, handler_line("old", uid=VM1.uid, name="vm-1", namespace="vms"))) == {}
     assert splitter.finish() == {}
     assert splitter.cursors() == [start]
+    splitter = HandlerSplitter([VM1], [start])
+    splitter.feed(stamped(9, handler_line("old", uid=VM1.uid, name="vm-1", namespace="vms")))
+    splitter.feed(stamped(12, klog_line("Node heartbeat")))
+    assert splitter.finish() == {}
+    assert splitter.cursors() == [Cursor(BASE + 12, 0)]

@@ -111,6 +111,7 @@ class HandlerSplitter:
         self._matcher = VmMatcher(vms)
         self._by_uid = {vm.uid.encode(): index for index, vm in enumerate(vms) if vm.uid}
         self._targets = [_Target(start) for start in starts]
+        self._stream_end = EndTracker(Cursor(0))  # the latest stamp of the node's log, about anyone
         self._pending: list[bytes] = []
         self._pending_size = 0
 
@@ -134,7 +135,15 @@ class HandlerSplitter:
         return self._split(data) if data else {}
 
     def cursors(self) -> list[Cursor]:
-        return [target.end.cursor() for target in self._targets]
+        """Each VM's cursor once the log was read to its end: its latest line, or the log's latest
+        stamp when that is later (nothing about the VM up to there was missed, and a VM that left the
+        node long ago does not keep the node's next read starting from back then)."""
+        stream = self._stream_end.cursor().nanos
+        cursors = []
+        for target in self._targets:
+            own = target.end.cursor()
+            cursors.append(Cursor(stream, 0, own.restarts) if stream > own.nanos else own)
+        return cursors
 
     def kept_bytes(self) -> list[int]:
         return [target.kept_bytes for target in self._targets]
@@ -143,7 +152,9 @@ class HandlerSplitter:
         """Whole lines without the last newline; returns the kept bytes per VM index."""
         by_uid, match = self._by_uid, self._matcher.match
         keep = [target.lines.append for target in self._targets]
-        for line in block.split(b"\n"):
+        lines = block.split(b"\n")
+        self._stream_end.add_latest([line[: line.find(b" ", 0, 64)] for line in lines[-TAIL_LINES:]])
+        for line in lines:
             at = line.rfind(b'"uid":"')
             if at >= 0:
                 index = by_uid.get(line[at + 7 : at + 43])  # a UID is 36 characters

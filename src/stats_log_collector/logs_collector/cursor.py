@@ -140,7 +140,7 @@ class EndTracker:
 
 
 _STAMPS = re.compile(rb"^(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{9}Z) ", re.MULTILINE)
-TAIL_BYTES = 8192
+TAIL_BYTES = 2048
 
 
 class WindowFilter:

@@ -26,7 +26,6 @@ import argparse
 import asyncio
 import gzip
 import os
-import resource
 import subprocess
 import sys
 import tempfile
@@ -193,7 +192,7 @@ async def save(
     client: KubeClient, namespace: str, pod: str, container: str, since: datetime, path: Path
 ) -> None:
     compressor = zlib.compressobj(6, zlib.DEFLATED, 31)  # gzip's default level, as `| gzip` did
-    with open(path, "wb") as handle:
+    with open(path, "wb") as handle:  # noqa: ASYNC230 (the original did one thing at a time)
         async with client.stream_log_chunks(
             namespace, pod, container, since_time=since, timestamps=False
         ) as chunks:
@@ -330,16 +329,20 @@ def main() -> None:
                 round(du(theirs) * scale),
             )
         )
-    print(
-        f"{'approach':<28} {'VMs':>5} {'wall s':>8} {'CPU s':>7} {'peak RSS MiB':>13} {'requests':>9} {'written MB':>11}"
-    )
+    header = ("approach", "VMs", "wall s", "CPU s", "peak RSS MiB", "requests", "written MB")
+    row = "{:<28} {:>5} {:>8} {:>7} {:>13} {:>9} {:>11}"
+    print(row.format(*header))
     for name, count, wall, cpu, rss, requests, written in rows:
         print(
-            f"{name:<28} {count:>5} {wall:>8.1f} {cpu:>7.1f} {rss:>13.0f} {requests:>9} {written / 1e6:>11.1f}"
+            row.format(
+                name, count, f"{wall:.1f}", f"{cpu:.1f}", f"{rss:.0f}", requests, f"{written / 1e6:.1f}"
+            )
         )
     print(
-        f"logs-collector output checked: {launcher} launcher lines, {handler} handler lines, all about their VM"
+        f"logs-collector output checked: {launcher} launcher lines, {handler} handler lines, each of its VM"
     )
+    load = os.getloadavg()[0]
+    print(f"load average at the end: {load:.1f} on {os.cpu_count()} CPUs (wall times depend on it)")
 
 
 if __name__ == "__main__":

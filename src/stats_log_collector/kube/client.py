@@ -150,11 +150,17 @@ class KubeClient:
         the first lines may be older than it: callers that need an exact boundary compare timestamps.
         Opening is retried; a failure while reading raises ``KubeError`` (see the module docstring).
         """
-        what = f"logs {namespace}/{pod}/{container}"
-        async with self._open_log(
-            namespace, pod, container, since_time, previous, timestamps, follow, tail_lines
-        ) as response:
-            yield self._lines(response, what)
+        async with self.stream_log_chunks(
+            namespace,
+            pod,
+            container,
+            since_time=since_time,
+            previous=previous,
+            timestamps=timestamps,
+            follow=follow,
+            tail_lines=tail_lines,
+        ) as chunks:
+            yield _lines(chunks)
 
     @contextlib.asynccontextmanager
     async def stream_log_chunks(
@@ -166,29 +172,13 @@ class KubeClient:
         since_time: datetime | None = None,
         previous: bool = False,
         timestamps: bool = True,
+        follow: bool = False,
+        tail_lines: int | None = None,
     ) -> AsyncIterator[AsyncIterator[bytes]]:
         """Like ``stream_log``, but the body as it arrives: chunks that may cut lines anywhere.
 
         For callers that move hundreds of megabytes and find line boundaries themselves, in bulk.
         """
-        what = f"logs {namespace}/{pod}/{container}"
-        async with self._open_log(
-            namespace, pod, container, since_time, previous, timestamps, False, None
-        ) as response:
-            yield self._chunks(response, what)
-
-    @contextlib.asynccontextmanager
-    async def _open_log(
-        self,
-        namespace: str,
-        pod: str,
-        container: str,
-        since_time: datetime | None,
-        previous: bool,
-        timestamps: bool,
-        follow: bool,
-        tail_lines: int | None,
-    ) -> AsyncIterator[httpx.Response]:
         params: dict[str, str] = {"container": container}
         if timestamps:
             params["timestamps"] = "true"
@@ -215,9 +205,10 @@ class KubeClient:
                     )
                 )
 
-            yield await self._with_retries(
+            response = await self._with_retries(
                 f"logs {namespace}/{pod}/{container}", lambda: self._attempt(open_stream)
             )
+            yield _chunks(response)
 
     async def kubevirt_crs(self, namespace: str) -> list[JSON]:
         """The KubeVirt custom resources of ``namespace`` (normally one, ``kubevirt``)."""
@@ -373,27 +364,26 @@ class KubeClient:
                 )
                 await asyncio.sleep(delay)
 
-    async def _chunks(self, response: httpx.Response, what: str) -> AsyncIterator[bytes]:
-        try:
-            async for chunk in response.aiter_raw():
-                yield chunk
-        except Exception as exc:
-            error = classify(exc)
-            raise (error.error if isinstance(error, _Retryable) else error) from exc
 
-    async def _lines(self, response: httpx.Response, what: str) -> AsyncIterator[bytes]:
-        pending = b""
-        try:
-            async for chunk in response.aiter_raw():
-                pending += chunk
-                *lines, pending = pending.split(b"\n")
-                for line in lines:
-                    yield line
-        except Exception as exc:
-            error = classify(exc)
-            raise (error.error if isinstance(error, _Retryable) else error) from exc
-        if pending:
-            yield pending
+async def _chunks(response: httpx.Response) -> AsyncIterator[bytes]:
+    """The body as it arrives; a failure while reading becomes a ``KubeError``."""
+    try:
+        async for chunk in response.aiter_raw():
+            yield chunk
+    except Exception as exc:
+        error = classify(exc)
+        raise (error.error if isinstance(error, _Retryable) else error) from exc
+
+
+async def _lines(chunks: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
+    pending = b""
+    async for chunk in chunks:
+        pending += chunk
+        *lines, pending = pending.split(b"\n")
+        for line in lines:
+            yield line
+    if pending:
+        yield pending
 
 
 def match_launcher_pods(vmi: Vmi, pods: Iterable[Pod]) -> list[Pod]:

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from stats_log_collector.logs_collector.cursor import (
     LONG_LINE,
@@ -108,3 +110,26 @@ def test_invalid_utf8_is_kept_byte_for_byte() -> None:
 def test_a_last_line_longer_than_the_tail_still_moves_the_cursor() -> None:
     data = line(BASE + 1, "a") + line(BASE + 2, "b" * 20_000)
     assert run(Cursor(BASE), data)[1] == Cursor(BASE + 2, 1)
+
+
+@given(
+    gaps=st.lists(st.sampled_from([0, 0, 1, 7, NANOS // 3, NANOS, 3 * NANOS]), min_size=1, max_size=40),
+    data=st.data(),
+)
+def test_consecutive_windows_cover_a_growing_log_exactly(gaps: list[int], data: st.DataObject) -> None:
+    """Runs at random moments of a growing log, the API answering from each cursor's whole second and
+    chunks cut anywhere: the windows put together are the log, line for line."""
+    stamps = [BASE + sum(gaps[: i + 1]) for i in range(len(gaps))]  # non-decreasing, many equal
+    log = [line(stamp, f"line {i}") for i, stamp in enumerate(stamps)]
+    ends = [*sorted(data.draw(st.lists(st.integers(0, len(log)), max_size=6))), len(log)]
+    cursor, collected = Cursor(BASE), b""
+    for end in ends:
+        answer = b"".join(
+            text
+            for text, stamp in zip(log[:end], stamps[:end], strict=True)
+            if stamp >= cursor.second * NANOS
+        )
+        cut = data.draw(st.integers(1, 300))
+        out, cursor = run(cursor, answer, cut)
+        collected += out
+    assert collected == b"".join(log)

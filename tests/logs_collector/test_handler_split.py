@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from stats_log_collector.logs_collector.cursor import NANOS, Cursor
 from stats_log_collector.logs_collector.handler_split import HandlerSplitter, VmIdentity, VmMatcher
@@ -53,7 +55,7 @@ def test_each_vm_gets_its_lines_after_its_own_cursor(cut: int | None) -> None:
     ]
     data = b"".join(lines)
     # vm-1 collected up to offset 1; vm-10 up to the first line stamped 4 that is about it... none: 2
-    splitter = HandlerSplitter([VM1, VM10], [Cursor(BASE + 1, 1), Cursor(BASE + 2, 1)])
+    splitter = HandlerSplitter([VM1, VM10], [Cursor(BASE + 1, 1), Cursor(BASE + 2, 1)], block_bytes=64)
     pieces = [data] if cut is None else [data[i : i + cut] for i in range(0, len(data), cut)]
     out: dict[int, bytes] = {0: b"", 1: b""}
     for piece in pieces:
@@ -78,3 +80,44 @@ def test_a_vm_without_new_lines_keeps_its_cursor_until_the_log_moves_on() -> Non
     splitter.feed(stamped(12, klog_line("Node heartbeat")))
     assert splitter.finish() == {}
     assert splitter.cursors() == [Cursor(BASE + 12, 0)]
+
+
+@given(
+    events=st.lists(
+        st.tuples(st.sampled_from([0, 0, 1, NANOS // 2, NANOS]), st.sampled_from(["vm-1", "vm-10", "node"])),
+        min_size=1,
+        max_size=40,
+    ),
+    data=st.data(),
+)
+def test_consecutive_runs_split_a_growing_node_log_exactly(
+    events: list[tuple[int, str]], data: st.DataObject
+) -> None:
+    vms = {"vm-1": VM1, "vm-10": VM10}
+    stamps, log, owners = [], [], []
+    stamp = BASE
+    for gap, owner in events:
+        stamp += gap
+        vm = vms.get(owner)
+        text = (
+            handler_line("x", name=vm.name, namespace=vm.namespace, uid=vm.uid) if vm else klog_line("beat")
+        )
+        stamps.append(stamp)
+        log.append(f"{format_rfc3339_nano(stamp)} {text}\n".encode())
+        owners.append(owner)
+    ends = [*sorted(data.draw(st.lists(st.integers(0, len(log)), max_size=5))), len(log)]
+    cursors = [Cursor(BASE), Cursor(BASE)]
+    collected = [b"", b""]
+    for end in ends:
+        since = min(cursor.second for cursor in cursors) * NANOS
+        answer = b"".join(text for text, at in zip(log[:end], stamps[:end], strict=True) if at >= since)
+        splitter = HandlerSplitter([VM1, VM10], cursors, block_bytes=data.draw(st.integers(1, 2000)))
+        cut = data.draw(st.integers(1, 400))
+        for i in range(0, len(answer), cut):
+            for index, kept in splitter.feed(answer[i : i + cut]).items():
+                collected[index] += kept
+        for index, kept in splitter.finish().items():
+            collected[index] += kept
+        cursors = splitter.cursors()
+    for index, name in enumerate(("vm-1", "vm-10")):
+        assert collected[index] == b"".join(t for t, o in zip(log, owners, strict=True) if o == name)

@@ -111,7 +111,8 @@ class HandlerSplitter:
     ``VmMatcher``. Window boundaries and cursors are then settled per VM on its share of the block.
     """
 
-    def __init__(self, vms: list[VmIdentity], starts: list[Cursor]) -> None:
+    def __init__(self, vms: list[VmIdentity], starts: list[Cursor], block_bytes: int = BLOCK_BYTES) -> None:
+        self._block_bytes = block_bytes
         self._matcher = VmMatcher(vms)
         self._by_uid = {vm.uid.encode() + b'"': index for index, vm in enumerate(vms) if vm.uid}
         self._targets = [_Target(start) for start in starts]
@@ -124,7 +125,7 @@ class HandlerSplitter:
         then a small share: each VM gets a few hundred lines at a time, not a few)."""
         self._pending.append(chunk)
         self._pending_size += len(chunk)
-        if self._pending_size < BLOCK_BYTES:
+        if self._pending_size < self._block_bytes:
             return {}
         data = b"".join(self._pending)
         cut = data.rfind(b"\n") + 1

@@ -33,13 +33,12 @@ from .host import advice, apt_lists_present, find_tools, install, install_comman
 from .initramfs import ensure_initramfs
 from .kernel import KernelUnavailable, ensure_kernel
 from .layout import Layout
-from .qemu import QemuVm, VmConfig, stop_stale
+from .qemu import QEMU_BINARY, QemuVm, VmConfig, stop_stale
 
 log = logging.getLogger("stats_log_collector.demo")
 
 STOP_GRACE = 30.0  # stopping QEMUs and components in order takes a few seconds; a second Ctrl-C cuts it
 WATCH_PERIOD = 0.25
-QEMU_NAME = "qemu-system-x86_64"
 
 
 def main(settings: Settings) -> int:
@@ -75,7 +74,7 @@ def _prepare_host(layout: Layout, need_kernel: bool) -> Path | None:
         install(commands)
         tools = find_tools()
     if tools.busybox is None or tools.qemu is None:  # installed, yet not there: say so rather than fail later
-        print(f"{PROG} demo: {QEMU_NAME} or a static busybox is still missing", file=sys.stderr)
+        print(f"{PROG} demo: {QEMU_BINARY} or a static busybox is still missing", file=sys.stderr)
         return None
     return Path(tools.busybox)
 
@@ -114,7 +113,7 @@ class Demo:
             "memstat",
             # No cluster: a kubeconfig that does not exist makes memstat name VMs from QEMU's -name
             # rather than reach for ~/.kube/config; the logs browser shows the pod logs.
-            ["--memstat-source", "procfs", "--process-names", QEMU_NAME, "--data-dir", str(layout.memstat),
+            ["--memstat-source", "procfs", "--process-names", QEMU_BINARY, "--data-dir", str(layout.memstat),
              "--http-port", str(port), "--logs-dir", str(layout.pods),
              "--kubeconfig", str(layout.root / "no-cluster" / "kubeconfig")],
             {"POLL_INTERVAL_SECS": "1"},

@@ -6,8 +6,8 @@ line each with the reason, keep their cursors, and are read again from there nex
 failed unit wrote becomes visible. At most COLLECT_CONCURRENCY streams are read at once.
 
 Logs are never held in memory: chunks go from the HTTP response through the window filter (or the
-handler splitter) into zlib and the file. Compression runs in worker threads (zlib releases the GIL),
-so it overlaps with reading and splitting.
+handler splitter) into the gzip compressor and the file. Compression runs in worker threads (ISA-L
+releases the GIL), so it overlaps with reading and splitting.
 """
 
 from __future__ import annotations
@@ -198,7 +198,7 @@ class Collector:
 
 class _Sink:
     """Gathers kept bytes for a window file and compresses them in a worker thread, 256 KiB at a time
-    (zlib releases the GIL: compression runs beside the reading and splitting)."""
+    (ISA-L releases the GIL: compression runs beside the reading and splitting)."""
 
     BATCH = 256 * 1024
 

@@ -1,4 +1,4 @@
-"""A window's gzip file: streamed through zlib, written under a temporary name, fsynced, then published.
+"""A window's gzip file: streamed through ISA-L, written under a temporary name, fsynced, then published.
 
 Nothing is created for an empty window. Memory is the compressor's state and one chunk, whatever the
 size of the log. When a file of the same name already exists (two windows starting in the same second,

@@ -33,17 +33,16 @@ PREFIX = (
 BOOT_TIMEOUT = 180.0  # TCG on two busy cores: a boot is ~5 s alone, much more under load
 
 _tools = find_tools()
-pytestmark = [
-    pytest.mark.e2e,
-    pytest.mark.skipif(_tools.qemu is None, reason="QEMU is not installed (apt-get install qemu-system-x86)"),
-    pytest.mark.skipif(
-        _tools.busybox is None, reason="no static busybox to build the guest (apt-get install busybox-static)"
-    ),
-]
+MISSING = (
+    "QEMU is not installed (apt-get install qemu-system-x86)"
+    if _tools.qemu is None
+    else "no static busybox to build the guest (apt-get install busybox-static)"
+    if _tools.busybox is None
+    else None
+)
 
 
-@pytest.fixture(scope="session")
-def kernel() -> Path:
+def guest_kernel() -> Path:
     if os.environ.get("DEMO_KERNEL"):
         return Path(os.environ["DEMO_KERNEL"])
     cache = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "stats-log-collector"
@@ -117,7 +116,10 @@ class RunningDemo:
 
 
 @pytest.fixture(scope="package")  # stopped after the last e2e test: idle TCG guests still cost CPU
-def demo_process(tmp_path_factory: pytest.TempPathFactory, kernel: Path) -> Iterator[RunningDemo]:
+def demo_process(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningDemo]:
+    if MISSING is not None:
+        pytest.skip(MISSING)
+    kernel = guest_kernel()
     demo = RunningDemo(tmp_path_factory.mktemp("e2e") / "demo", kernel)
     demo.start()
     yield demo

@@ -10,6 +10,8 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+import pytest
+
 from stats_log_collector.demo.children import Child, child_environment
 from stats_log_collector.testing.kubelet_logs import LogFormat, read_log_file, rebuild
 from tests.e2e.conftest import BOOT_TIMEOUT, RunningDemo, assert_console_exact, last_seq
@@ -17,6 +19,8 @@ from tests.memstat.conftest import wait_for
 
 FORMATS: tuple[LogFormat, ...] = ("cri", "json")
 KILLS = 3
+
+pytestmark = pytest.mark.e2e
 
 
 def logger(demo: RunningDemo, root: Path, fmt: LogFormat) -> Child:

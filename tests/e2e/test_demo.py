@@ -8,9 +8,13 @@ from __future__ import annotations
 
 import signal
 
+import pytest
+
 from stats_log_collector.demo.qemu import process_argv, read_pidfile
 from tests.e2e.conftest import RunningDemo, assert_console_exact, guest_seqs
-from tests.memstat.conftest import http
+from tests.memstat.conftest import http, wait_for
+
+pytestmark = pytest.mark.e2e
 
 
 def test_prints_where_everything_is_and_when_it_showed(demo: RunningDemo) -> None:
@@ -19,14 +23,9 @@ def test_prints_where_everything_is_and_when_it_showed(demo: RunningDemo) -> Non
     for vm in demo.names:
         assert str(demo.layout.pod_log(vm)) in out
         assert f"{vm}: first console line in its pod log after " in out
-    assert "dashboard: every VM has its first point after " in out or _charted(demo)
-    assert http(demo.port, "/logs/")[0] == 200  # the pod logs, browsable
-
-
-def _charted(demo: RunningDemo) -> bool:
-    # The demo reports the first point once it sees it; a slow machine may still be on its way.
-    status, _ = http(demo.port, "/api/series?since=-5m")
-    return status == 200
+    wait_for(lambda: "dashboard: every VM has its first point after " in demo.stdout, "the chart report", 60)
+    status, listing = http(demo.port, "/logs/")  # the pod logs, browsable
+    assert status == 200 and demo.layout.pod_dir(demo.names[0]).name.encode() in listing
 
 
 def running_pids(demo: RunningDemo) -> dict[str, int]:

@@ -12,12 +12,16 @@ import io
 import json
 from datetime import datetime
 
+import pytest
+
 from stats_log_collector.demo.guest import parse_guest_line
 from tests.e2e.conftest import BOOT_TIMEOUT, RunningDemo, vm_rss_bytes
 from tests.memstat.conftest import http, wait_for
 
 TOLERANCE = 0.02
 STABLE = 0.005
+
+pytestmark = pytest.mark.e2e
 
 
 def latest_samples(demo: RunningDemo) -> dict[str, dict[str, object]]:

@@ -22,7 +22,7 @@ from stats_log_collector.demo.guest import demo_guests, parse_guest_line
 from stats_log_collector.demo.host import find_tools
 from stats_log_collector.demo.kernel import KernelUnavailable, ensure_kernel
 from stats_log_collector.demo.layout import Layout
-from stats_log_collector.demo.qemu import process_argv, read_pidfile
+from stats_log_collector.demo.processes import process_argv, read_pidfile
 from stats_log_collector.testing.kubelet_logs import LogFormat, read_log_file, rebuild
 from tests.memstat.conftest import free_port, wait_for
 

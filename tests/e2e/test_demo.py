@@ -10,7 +10,7 @@ import signal
 
 import pytest
 
-from stats_log_collector.demo.qemu import process_argv, read_pidfile
+from stats_log_collector.demo.processes import process_argv, read_pidfile
 from tests.e2e.conftest import RunningDemo, assert_console_exact, guest_seqs
 from tests.memstat.conftest import http, wait_for
 

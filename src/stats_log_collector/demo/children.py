@@ -16,7 +16,7 @@ import sys
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
-from .qemu import stop_stale
+from .processes import stop_stale
 
 # Variables that would point a child at a real cluster; the demo has none.
 KUBE_VARIABLES = ("KUBECONFIG", "KUBE_API_URL", "KUBE_CONTEXT", "KUBERNETES_SERVICE_HOST")

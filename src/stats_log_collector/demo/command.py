@@ -33,7 +33,8 @@ from .host import advice, apt_lists_present, find_tools, install, install_comman
 from .initramfs import ensure_initramfs
 from .kernel import KernelUnavailable, ensure_kernel
 from .layout import Layout
-from .qemu import QEMU_BINARY, QemuVm, VmConfig, stop_stale
+from .processes import stop_stale
+from .qemu import QEMU_BINARY, QemuVm, VmConfig
 
 log = logging.getLogger("stats_log_collector.demo")
 

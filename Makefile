@@ -55,9 +55,10 @@ demo: $(RUNTIME)
 demo-cluster: setup
 	$(BIN)/python -m stats_log_collector.testing --kubeconfig $(CURDIR)/demo-data/kubeconfig
 
-# Side by side with rsyslog and tail (installs rsyslog with apt-get when run as root).
+# Every bench/bench_*.py in turn, each side by side with its reference (bench_virtlet_log.py installs
+# rsyslog with apt-get when run as root).
 bench: setup
-	$(BIN)/python bench/bench_virtlet_log.py
+	@set -e; for script in bench/bench_*.py; do echo "== $$script"; $(BIN)/python $$script; done
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .hypothesis build *.egg-info src/*.egg-info

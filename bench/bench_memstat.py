@@ -18,15 +18,21 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
+import os
 import statistics
+import subprocess
+import tempfile
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
 from datetime import UTC, datetime
+from pathlib import Path
 
 from stats_log_collector.kube import KubeClient, KubeError
 from stats_log_collector.kube.retry import RetryPolicy
 from stats_log_collector.memstat.exec_source import ExecSource
 from stats_log_collector.memstat.kubelet_source import KubeletSource
+from stats_log_collector.memstat.procfs import Scanner, sample_procfs
 from stats_log_collector.memstat.procstatus import parse_status
 from stats_log_collector.settings import KubeSettings
 from stats_log_collector.testing import KubeVirtCluster
@@ -108,13 +114,94 @@ async def run(vm_counts: list[int], nodes: int, polls: int) -> None:
                 await client.close()
 
 
+@contextlib.contextmanager
+def qemu_like_processes(count: int) -> Iterator[list[int]]:
+    """``count`` real processes that look like QEMU to a /proc scan: comm ``qemu-kvm``, ``-name guest=vmN``.
+
+    Each is ``/bin/sh`` (through a symlink, so comm is the link's name) blocked on ``read``: about 1 MiB
+    each, so a thousand fit anywhere. Real QEMU has more mappings, which makes PSS dearer, not cheaper.
+    """
+    with tempfile.TemporaryDirectory() as tmp:
+        binary = Path(tmp) / "qemu-kvm"
+        binary.symlink_to("/bin/sh")
+        children = [
+            subprocess.Popen(
+                [str(binary), "-c", "read x", "-name", f"guest=vm{i},debug-threads=on"], stdin=subprocess.PIPE
+            )
+            for i in range(count)
+        ]
+        try:
+            yield [child.pid for child in children]
+        finally:
+            for child in children:
+                child.kill()
+            for child in children:
+                child.wait()
+
+
+def timed(work: Callable[[], int], repeat: int) -> tuple[int, float, float]:
+    """Median (items, wall s, CPU s of this process and its children) over ``repeat`` runs."""
+    items, walls, cpus = [], [], []
+    for _ in range(repeat):
+        before, wall = os.times(), time.perf_counter()
+        items.append(work())
+        walls.append(time.perf_counter() - wall)
+        after = os.times()
+        cpus.append(sum(after[:4]) - sum(before[:4]))
+    return int(statistics.median(items)), statistics.median(walls), statistics.median(cpus)
+
+
+def run_procfs(count: int, repeat: int) -> None:
+    """procfs source over ``count`` real QEMU-named processes, PSS on and off, next to ``ps``."""
+    names = PROCESS_NAMES
+
+    def ps() -> int:  # procps reads stat + status of every process: a floor a /proc reader can aim at
+        out = subprocess.run(["ps", "-e", "-o", "pid=,rss=,comm="], capture_output=True, check=True).stdout
+        return out.count(b"qemu-kvm")
+
+    def poll(pss: bool, scanner: Scanner | None) -> Callable[[], int]:
+        def one() -> int:
+            source = scanner if scanner is not None else Scanner("/proc", names)
+            return len(sample_procfs(source, names, datetime.now(UTC), node="bench", pss=pss))
+
+        return one
+
+    with qemu_like_processes(count) as pids:
+        time.sleep(0.5)
+        print(f"\nprocfs over {len(pids)} QEMU-named processes ({len(os.listdir('/proc'))} entries in /proc),"
+              f" median of {repeat}")  # fmt: skip
+        print(f"{'approach':<44} {'samples':>8} {'wall ms':>8} {'CPU ms':>7} {'wall vs ps':>10}")
+        rows: list[tuple[str, Callable[[], int]]] = [
+            ("ps -e -o pid,rss,comm (reference)", ps),
+            ("procfs, PSS on, first scan", poll(True, None)),
+            ("procfs, PSS off, first scan", poll(False, None)),
+        ]
+        for pss in (True, False):
+            scanner = Scanner("/proc", names)
+            scanner.scan(pss=pss)  # what a running collector knows after its first poll
+            rows.append(
+                (
+                    f"procfs, PSS {'on' if pss else 'off'} (PROCFS_PSS={str(pss).lower()}), steady",
+                    poll(pss, scanner),
+                )
+            )
+        reference = None
+        for name, work in rows:
+            items, wall, cpu = timed(work, repeat)
+            reference = reference or wall
+            print(f"{name:<44} {items:>8} {wall * 1000:>8.1f} {cpu * 1000:>7.1f} {wall / reference:>10.2f}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--vms", type=int, nargs="+", default=[100, 1000])
+    parser.add_argument("--vms", type=int, nargs="*", default=[100, 1000])
     parser.add_argument("--nodes", type=int, default=50)
     parser.add_argument("--polls", type=int, default=3)
+    parser.add_argument("--procfs", type=int, default=1000, help="QEMU-named processes for procfs (0: skip)")
     args = parser.parse_args()
     asyncio.run(run(args.vms, args.nodes, args.polls))
+    if args.procfs:
+        run_procfs(args.procfs, max(5, args.polls))
 
 
 if __name__ == "__main__":

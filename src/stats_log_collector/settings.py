@@ -90,6 +90,12 @@ class MemstatSettings:
         name_list,
     )
     proc_root: Path = setting("PROC_ROOT", Path("/proc"), "procfs mount read by the procfs source", path)
+    procfs_pss: bool = setting(
+        "PROCFS_PSS",
+        True,
+        "procfs source: read PSS from smaps_rollup (the costly part of a scan; false for 1,000+ VMs a node)",
+        boolean,
+    )
     csv_format: str = setting(
         "CSV_FORMAT",
         "standard",

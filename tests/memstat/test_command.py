@@ -10,6 +10,8 @@ import socket
 import time
 from pathlib import Path
 
+import pytest
+
 from stats_log_collector.testing import KubeVirtCluster
 from tests.memstat.conftest import http, wait_for
 
@@ -25,8 +27,9 @@ def vm_rss_bytes(pid: int) -> int:
     return int(line.split()[1]) * 1024
 
 
-def test_procfs_on_a_plain_host(memstat, fake_vm: int, tmp_path: Path) -> None:
-    process, port = memstat(MEMSTAT_SOURCE="procfs")
+@pytest.mark.parametrize("pss", ["true", "false"])
+def test_procfs_on_a_plain_host(memstat, fake_vm: int, tmp_path: Path, pss: str) -> None:
+    process, port = memstat(MEMSTAT_SOURCE="procfs", PROCFS_PSS=pss)
     wait_for(lambda: http(port, "/readyz")[0] == 200, "ready after the first poll")
     csv_path = tmp_path / "data" / "mem-stats.csv"
     wait_for(lambda: any(row["pid"] == str(fake_vm) for row in csv_rows(csv_path)), "a row for the VM")
@@ -35,6 +38,7 @@ def test_procfs_on_a_plain_host(memstat, fake_vm: int, tmp_path: Path) -> None:
     assert row["vm"] == "testvm" and row["process"] == "qemu-kvm" and row["source"] == "procfs"
     assert abs(int(row["rss_bytes"]) - expected) / expected < 0.02
     assert int(row["rss_bytes"]) > 64 << 20
+    assert (int(row["pss_bytes"]) > 60 << 20) if pss == "true" else row["pss_bytes"] == ""
     _, body = http(port, "/api/vms")
     assert any(entry["vm"] == "testvm" for entry in json.loads(body))
     began = time.monotonic()

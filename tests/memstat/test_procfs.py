@@ -7,7 +7,6 @@ gives them that comm; each allocates and touches a known amount of memory and ca
 
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
 import time
@@ -17,7 +16,8 @@ from pathlib import Path
 
 import pytest
 
-from stats_log_collector.memstat.procfs import sample_procfs, scan, to_samples
+from stats_log_collector.memstat.procfs import Scanner, sample_procfs, scan, to_samples
+from stats_log_collector.memstat.procstatus import qemu_vm_name
 from stats_log_collector.memstat.sample import VmPod
 
 NAMES = ("virt-launcher", "virtqemud", "virtlogd", "qemu-kvm")
@@ -170,17 +170,52 @@ def test_fake_proc_root_pods_and_races(tmp_path: Path) -> None:
     assert [(s.pid, s.vm) for s in to_samples(records, NOW, None, node="n")] == [(10, "ns_vm"), (17, "solo")]
 
 
-def test_scan_of_many_processes_is_fast(tmp_path: Path) -> None:
-    """Most processes on a node are not ours: they cost one comm read each."""
-    sleepers = [subprocess.Popen(["sleep", "60"]) for _ in range(200)]
+def test_a_scanner_follows_processes_that_exec_and_pids_that_go(tmp_path: Path) -> None:
+    """A kept Scanner reads only status for known processes, yet sees an exec into another program."""
+    for name in ("qemu-kvm", "virtlogd"):
+        (tmp_path / name).symlink_to("/bin/sh")
+    becomes_other = subprocess.Popen(  # a QEMU-named process that then runs something else
+        [str(tmp_path / "qemu-kvm"), "-c", "read x; exec sleep 60", "-name", "guest=first"],
+        stdin=subprocess.PIPE,
+    )
+    becomes_qemu = subprocess.Popen(  # a helper that then execs QEMU (as virt-launcher does)
+        [str(tmp_path / "virtlogd"), "-c", f"read x; exec {tmp_path / 'qemu-kvm'} -c 'sleep 60' -name late"],
+        stdin=subprocess.PIPE,
+    )
+    ends = subprocess.Popen(
+        [str(tmp_path / "qemu-kvm"), "-c", "read x", "-name", "ends"], stdin=subprocess.PIPE
+    )
+    children = [becomes_other, becomes_qemu, ends]
     try:
-        start = time.perf_counter()
-        scan("/proc", NAMES)
-        elapsed = time.perf_counter() - start
-        assert len(os.listdir("/proc")) > 200
+        ours = {child.pid for child in children}
+        scanner = Scanner("/proc", NAMES)
+
+        def seen() -> dict[int, tuple[str, str | None]]:
+            return {
+                r.pid: (r.name, qemu_vm_name(r.argv) if r.is_qemu else None)
+                for r in scanner.scan(pss=False)
+                if r.pid in ours
+            }
+
+        deadline = time.monotonic() + 20
+        while len(seen()) < 3:  # the shells have not all exec'd their symlinked names yet
+            assert time.monotonic() < deadline
+            time.sleep(0.05)
+        assert seen() == {
+            becomes_other.pid: ("qemu-kvm", "first"),
+            becomes_qemu.pid: ("virtlogd", None),
+            ends.pid: ("qemu-kvm", "ends"),
+        }
+        for child in children:
+            assert child.stdin is not None
+            child.stdin.write(b"go\n")
+            child.stdin.close()
+        ends.wait()
+        deadline = time.monotonic() + 20
+        while (now := seen()) != {becomes_qemu.pid: ("qemu-kvm", "late")}:
+            assert time.monotonic() < deadline, now
+            time.sleep(0.05)
     finally:
-        for p in sleepers:
-            p.kill()
-        for p in sleepers:
-            p.wait()
-    assert elapsed < 0.1
+        for child in children:
+            child.kill()
+            child.wait()

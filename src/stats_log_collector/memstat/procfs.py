@@ -121,36 +121,71 @@ def _needs_cmdline(comm: str) -> bool:
     return len(comm) >= COMM_LEN or comm.startswith(QEMU_PREFIXES)
 
 
+@dataclasses.dataclass(frozen=True)
+class _Identity:
+    """What does not change while a process runs one program: kept between scans."""
+
+    comm: str
+    name: str
+    argv: list[str]
+    pod_uid: str | None
+
+
+def _identify(base: str, pid: int, comm: str, names: Iterable[str]) -> _Identity | None:
+    """Name, argv and pod of a candidate; None when it is not one of ``names``. Raises _Vanished."""
+    argv = split_cmdline(_read(f"{base}/cmdline", optional=True) or b"") if _needs_cmdline(comm) else []
+    name = process_name(comm, argv)
+    if not _name_matches(name, names):
+        return None
+    cgroup = _read(f"{base}/cgroup", optional=True)
+    pod_uid = pod_uid_from_cgroup(cgroup.decode("utf-8", "replace")) if cgroup else None
+    return _Identity(comm, name, argv, pod_uid)
+
+
+def _status_name(text: str) -> str | None:
+    """The ``Name:`` of a status text (its first line), or None."""
+    if not text.startswith("Name:"):
+        return None
+    return text[5 : text.find("\n")].strip()
+
+
+def _measure(base: str, pid: int, identity: _Identity, pss: bool, *, recheck: bool) -> ProcRecord | None:
+    """Read the figures; None when the process has no memory or (``recheck``) now runs another program.
+
+    Raises _Vanished.
+    """
+    text = (_read(f"{base}/status") or b"").decode("utf-8", "replace")
+    if recheck and _status_name(text) != identity.comm:  # it exec'd: identify it again
+        return None
+    status_kb = parse_status_kb(text)
+    if "VmRSS" not in status_kb:  # a zombie, or it exited between reads
+        log.debug("process %d (%s) has no memory figures", pid, identity.name)
+        return None
+    rollup = _read(f"{base}/smaps_rollup", optional=True) if pss else None
+    return ProcRecord(
+        pid=pid,
+        name=identity.name,
+        argv=identity.argv,
+        status_kb=status_kb,
+        rollup_kb=parse_smaps_rollup(rollup.decode("ascii", "replace")) if rollup else None,
+        pod_uid=identity.pod_uid,
+    )
+
+
 def read_process(
     proc_root: str, pid: int, comm: str, names: Iterable[str], *, pss: bool = True
 ) -> ProcRecord | None:
     """Read one candidate process; None when it vanished, is not one of ``names``, or has no memory.
 
-    ``pss=False`` skips smaps_rollup: the kernel walks every mapping for it, about half a scan's time.
+    ``pss=False`` skips smaps_rollup: the kernel walks every page table for it, half a scan's time.
     """
     base = f"{proc_root}/{pid}"
     try:
-        argv = split_cmdline(_read(f"{base}/cmdline", optional=True) or b"") if _needs_cmdline(comm) else []
-        name = process_name(comm, argv)
-        if not _name_matches(name, names):
-            return None
-        status_kb = parse_status_kb((_read(f"{base}/status") or b"").decode("utf-8", "replace"))
-        rollup = _read(f"{base}/smaps_rollup", optional=True) if pss else None
-        cgroup = _read(f"{base}/cgroup", optional=True)
+        identity = _identify(base, pid, comm, names)
+        return None if identity is None else _measure(base, pid, identity, pss, recheck=False)
     except _Vanished:
         log.debug("process %d (%s) vanished while read", pid, comm)
         return None
-    if "VmRSS" not in status_kb:  # a zombie, or it exited between reads
-        log.debug("process %d (%s) has no memory figures", pid, comm)
-        return None
-    return ProcRecord(
-        pid=pid,
-        name=name,
-        argv=argv,
-        status_kb=status_kb,
-        rollup_kb=parse_smaps_rollup(rollup.decode("ascii", "replace")) if rollup else None,
-        pod_uid=pod_uid_from_cgroup(cgroup.decode("utf-8", "replace")) if cgroup else None,
-    )
 
 
 def _comm(proc_root: str, pid: int) -> str | None:
@@ -161,21 +196,59 @@ def _comm(proc_root: str, pid: int) -> str | None:
     return raw.decode("utf-8", "replace").rstrip("\n") if raw else None
 
 
+class Scanner:
+    """Repeated scans of one PROC_ROOT that read each known process's ``status`` and nothing else.
+
+    A process's name, argv and cgroup do not change while it runs one program, so after the first
+    scan a process seen last time costs one read (``status``, whose ``Name`` line tells whether it
+    exec'd another program since; then it is identified again). Every other process costs one ``comm``
+    read per scan, as before: it may exec into QEMU at any time. A PID that disappears is forgotten at
+    once, so a reused PID is always identified afresh. This halves a steady scan's reads.
+    """
+
+    def __init__(self, proc_root: Path | str, names: Iterable[str]) -> None:
+        self._root = str(proc_root)
+        self._names = tuple(names)
+        self._known: dict[int, _Identity] = {}
+
+    def scan(self, *, pss: bool = True) -> list[ProcRecord]:
+        """Every process named one of ``names`` (or any QEMU), in PID order."""
+        with os.scandir(self._root) as entries:
+            pids = sorted(int(e.name) for e in entries if e.name.isdigit())
+        known, self._known = self._known, {}
+        records = []
+        for pid in pids:
+            base = f"{self._root}/{pid}"
+            try:
+                found = self._read(base, pid, known.get(pid), pss)
+            except _Vanished:
+                log.debug("process %d vanished while read", pid)
+                continue
+            if found is not None:
+                self._known[pid] = found[0]
+                records.append(found[1])
+        return records
+
+    def _read(
+        self, base: str, pid: int, identity: _Identity | None, pss: bool
+    ) -> tuple[_Identity, ProcRecord] | None:
+        if identity is not None:
+            record = _measure(base, pid, identity, pss, recheck=True)
+            if record is not None:
+                return identity, record
+        comm = _comm(self._root, pid)
+        if comm is None or not is_wanted(comm, self._names):
+            return None
+        identity = _identify(base, pid, comm, self._names)
+        if identity is None:
+            return None
+        record = _measure(base, pid, identity, pss, recheck=False)
+        return None if record is None else (identity, record)
+
+
 def scan(proc_root: Path | str, names: Iterable[str], *, pss: bool = True) -> list[ProcRecord]:
-    """Every process under ``proc_root`` named one of ``names`` (or any QEMU), in PID order."""
-    root = str(proc_root)
-    wanted = tuple(names)
-    records = []
-    with os.scandir(root) as entries:
-        pids = sorted(int(e.name) for e in entries if e.name.isdigit())
-    for pid in pids:
-        comm = _comm(root, pid)
-        if comm is None or not is_wanted(comm, wanted):
-            continue
-        record = read_process(root, pid, comm, wanted, pss=pss)
-        if record is not None:
-            records.append(record)
-    return records
+    """One scan with nothing known beforehand (see :class:`Scanner` for repeated scans)."""
+    return Scanner(proc_root, names).scan(pss=pss)
 
 
 def _lookup(resolver: PodResolver | None, uid: str) -> VmPod | None:
@@ -227,7 +300,7 @@ def to_samples(
 
 
 def sample_procfs(
-    proc_root: Path | str,
+    proc_root: Path | str | Scanner,
     names: Iterable[str],
     timestamp: datetime,
     resolver: PodResolver | None = None,
@@ -235,5 +308,6 @@ def sample_procfs(
     *,
     pss: bool = True,
 ) -> list[Sample]:
-    """One poll of the procfs source: scan, then map to Samples."""
-    return to_samples(scan(proc_root, names, pss=pss), timestamp, resolver, node)
+    """One poll of the procfs source: scan (with a :class:`Scanner` kept between polls), map to Samples."""
+    scanner = proc_root if isinstance(proc_root, Scanner) else Scanner(proc_root, names)
+    return to_samples(scanner.scan(pss=pss), timestamp, resolver, node)

@@ -63,8 +63,14 @@ class MemoryFigures:
     status_kb: dict[str, int]
 
     def sample_fields(self) -> dict[str, Any]:
-        """These figures as keyword arguments of :class:`~.sample.Sample`."""
-        return dataclasses.asdict(self)
+        """These figures as keyword arguments of :class:`~.sample.Sample`.
+
+        Not ``dataclasses.asdict``: it deep-copies ``status_kb``, which was most of a procfs scan's CPU.
+        """
+        return {name: getattr(self, name) for name in _FIGURE_FIELDS}
+
+
+_FIGURE_FIELDS = tuple(field.name for field in dataclasses.fields(MemoryFigures))
 
 
 def _bytes(kb: dict[str, int], key: str) -> int | None:

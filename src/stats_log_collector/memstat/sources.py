@@ -19,7 +19,7 @@ from ..settings import KubeSettings, MemstatSettings
 from .exec_source import ExecSource
 from .kubelet_source import KubeletSource
 from .poller import Source
-from .procfs import sample_procfs
+from .procfs import Scanner, sample_procfs
 from .sample import Sample, VmPod
 
 log = logging.getLogger(__name__)
@@ -33,6 +33,7 @@ class ProcfsSource:
         self._client = client
         self._node = node
         self._pods: dict[str, VmPod] = {}
+        self._scanner = Scanner(settings.proc_root, settings.process_names)
 
     async def poll(self, at: datetime) -> list[Sample]:
         if self._client is not None:
@@ -41,8 +42,15 @@ class ProcfsSource:
             except KubeError as exc:  # keep naming with what we knew: figures still come from /proc
                 log.warning("cannot refresh pod names, using the last known", extra={"error": str(exc)})
         resolver = self._pods if self._client is not None else None
+        settings = self._settings
         return await asyncio.to_thread(
-            sample_procfs, self._settings.proc_root, self._settings.process_names, at, resolver, self._node
+            sample_procfs,
+            self._scanner,
+            settings.process_names,
+            at,
+            resolver,
+            self._node,
+            pss=settings.procfs_pss,
         )
 
     async def _pod_index(self, client: KubeClient) -> dict[str, VmPod]:

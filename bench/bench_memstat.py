@@ -3,15 +3,16 @@
 Why: the original sampled with two execs per pod per poll (``pidof``, then ``cat /proc/<pid>/status``), one
 pod after the other, so its cost grows with the number of VMs; the exec source needs one exec per pod (run
 concurrently, bounded), and the kubelet source one Summary request per node whatever the number of VMs.
-All three run here against the same in-process KubeVirt test cluster (a real HTTP server on 127.0.0.1),
-so the figures compare request counts and client work, not a real cluster's latency.
+All four run here against the same KubeVirt test cluster (a real HTTP server on 127.0.0.1, in a process
+of its own as a real API server and its kubelets are), so the figures compare request counts and client
+work, not a real cluster's latency. The test cluster indexes pods by node, so one Summary costs the
+server the node's pods only, as it costs a real kubelet.
 
-Reported per poll (median of ``--polls``): requests seen by the server, wall time, CPU of the polling
-thread, and CPU of the rest of the process (mostly the cluster, which serves from its own thread). With
-one emulated server answering for all 50 kubelets, the kubelet source's wall time is mostly the server's
-summaries (each scans every pod), which a real cluster's 50 kubelets would compute in parallel.
+Reported per poll (median of ``--polls``, after one warm-up poll): requests seen by the server, wall
+time, CPU of the client process (the collector), CPU of the server process. Then the procfs source over
+``--procfs`` real QEMU-named processes, PSS on and off, next to ``ps`` reading the same /proc.
 
-    .venv/bin/python bench/bench_memstat.py [--vms 100 1000] [--nodes 50] [--polls 3]
+    .venv/bin/python bench/bench_memstat.py [--vms 100 1000] [--nodes 50] [--polls 3] [--procfs 1000]
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import multiprocessing
 import os
 import statistics
 import subprocess
@@ -26,7 +28,9 @@ import tempfile
 import time
 from collections.abc import Awaitable, Callable, Iterator
 from datetime import UTC, datetime
+from multiprocessing.connection import Connection
 from pathlib import Path
+from typing import Any
 
 from stats_log_collector.kube import KubeClient, KubeError
 from stats_log_collector.kube.retry import RetryPolicy
@@ -73,45 +77,89 @@ def approaches(client: KubeClient) -> dict[str, Poll]:
     }
 
 
-async def measure(cluster: KubeVirtCluster, poll: Poll, polls: int) -> tuple[int, int, float, float, float]:
-    """Medians over ``polls`` polls: requests, samples, wall s, polling-thread CPU s, other-thread CPU s."""
-    requests, samples, walls, cpus, others = [], [], [], [], []
+class ClusterProcess:
+    """The test cluster in a process of its own, as the API server and kubelets are on a real cluster.
+
+    In the bench's own process the emulated server would share the GIL with the client and the two
+    would slow each other down; here the client's wall time and CPU are its own, and the server's CPU
+    is read from its process.
+    """
+
+    def __init__(self, vms: int, nodes: int) -> None:
+        context = multiprocessing.get_context("spawn")
+        self._pipe, child_end = context.Pipe()
+        self._process = context.Process(target=_serve_cluster, args=(child_end, vms, nodes), daemon=True)
+        self._process.start()
+        self.url: str = self._pipe.recv()
+
+    def call(self, command: str) -> Any:
+        self._pipe.send(command)
+        return self._pipe.recv()
+
+    def close(self) -> None:
+        self.call("stop")
+        self._process.join(10)
+
+
+def _serve_cluster(pipe: Connection, vms: int, nodes: int) -> None:
+    with KubeVirtCluster() as cluster:
+        cluster.populate((NAMESPACE,), nodes=nodes, vms_per_namespace=vms, log_lines=0)
+        pipe.send(cluster.url)
+        while (command := pipe.recv()) != "stop":
+            if command == "clear":
+                cluster.clear_requests()
+                pipe.send(None)
+            elif command == "requests":
+                pipe.send(len(cluster.requests()))
+            elif command == "cpu":
+                times = os.times()
+                pipe.send(times.user + times.system)
+        pipe.send(None)
+
+
+async def measure(cluster: ClusterProcess, poll: Poll, polls: int) -> tuple[int, int, float, float, float]:
+    """Medians over ``polls`` polls: requests, samples, wall s, client CPU s, server CPU s."""
+    requests, samples, walls, cpus, servers = [], [], [], [], []
     for _ in range(polls):
-        cluster.clear_requests()
-        wall, cpu, process = time.perf_counter(), time.thread_time(), time.process_time()
+        cluster.call("clear")
+        server = cluster.call("cpu")
+        wall, cpu = time.perf_counter(), time.process_time()
         samples.append(await poll())
         walls.append(time.perf_counter() - wall)
-        cpus.append(time.thread_time() - cpu)
-        others.append(time.process_time() - process - cpus[-1])
-        requests.append(len(cluster.requests()))
+        cpus.append(time.process_time() - cpu)
+        servers.append(cluster.call("cpu") - server)
+        requests.append(cluster.call("requests"))
     return (
         int(statistics.median(requests)),
         int(statistics.median(samples)),
         statistics.median(walls),
         statistics.median(cpus),
-        statistics.median(others),
+        statistics.median(servers),
     )
 
 
 async def run(vm_counts: list[int], nodes: int, polls: int) -> None:
     print(
-        f"{'VMs':>5} {'approach':<32} {'requests':>9} {'samples':>8} {'wall s':>8} {'CPU s':>7}"
+        f"{'VMs':>5} {'approach':<32} {'requests':>9} {'samples':>8} {'wall s':>8} {'client CPU s':>12}"
         f" {'server CPU s':>13}"
     )
     for vms in vm_counts:
-        with KubeVirtCluster() as cluster:
-            cluster.populate((NAMESPACE,), nodes=nodes, vms_per_namespace=vms, log_lines=0)
+        cluster = ClusterProcess(vms, nodes)
+        try:
             settings = KubeSettings(kube_api_url=cluster.url, kube_request_timeout_secs=60.0, kube_retries=1)
             client = await KubeClient.connect(settings, RetryPolicy(retries=1, base_delay=0.01))
             try:
                 for name, poll in approaches(client).items():
-                    requests, samples, wall, cpu, other = await measure(cluster, poll, polls)
+                    await poll()  # warm: connections open, as in a running collector
+                    requests, samples, wall, cpu, server = await measure(cluster, poll, polls)
                     print(
-                        f"{vms:>5} {name:<32} {requests:>9} {samples:>8} {wall:>8.3f} {cpu:>7.3f}"
-                        f" {other:>13.3f}"
+                        f"{vms:>5} {name:<32} {requests:>9} {samples:>8} {wall:>8.3f} {cpu:>12.3f}"
+                        f" {server:>13.3f}"
                     )
             finally:
                 await client.close()
+        finally:
+            cluster.close()
 
 
 @contextlib.contextmanager

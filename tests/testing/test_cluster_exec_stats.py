@@ -195,3 +195,26 @@ async def test_stats_summary_of_unknown_and_unreachable_nodes(kubevirt_cluster: 
         kubevirt_cluster.set_node_reachable("node-1")
         async with session.get(url.format("node-1")) as response:
             assert response.status == 200
+
+
+async def test_stats_summary_follows_pods_deleted_stopped_and_recreated(
+    kubevirt_cluster: KubeVirtCluster,
+) -> None:
+    """The Summary comes from a per-node index of pods; it must follow every change as a scan would."""
+    cluster = kubevirt_cluster
+    vm1 = cluster.add_vmi("vms", "vm1", "node-1")
+    first = cluster.add_launcher_pod(vm1)
+    second = cluster.add_launcher_pod(cluster.add_vmi("vms", "vm2", "node-1"))
+    url = cluster.url + "/api/v1/nodes/node-1/proxy/stats/summary"
+
+    async def names() -> set[str]:
+        async with aiohttp.ClientSession() as session, session.get(url) as response:
+            return {entry["podRef"]["name"] for entry in (await response.json())["pods"]}
+
+    assert await names() == {first.name, second.name}
+    cluster.set_pod_phase("vms", second.name, "Succeeded")
+    assert await names() == {first.name}
+    cluster.delete_pod("vms", first.name)
+    assert await names() == set()
+    again = cluster.add_launcher_pod(vm1, name=first.name)  # the same name, created anew
+    assert await names() == {again.name}

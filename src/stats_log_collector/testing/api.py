@@ -128,6 +128,7 @@ class KubeApi(kmock.KubernetesEmulator):
     journal: Journal = attrs.field(factory=Journal, init=False)
     vanishing: set[PodKey] = attrs.field(factory=set, init=False)
     unreachable_nodes: set[str] = attrs.field(factory=set, init=False)
+    pods_by_node: dict[str, set[PodKey]] = attrs.field(factory=dict, init=False)  # may hold stale keys
     watches: watch.WatchHub = attrs.field(factory=watch.WatchHub, init=False)
 
     def __attrs_post_init__(self) -> None:
@@ -528,16 +529,24 @@ class KubeApi(kmock.KubernetesEmulator):
         return next((a["address"] for a in addresses if a.get("type") == "InternalIP"), "0.0.0.0")
 
     def _running_pods(self, node: str) -> list[Body]:
-        fields = FieldSelector.parse(f"spec.nodeName={node}", POD.field_labels)
-        return [
-            pod
-            for pod in self.store.list(POD, None, None, fields)
-            if pod.get("status", {}).get("phase") == "Running"
-        ]
+        """The node's running pods, from the node index (a Summary must not scan every pod of 50 nodes)."""
+        found = []
+        for namespace, name in sorted(self.pods_by_node.get(node, ())):
+            pod = self.store.get(POD, namespace, name)
+            if pod is None or pod.get("spec", {}).get("nodeName") != node:
+                self.pods_by_node[node].discard((namespace, name))  # deleted or moved since
+                continue
+            if pod.get("status", {}).get("phase") == "Running":
+                found.append(pod)
+        return found
 
     # ---- change notifications -----------------------------------------------------------------
 
     def _on_change(self, rt: ResourceType, event: str, obj: Body) -> None:
+        if event != "DELETED" and rt is POD and (node := obj.get("spec", {}).get("nodeName")):
+            self.pods_by_node.setdefault(node, set()).add(
+                (obj["metadata"]["namespace"], obj["metadata"]["name"])
+            )
         if event == "DELETED" and rt is POD:
             meta = obj["metadata"]
             self.pod_logs.forget(meta["namespace"], meta["name"])

@@ -8,10 +8,13 @@ import json
 import signal
 import socket
 import time
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
 
+from stats_log_collector.memstat.csvstore import CsvStore
+from stats_log_collector.memstat.sample import VmPod
 from stats_log_collector.testing import KubeVirtCluster
 from tests.memstat.conftest import http, wait_for
 
@@ -77,3 +80,23 @@ def test_port_in_use_is_one_error_and_exit_1(memstat, tmp_path: Path) -> None:
         process, _ = memstat(MEMSTAT_SOURCE="procfs", HTTP_PORT=str(taken.getsockname()[1]))
         assert process.wait(timeout=20) == 1
     assert b"cannot listen on HTTP_PORT" in (tmp_path / "memstat.stderr").read_bytes()
+
+
+def test_the_dashboard_series_are_read_from_the_history_at_start(memstat, tmp_path: Path) -> None:
+    now = datetime.now(UTC)
+    with CsvStore(tmp_path / "data", max_csv_bytes=3_000) as store:  # archives and a live file
+        for minute in range(120, 0, -1):
+            at = now - timedelta(minutes=minute)
+            store.append(
+                [VmPod("ns", "old-vm", "pod").sample(at, "kubelet", "compute", None, rss_bytes=minute << 20)]
+            )
+        assert store.archives()
+    _, port = memstat(MEMSTAT_SOURCE="procfs")
+
+    def series() -> dict[str, object]:
+        status, body = http(port, "/api/series?since=-3h&points=180")
+        return json.loads(body) if status == 200 else {}
+
+    wait_for(lambda: series().get("complete") is True, "the history read")
+    values = [v for v in series()["series"]["ns/old-vm"] if v is not None]  # type: ignore[index]
+    assert sorted(values) == [minute << 20 for minute in range(1, 121)]

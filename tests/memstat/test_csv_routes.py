@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import gzip
-import json
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -155,32 +154,3 @@ def test_legacy_filter_by_pod_and_unix_time() -> None:
     assert keep is not None
     assert keep(b"virt-launcher-vm1-x,qemu-kvm,150,1,2") and not keep(b"virt-launcher-vm1-x,qemu-kvm,50,1,2")
     assert not keep(b"virt-launcher-vm2-x,qemu-kvm,150,1,2")
-
-
-async def test_series_sums_a_vms_processes_and_downsamples(tmp_path: Path) -> None:
-    store = CsvStore(tmp_path)
-    now = datetime.now(UTC).replace(microsecond=0)
-    for minutes_ago in range(10, 0, -1):
-        at = now - timedelta(minutes=minutes_ago)
-        store.append(
-            [
-                Sample(at, "ns", "vm1", "p1", "n", "procfs", "qemu-kvm", 1, 200 << 20),
-                Sample(at, "ns", "vm1", "p1", "n", "procfs", "virtqemud", 2, 20 << 20),
-                Sample(at, "ns", "vm2", "p2", "n", "procfs", "qemu-kvm", 3, (100 + minutes_ago) << 20),
-            ]
-        )
-    server = await serve(store)
-    try:
-        status, _, body = await get(server, "/api/series?since=-15m&points=15")
-        data = json.loads(body)
-        assert status == 200 and data["label"] == "RSS" and len(data["times"]) == 15
-        vm1 = [v for v in data["series"]["ns/vm1"] if v is not None]
-        assert len(vm1) == 10 and set(vm1) == {220 << 20}  # both processes summed
-        assert max(v for v in data["series"]["ns/vm2"] if v is not None) == 110 << 20
-        _, _, body = await get(server, "/api/series?since=-15m&points=15&vm=vm2")
-        assert list(json.loads(body)["series"]) == ["ns/vm2"]
-        status, _, _ = await get(server, "/api/series?figure=cpu")
-        assert status == 400
-    finally:
-        await server.close()
-        store.close()

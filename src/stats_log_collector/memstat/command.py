@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
+from datetime import UTC, datetime, timedelta
 
 from aiohttp import web
 
@@ -14,10 +16,26 @@ from ..settings import KubeSettings, MemstatSettings
 from .csv_routes import CsvRoutes
 from .csvstore import CsvStore
 from .poller import Poller
+from .series import RETENTION_SECS
 from .server import LiveState, build_app
 from .sources import make_source
 
 log = logging.getLogger("stats_log_collector.memstat")
+
+
+async def seed_series(state: LiveState, store: CsvStore) -> None:
+    """Fill the dashboard's series from the history on disk, in a thread, while polls go on.
+
+    Only what the coarsest resolution still keeps is read (older archives are skipped by name). If the
+    process stops first, the thread finishes its file quietly; nothing depends on it.
+    """
+    since = datetime.now(UTC) - timedelta(seconds=RETENTION_SECS)
+    began = time.monotonic()
+    rows = await asyncio.to_thread(state.series.seed, store.history(since=since), store.fmt)
+    log.info(
+        "dashboard series read from mem-stats history",
+        extra={"rows": rows, "seconds": round(time.monotonic() - began, 1)},
+    )
 
 
 def main(settings: Settings) -> int:
@@ -53,7 +71,11 @@ def main(settings: Settings) -> int:
                     "port": config.http_port,
                 },
             )
-            await Poller(source, store, state, config.poll_interval_secs).run(stop)
+            seeding = asyncio.create_task(seed_series(state, store))
+            try:
+                await Poller(source, store, state, config.poll_interval_secs).run(stop)
+            finally:
+                seeding.cancel()
         finally:
             if client is not None:
                 await client.close()

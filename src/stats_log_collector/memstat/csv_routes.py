@@ -20,8 +20,6 @@ from datetime import UTC, datetime, timedelta
 from aiohttp import web
 
 from .csvstore import CsvStore
-from .downsample import downsample
-from .sample import COLUMNS
 
 _RELATIVE = re.compile(r"^-(\d+(?:\.\d+)?)([smhdw])$")
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
@@ -74,50 +72,6 @@ def row_filter(
     return standard
 
 
-SERIES_FIGURES = {"rss_bytes": "RSS", "pss_bytes": "PSS", "working_set_bytes": "working set"}
-_STANDARD_INDEX = {name: index for index, name in enumerate(COLUMNS)}
-
-
-def vm_totals(
-    chunks: Iterable[bytes], fmt: str, figure: str, name_filter: str
-) -> dict[tuple[float, str], float]:
-    """(sample time, VM) -> the figure summed over the VM's processes or containers in that sample.
-
-    A VM's memory is what all its processes hold (QEMU, virtqemud, virtlogd, virt-launcher): the sum
-    per sample time is what the chart shows. Legacy rows have only RSS in kB and the pod as name.
-    """
-    totals: dict[tuple[float, str], float] = {}
-    column = _STANDARD_INDEX[figure]
-    first = True
-    for chunk in chunks:
-        if first:
-            first = False
-            continue
-        for line in chunk.split(b"\n"):
-            parsed = _series_point(line, fmt, column, figure)
-            if parsed is None or name_filter not in parsed[1]:
-                continue
-            key = (parsed[0], parsed[1])
-            totals[key] = totals.get(key, 0.0) + parsed[2]
-    return totals
-
-
-def _series_point(line: bytes, fmt: str, column: int, figure: str) -> tuple[float, str, float] | None:
-    fields = line.decode(errors="replace").split(",")
-    try:
-        if fmt == "legacy":
-            if figure != "rss_bytes":
-                return None
-            return float(fields[2]), fields[0], float(fields[3]) * 1024
-        if not fields[column]:
-            return None
-        moment = datetime.fromisoformat(fields[0].replace("Z", "+00:00")).timestamp()
-        name = f"{fields[1]}/{fields[2]}" if fields[1] else fields[2]  # no namespace on a plain host
-        return moment, name, float(fields[column])
-    except (ValueError, IndexError):
-        return None
-
-
 def _stamp(moment: datetime) -> bytes:
     text = moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
     return text.encode()
@@ -151,40 +105,6 @@ class CsvRoutes:
     def add_routes(self, app: web.Application) -> None:
         app.router.add_get("/", self.handle)
         app.router.add_get("/mem-stats.csv", self.handle)
-        app.router.add_get("/api/series", self.series)
-
-    async def series(self, request: web.Request) -> web.Response:
-        """Per-VM series for the dashboard: the figure summed over a VM's processes, then bucket maxima."""
-        query = request.query
-        now = datetime.now(UTC)
-        try:
-            since = parse_when(query.get("since", "-1h"), now)
-            until = parse_when(query["until"], now) if "until" in query else now
-            points = max(10, min(5000, int(query.get("points", "600"))))
-        except ValueError as exc:
-            raise web.HTTPBadRequest(text=f"{exc}\n") from None
-        figure = query.get("figure", "rss_bytes")
-        if figure not in SERIES_FIGURES or since >= until:
-            raise web.HTTPBadRequest(text=f"figure must be one of {', '.join(SERIES_FIGURES)}\n")
-        keep = row_filter(self._store.fmt, None, since, until)
-        assert keep is not None
-        totals = vm_totals(
-            filter_chunks(self._store.history(), keep), self._store.fmt, figure, query.get("vm", "")
-        )
-        result = downsample(
-            ((moment, name, value) for (moment, name), value in totals.items()),
-            since.timestamp(),
-            until.timestamp(),
-            points,
-        )
-        return web.json_response(
-            {
-                "figure": figure,
-                "label": SERIES_FIGURES[figure],
-                "times": result.times,
-                "series": result.values,
-            }
-        )
 
     def _etag(self) -> str:
         parts = []
@@ -213,7 +133,10 @@ class CsvRoutes:
         if "gzip" in request.headers.get("Accept-Encoding", ""):
             response.enable_compression(web.ContentCoding.gzip)
         await response.prepare(request)
-        chunks: Iterable[bytes] = self._store.history()
+        since = request.query.get("since")
+        chunks: Iterable[bytes] = self._store.history(
+            since=parse_when(since, datetime.now(UTC)) if since and keep is not None else None
+        )
         if keep is not None:
             chunks = filter_chunks(chunks, keep)
         for chunk in chunks:

@@ -146,6 +146,14 @@ def archive_name(first: datetime, last: datetime) -> str:
     return f"mem-stats-{file_stamp(first)}-{file_stamp(last)}.csv.gz"
 
 
+def archive_last_time(name: str) -> datetime | None:
+    """The time of the last row of an archive, from its name."""
+    match = _ARCHIVE.match(name)
+    if match is None:
+        return None
+    return datetime.strptime(match.group(2), "%Y%m%dT%H%M%S.%fZ").replace(tzinfo=UTC)
+
+
 def torn_tail_length(tail: bytes) -> int:
     """How many bytes after the last newline of ``tail`` (the end of the file) belong to a torn row."""
     return len(tail) - (tail.rfind(b"\n") + 1)
@@ -351,15 +359,20 @@ class CsvStore:
 
     # -- reading
 
-    def history(self, chunk_size: int = CHUNK) -> Iterator[bytes]:
+    def history(self, chunk_size: int = CHUNK, since: datetime | None = None) -> Iterator[bytes]:
         """Every kept row, archives oldest first then the live file, after one header, in chunks.
 
         Files are opened before anything is yielded, so a rotation or a dropped archive during a long
         download changes nothing in it; the live file is read up to its last whole row at that moment.
+        ``since`` leaves out the archives whose last row is older (their names say so): a filter
+        then reads only what may match.
         """
         files: list[tuple[BinaryIO, int | None]] = []
         try:
             for archive in self.archives():
+                last = archive_last_time(archive.name)
+                if since is not None and last is not None and last < since:
+                    continue
                 with contextlib.suppress(FileNotFoundError):
                     files.append((open(archive, "rb"), None))  # noqa: SIM115 - closed below
             with contextlib.suppress(FileNotFoundError):

@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 import time
 from collections.abc import Callable, Sequence
+from datetime import UTC, datetime
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -17,9 +18,11 @@ from typing import Any
 from aiohttp import web
 
 from ..metrics_server import metrics_handler
+from .csv_routes import parse_when
 from .logs_browser import LogsBrowser
 from .metrics import MemstatCollector, registry_for
 from .sample import Sample
+from .series import FIGURES, Query, SeriesCache
 
 STATIC = resources.files("stats_log_collector.memstat") / "static"
 
@@ -29,6 +32,7 @@ class LiveState:
     """What the poller publishes for the server: the latest poll's samples, and whether one succeeded."""
 
     collector: MemstatCollector = dataclasses.field(default_factory=MemstatCollector)
+    series: SeriesCache = dataclasses.field(default_factory=SeriesCache)
 
     @property
     def ready(self) -> bool:
@@ -46,6 +50,7 @@ class LiveState:
         health.last_samples = len(samples)
         health.last_success_unix = time.time()
         self.collector.latest = list(samples)
+        self.series.add_samples(samples)
 
 
 def sample_json(sample: Sample) -> dict[str, Any]:
@@ -74,6 +79,34 @@ def build_app(
         rows = sorted(state.collector.latest, key=lambda s: (s.namespace, s.vm, s.process, s.pid or 0))
         return web.json_response([sample_json(sample) for sample in rows])
 
+    async def api_series(request: web.Request) -> web.Response:
+        """Per-VM series for the dashboard, from memory: a VM's processes summed per sample, bucket maxima."""
+        query = request.query
+        now = datetime.now(UTC)
+        try:
+            since = parse_when(query.get("since", "-1h"), now)
+            until = parse_when(query["until"], now) if "until" in query else now
+            points = max(10, min(5000, int(query.get("points", "600"))))
+        except ValueError as exc:
+            raise web.HTTPBadRequest(text=f"{exc}\n") from None
+        figure = query.get("figure", "rss_bytes")
+        if figure not in FIGURES:
+            raise web.HTTPBadRequest(text=f"figure must be one of {', '.join(FIGURES)}\n")
+        if since >= until:
+            raise web.HTTPBadRequest(text="since must be before until\n")
+        result = state.series.query(
+            Query(since.timestamp(), until.timestamp(), points, figure, query.get("vm", ""))
+        )
+        return web.json_response(
+            {
+                "figure": figure,
+                "label": FIGURES[figure],
+                "times": result.times,
+                "series": result.values,
+                "complete": state.series.seeded,  # False while the history on disk is still being read
+            }
+        )
+
     async def dashboard(request: web.Request) -> web.Response:
         return web.Response(text=(STATIC / "dashboard.html").read_text(), content_type="text/html")
 
@@ -88,6 +121,7 @@ def build_app(
     app.router.add_get("/readyz", readyz)
     app.router.add_get("/metrics", metrics_handler(registry))
     app.router.add_get("/api/vms", api_vms)
+    app.router.add_get("/api/series", api_series)
     app.router.add_get("/dashboard", dashboard)
     app.router.add_get("/static/{name:.+}", static)
     LogsBrowser(logs_dir).add_routes(app)

@@ -1,0 +1,294 @@
+"""The dashboard's series, kept in memory at a few fixed resolutions so a week answers at once.
+
+Reading the CSV per request meant rescanning the whole history: with 100 VMs sampled every 5 s a week
+is 12 million rows, a minute of parsing for one chart. Here every VM's figure (summed over its
+processes or containers per sample: what a VM costs the node) goes into round-robin tables, one per
+resolution, as polls are published; the history on disk is read once at startup, streaming, to fill
+them. A request picks the finest table that has enough points and still covers its start, and merges
+that table's buckets into the requested ones. Memory is bounded by VMs x figures x the fixed number of
+slots (:data:`LEVELS`: about 70 KB per VM and figure), whatever the length of the history.
+
+Every bucket keeps the *maximum* (memory charts are read for peaks, see ``downsample``). Max is
+idempotent, so a poll that is both in the seeded file and published live counts once. Requested buckets
+are whole multiples of a table's buckets, aligned to them, so an answer is exactly what
+:func:`~.downsample.downsample` computes from the raw rows over the same aligned range (tested).
+"""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+import logging
+import math
+import threading
+from array import array
+from collections.abc import Iterable, Iterator, Sequence
+from datetime import datetime
+
+from .downsample import Series
+from .sample import COLUMNS, Sample
+
+log = logging.getLogger(__name__)
+
+# Figures a chart can show: Sample field -> label.
+FIGURES = {"rss_bytes": "RSS", "pss_bytes": "PSS", "working_set_bytes": "working set"}
+# (bucket width s, slots): 15 minutes at 1 s, an hour at 5 s, a day at 30 s, a week at 5 min, 90 days
+# at 1 hour, each with a little more so that a range of exactly that length stays covered as buckets turn.
+LEVELS = ((1, 960), (5, 750), (30, 2900), (300, 2050), (3600, 2200))
+RETENTION_SECS = LEVELS[-1][0] * LEVELS[-1][1]
+_NAN = math.nan
+_COLUMN = {name: index for index, name in enumerate(COLUMNS)}
+
+
+def series_name(namespace: str, vm: str) -> str:
+    """How a VM is named in charts: ``namespace/vm``, or the bare name on a plain host."""
+    return f"{namespace}/{vm}" if namespace else vm
+
+
+class _Level:
+    """One resolution: a ring of ``slots`` buckets of ``width`` seconds per series, one shared head."""
+
+    def __init__(self, width: int, slots: int) -> None:
+        self.width = width
+        self.slots = slots
+        self.head: int | None = None  # the newest bucket number (unix time // width) held
+        self.rings: dict[tuple[str, str], array[float]] = {}  # (figure, series) -> max per slot
+
+    def oldest(self) -> int | None:
+        return None if self.head is None else self.head - self.slots + 1
+
+    def add(self, figure: str, name: str, moment: float, value: float) -> None:
+        bucket = int(moment // self.width)
+        if self.head is None:
+            self.head = bucket
+        elif bucket > self.head:
+            self._advance(bucket)
+        elif bucket <= self.head - self.slots:
+            return  # older than this resolution keeps
+        ring = self.rings.get((figure, name))
+        if ring is None:
+            ring = self.rings[(figure, name)] = array("d", [_NAN]) * self.slots
+        slot = bucket % self.slots
+        current = ring[slot]
+        if not value <= current:  # NaN (empty) or smaller
+            ring[slot] = value
+
+    def _advance(self, bucket: int) -> None:
+        assert self.head is not None
+        cleared = min(bucket - self.head, self.slots)
+        for ring in self.rings.values():
+            for b in range(bucket - cleared + 1, bucket + 1):
+                ring[b % self.slots] = _NAN
+        self.head = bucket
+
+    def values(self, figure: str, name: str, first: int, last: int) -> Iterator[tuple[int, float]]:
+        """(bucket, max) of the non-empty buckets first..last that this level still holds."""
+        ring = self.rings.get((figure, name))
+        if ring is None or self.head is None:
+            return
+        for bucket in range(max(first, self.head - self.slots + 1), min(last, self.head) + 1):
+            value = ring[bucket % self.slots]
+            if value == value:  # not NaN
+                yield bucket, value
+
+
+@dataclasses.dataclass(frozen=True)
+class Query:
+    since: float  # unix seconds
+    until: float
+    points: int
+    figure: str = "rss_bytes"
+    name_filter: str = ""  # substring of the series name
+
+
+class SeriesCache:
+    """Per-VM series at :data:`LEVELS` resolutions; fed by polls, seeded once from the history.
+
+    Thread-safe: seeding runs in a worker thread while polls and requests run on the event loop.
+    """
+
+    def __init__(self, levels: Sequence[tuple[int, int]] = LEVELS) -> None:
+        self._levels = [_Level(width, slots) for width, slots in levels]
+        self._lock = threading.Lock()
+        self.seeded = False
+
+    def add_totals(self, moment: float, totals: dict[tuple[str, str], float]) -> None:
+        """One sample time's (figure, series) -> total."""
+        with self._lock:
+            for level in self._levels:
+                for (figure, name), value in totals.items():
+                    level.add(figure, name, moment, value)
+
+    def add_samples(self, samples: Iterable[Sample]) -> None:
+        """A poll's samples (all of one time, usually): each VM's figures summed over its processes."""
+        by_time: dict[float, dict[tuple[str, str], float]] = {}
+        for sample in samples:
+            totals = by_time.setdefault(sample.timestamp.timestamp(), {})
+            name = series_name(sample.namespace, sample.vm)
+            for figure in FIGURES:
+                value = getattr(sample, figure)
+                if value is not None:
+                    totals[(figure, name)] = totals.get((figure, name), 0.0) + value
+        for moment, totals in by_time.items():
+            self.add_totals(moment, totals)
+
+    def seed(self, chunks: Iterable[bytes], fmt: str) -> int:
+        """Feed the rows of a history stream (header chunk first, as ``CsvStore.history``); rows read."""
+        count = 0
+        for moment, totals, rows in totals_per_sample(chunks, fmt):
+            self.add_totals(moment, totals)
+            count += rows
+        self.seeded = True
+        return count
+
+    def query(self, query: Query) -> Series:
+        """The series of ``query``: buckets aligned to the chosen level, an exact max over raw samples."""
+        if query.until <= query.since or query.points <= 0:
+            raise ValueError("need until > since and at least one point")
+        with self._lock:
+            level, width = self._pick(query)
+            start = math.floor(query.since / width) * width
+            buckets = max(1, math.ceil((query.until - start) / width))
+            per_level = width // level.width
+            first = int(start // level.width)
+            last = math.ceil(query.until / level.width) - 1
+            values: dict[str, list[float | None]] = {}
+            for figure, name in list(level.rings):
+                if figure != query.figure or query.name_filter not in name:
+                    continue
+                series: list[float | None] = [None] * buckets
+                found = False
+                for bucket, value in level.values(figure, name, first, last):
+                    index = (bucket - first) // per_level
+                    current = series[index]
+                    if current is None or value > current:
+                        series[index] = value
+                        found = True
+                if found:
+                    values[name] = series
+        return Series([start + index * width for index in range(buckets)], dict(sorted(values.items())))
+
+    def _pick(self, query: Query) -> tuple[_Level, int]:
+        """The level and bucket width (a whole number of the level's buckets) that come closest to the
+        points asked for, among the levels that still cover ``since`` (the coarsest when none does: what
+        is older is gone from memory as from the chart); a tie goes to the coarser level (fewer slots)."""
+        wanted = (query.until - query.since) / query.points
+        covering = [
+            level
+            for level in self._levels
+            if level.head is None or (level.head - level.slots + 1) * level.width <= query.since
+        ] or [self._levels[-1]]
+        choices = [
+            (level.width * max(1, math.ceil(wanted / level.width)), -level.width, level) for level in covering
+        ]
+        width, _, level = min(choices, key=lambda choice: choice[:2])
+        return level, width
+
+    def memory_bytes(self) -> int:
+        """What the rings hold (8 bytes a slot), for the bench and /metrics."""
+        with self._lock:
+            return sum(8 * level.slots * len(level.rings) for level in self._levels)
+
+
+# ---- reading history rows (pure) ---------------------------------------------------------------------
+
+
+def totals_per_sample(
+    chunks: Iterable[bytes], fmt: str
+) -> Iterator[tuple[float, dict[tuple[str, str], float], int]]:
+    """(unix time, (figure, series) -> total over processes, rows) per sample time of a history stream.
+
+    A poll's rows are written together, so its rows are contiguous: totals are flushed when the time
+    changes. The first chunk is the header. Rows that cannot be read are skipped.
+    """
+    parse = _legacy_row if fmt == "legacy" else _standard_row
+    times: dict[str, float] = {}  # one time per poll: its text is parsed once
+    current: str | None = None
+    totals: dict[tuple[str, str], float] = {}
+    rows = 0
+    for line in _lines(chunks):
+        parsed = parse(line, times)
+        if parsed is None:
+            continue
+        stamp, figures = parsed
+        if stamp != current:
+            if current is not None and totals:
+                yield times[current], totals, rows
+            if len(times) > 4096:
+                times = {stamp: times[stamp]}
+            current, totals, rows = stamp, {}, 0
+        rows += 1
+        for key, value in figures:
+            totals[key] = totals.get(key, 0.0) + value
+    if current is not None and totals:
+        yield times[current], totals, rows
+
+
+def _lines(chunks: Iterable[bytes]) -> Iterator[str]:
+    """The data lines of a history stream (its first chunk is the header), whatever the chunk cuts."""
+    iterator = iter(chunks)
+    next(iterator, b"")
+    pending = b""
+    for chunk in iterator:
+        *lines, pending = (pending + chunk).split(b"\n")
+        for line in lines:
+            if line:
+                yield line.decode("utf-8", "replace")
+    if pending:
+        yield pending.decode("utf-8", "replace")
+
+
+_Figures = list[tuple[tuple[str, str], float]]
+_FIGURE_COLUMNS = [(figure, _COLUMN[figure]) for figure in FIGURES]
+_WIDTH = len(COLUMNS)
+
+
+def _cells(line: str) -> list[str] | None:
+    if '"' not in line:
+        return line.split(",")
+    try:
+        return next(csv.reader([line]))
+    except (csv.Error, StopIteration):
+        return None
+
+
+def _time_of(stamp: str, times: dict[str, float], unix: bool) -> float | None:
+    moment = times.get(stamp)
+    if moment is None:
+        try:
+            if unix:
+                moment = float(stamp)
+            else:
+                moment = datetime.fromisoformat(stamp.replace("Z", "+00:00")).timestamp()
+        except ValueError:
+            return None
+        times[stamp] = moment
+    return moment
+
+
+def _standard_row(line: str, times: dict[str, float]) -> tuple[str, _Figures] | None:
+    cells = _cells(line)
+    if cells is None or len(cells) < _WIDTH:
+        return None
+    if _time_of(cells[0], times, unix=False) is None:
+        return None
+    name = series_name(cells[1], cells[2])
+    figures = []
+    for figure, column in _FIGURE_COLUMNS:
+        if cells[column]:
+            try:
+                figures.append(((figure, name), float(cells[column])))
+            except ValueError:
+                return None
+    return cells[0], figures
+
+
+def _legacy_row(line: str, times: dict[str, float]) -> tuple[str, _Figures] | None:
+    """The original's row: vmName (the pod), process, unix seconds, RSS in kB."""
+    cells = _cells(line)
+    if cells is None or len(cells) < 4 or _time_of(cells[2], times, unix=True) is None:
+        return None
+    try:
+        return cells[2], [(("rss_bytes", cells[0]), float(cells[3]) * 1024)]
+    except ValueError:
+        return None

@@ -13,7 +13,13 @@ from aiohttp import web
 from aiohttp.test_utils import TestServer
 from multidict import CIMultiDict
 
-from stats_log_collector.memstat.csv_routes import CsvRoutes, filter_chunks, parse_when, row_filter
+from stats_log_collector.memstat.csv_routes import (
+    CsvRoutes,
+    candidate_rows,
+    filter_chunks,
+    parse_when,
+    row_filter,
+)
 from stats_log_collector.memstat.csvstore import CsvStore
 from stats_log_collector.memstat.sample import Sample
 
@@ -147,6 +153,25 @@ def test_filter_handles_rows_cut_across_chunks() -> None:
         b"s,b\n",
     ]
     assert b"".join(filter_chunks(data, keep)) == b"timestamp,namespace,vm\n2026-11-23T10:00:00.000Z,ns,b\n"
+
+
+@pytest.mark.parametrize("fmt", ["standard", "legacy"])
+def test_the_vm_regex_finds_exactly_the_rows_the_predicate_keeps(fmt: str) -> None:
+    if fmt == "standard":
+        rows = [f"2026-11-23T10:00:0{i}.000Z,ns,{vm},pod-{vm},n,procfs,qemu-kvm,1,{i}" for i, vm in
+                enumerate(["b", "bb", "a.b", "b", "x"])]  # fmt: skip
+        rows.append("2026-11-23T10:00:09.000Z,b,x,b,b,procfs,b,1,2")  # "b" everywhere but the vm column
+    else:
+        rows = [f"{vm},qemu-kvm,{100 + i},1,2" for i, vm in enumerate(["b", "bb", "a.b", "b", "x"])]
+        rows.append("x,b,150,1,2")
+    body = ("\n".join(rows) + "\n").encode()
+    for vms in ({"b"}, {"a.b", "x"}):
+        keep = row_filter(fmt, vms, None, None)
+        assert keep is not None
+        cuts = [body[:37], body[37:90], body[90:]]  # rows cut anywhere
+        fast = b"".join(filter_chunks([b"header\n", *cuts], keep, candidate_rows(fmt, vms)))
+        slow = b"".join(filter_chunks([b"header\n", *cuts], keep))
+        assert fast == slow and fast.count(b"\n") == 1 + sum(keep(row.encode()) for row in rows)
 
 
 def test_legacy_filter_by_pod_and_unix_time() -> None:

@@ -31,7 +31,7 @@ async def seed_series(state: LiveState, store: CsvStore) -> None:
     """
     since = datetime.now(UTC) - timedelta(seconds=RETENTION_SECS)
     began = time.monotonic()
-    rows = await asyncio.to_thread(state.series.seed, store.history(since=since), store.fmt)
+    rows = await asyncio.to_thread(state.series.seed, store.history(since=since), store.fmt, time.time())
     log.info(
         "dashboard series read from mem-stats history",
         extra={"rows": rows, "seconds": round(time.monotonic() - began, 1)},

@@ -20,6 +20,7 @@ import csv
 import dataclasses
 import logging
 import math
+import re
 import threading
 from array import array
 from collections.abc import Iterable, Iterator, Sequence
@@ -37,7 +38,6 @@ FIGURES = {"rss_bytes": "RSS", "pss_bytes": "PSS", "working_set_bytes": "working
 LEVELS = ((1, 960), (5, 750), (30, 2900), (300, 2050), (3600, 2200))
 RETENTION_SECS = LEVELS[-1][0] * LEVELS[-1][1]
 _NAN = math.nan
-_COLUMN = {name: index for index, name in enumerate(COLUMNS)}
 
 
 def series_name(namespace: str, vm: str) -> str:
@@ -54,10 +54,8 @@ class _Level:
         self.head: int | None = None  # the newest bucket number (unix time // width) held
         self.rings: dict[tuple[str, str], array[float]] = {}  # (figure, series) -> max per slot
 
-    def oldest(self) -> int | None:
-        return None if self.head is None else self.head - self.slots + 1
-
-    def add(self, figure: str, name: str, moment: float, value: float) -> None:
+    def add(self, moment: float, totals: dict[tuple[str, str], float]) -> None:
+        """One sample time's totals: the bucket and its slot are found once for all series."""
         bucket = int(moment // self.width)
         if self.head is None:
             self.head = bucket
@@ -65,13 +63,21 @@ class _Level:
             self._advance(bucket)
         elif bucket <= self.head - self.slots:
             return  # older than this resolution keeps
-        ring = self.rings.get((figure, name))
-        if ring is None:
-            ring = self.rings[(figure, name)] = array("d", [_NAN]) * self.slots
         slot = bucket % self.slots
-        current = ring[slot]
-        if not value <= current:  # NaN (empty) or smaller
-            ring[slot] = value
+        rings = self.rings
+        for key, value in totals.items():
+            ring = rings.get(key)
+            if ring is None:
+                ring = rings[key] = array("d", [_NAN]) * self.slots
+            if not value <= ring[slot]:  # the slot is empty (NaN) or smaller
+                ring[slot] = value
+
+    def advance_to(self, moment: float) -> None:
+        bucket = int(moment // self.width)
+        if self.head is None:
+            self.head = bucket
+        elif bucket > self.head:
+            self._advance(bucket)
 
     def _advance(self, bucket: int) -> None:
         assert self.head is not None
@@ -116,8 +122,7 @@ class SeriesCache:
         """One sample time's (figure, series) -> total."""
         with self._lock:
             for level in self._levels:
-                for (figure, name), value in totals.items():
-                    level.add(figure, name, moment, value)
+                level.add(moment, totals)
 
     def add_samples(self, samples: Iterable[Sample]) -> None:
         """A poll's samples (all of one time, usually): each VM's figures summed over its processes."""
@@ -132,8 +137,16 @@ class SeriesCache:
         for moment, totals in by_time.items():
             self.add_totals(moment, totals)
 
-    def seed(self, chunks: Iterable[bytes], fmt: str) -> int:
-        """Feed the rows of a history stream (header chunk first, as ``CsvStore.history``); rows read."""
+    def seed(self, chunks: Iterable[bytes], fmt: str, now: float | None = None) -> int:
+        """Feed the rows of a history stream (header chunk first, as ``CsvStore.history``); rows read.
+
+        With ``now``, every level first moves to it, so the bulk of an old history costs only the
+        levels that still keep it (a week goes into two levels, not five).
+        """
+        if now is not None:
+            with self._lock:
+                for level in self._levels:
+                    level.advance_to(now)
         count = 0
         for moment, totals, rows in totals_per_sample(chunks, fmt):
             self.add_totals(moment, totals)
@@ -199,96 +212,93 @@ def totals_per_sample(
     """(unix time, (figure, series) -> total over processes, rows) per sample time of a history stream.
 
     A poll's rows are written together, so its rows are contiguous: totals are flushed when the time
-    changes. The first chunk is the header. Rows that cannot be read are skipped.
+    changes. The first chunk is the header. Rows that cannot be read are skipped. The columns are cut
+    out of each block by one regex (C speed: a week of 100 VMs is 12 million rows); a block holding a
+    quoted cell goes through the csv module instead.
     """
-    parse = _legacy_row if fmt == "legacy" else _standard_row
-    times: dict[str, float] = {}  # one time per poll: its text is parsed once
-    current: str | None = None
+    legacy = fmt == "legacy"
+    times: dict[bytes, float | None] = {}  # one time per poll: its text is parsed once
+    names: dict[tuple[bytes, bytes], tuple[tuple[str, str], ...]] = {}  # -> its (figure, series) keys
+    scale = 1024.0 if legacy else 1.0  # the original's kB
+    current: bytes | None = None
+    moment: float | None = None
     totals: dict[tuple[str, str], float] = {}
     rows = 0
-    for line in _lines(chunks):
-        parsed = parse(line, times)
-        if parsed is None:
-            continue
-        stamp, figures = parsed
-        if stamp != current:
-            if current is not None and totals:
-                yield times[current], totals, rows
-            if len(times) > 4096:
-                times = {stamp: times[stamp]}
-            current, totals, rows = stamp, {}, 0
-        rows += 1
-        for key, value in figures:
-            totals[key] = totals.get(key, 0.0) + value
-    if current is not None and totals:
-        yield times[current], totals, rows
+    for block in _blocks(chunks):
+        if b'"' in block:
+            matches = _quoted_rows(block, legacy)
+        elif legacy:
+            matches = [(stamp, b"", vm, rss, b"", b"") for vm, stamp, rss in _LEGACY_ROW.findall(block)]
+        else:
+            matches = _STANDARD_ROW.findall(block)
+        for stamp, namespace, vm, rss, pss, working_set in matches:
+            if stamp != current:
+                if moment is not None and totals:
+                    yield moment, totals, rows
+                if len(times) > 4096:
+                    times.clear()
+                if stamp not in times:
+                    times[stamp] = _parse_time(stamp, legacy)
+                current, moment, totals, rows = stamp, times[stamp], {}, 0
+            if moment is None:
+                continue
+            keys = names.get((namespace, vm))
+            if keys is None:
+                name = series_name(namespace.decode(errors="replace"), vm.decode(errors="replace"))
+                keys = names[(namespace, vm)] = tuple((figure, name) for figure in FIGURES)
+            try:
+                values = (float(rss) * scale if rss else None, float(pss) if pss else None,
+                          float(working_set) if working_set else None)  # fmt: skip
+            except ValueError:
+                continue
+            rows += 1
+            for key, value in zip(keys, values, strict=True):
+                if value is not None:
+                    totals[key] = totals.get(key, 0.0) + value
+    if moment is not None and totals:
+        yield moment, totals, rows
 
 
-def _lines(chunks: Iterable[bytes]) -> Iterator[str]:
-    """The data lines of a history stream (its first chunk is the header), whatever the chunk cuts."""
+# timestamp, namespace, vm, then rss_bytes (column 8), pss_bytes (12), working_set_bytes (16).
+_STANDARD_ROW = re.compile(
+    rb"^([^,\n]*),([^,\n]*),([^,\n]*),(?:[^,\n]*,){5}([^,\n]*),(?:[^,\n]*,){3}([^,\n]*),"
+    rb"(?:[^,\n]*,){3}([^,\n]*)\r?$",
+    re.MULTILINE,
+)
+# The original's vmName (the pod), process, unix seconds, RSS in kB: no namespace, RSS only.
+_LEGACY_ROW = re.compile(rb"^([^,\n]*),[^,\n]*,([^,\n]*),([^,\n]*)(?:,|\r?$)", re.MULTILINE)
+
+
+def _blocks(chunks: Iterable[bytes]) -> Iterator[bytes]:
+    """Whole-row blocks of a history stream (its first chunk is the header), whatever the chunk cuts."""
     iterator = iter(chunks)
     next(iterator, b"")
     pending = b""
     for chunk in iterator:
-        *lines, pending = (pending + chunk).split(b"\n")
-        for line in lines:
-            if line:
-                yield line.decode("utf-8", "replace")
+        block = pending + chunk
+        cut = block.rfind(b"\n") + 1
+        if cut:
+            yield block[:cut]
+        pending = block[cut:]
     if pending:
-        yield pending.decode("utf-8", "replace")
+        yield pending + b"\n"
 
 
-_Figures = list[tuple[tuple[str, str], float]]
-_FIGURE_COLUMNS = [(figure, _COLUMN[figure]) for figure in FIGURES]
-_WIDTH = len(COLUMNS)
+def _quoted_rows(block: bytes, legacy: bool) -> list[tuple[bytes, ...]]:
+    """The regex's groups, read with the csv module (a quoted cell may hold a comma)."""
+    found: list[tuple[bytes, ...]] = []
+    for cells in csv.reader(block.decode("utf-8", "replace").splitlines()):
+        if legacy and len(cells) >= 4:
+            found.append((cells[2].encode(), b"", cells[0].encode(), cells[3].encode(), b"", b""))
+        elif not legacy and len(cells) >= len(COLUMNS):
+            found.append(tuple(cells[i].encode() for i in (0, 1, 2, 8, 12, 16)))
+    return found
 
 
-def _cells(line: str) -> list[str] | None:
-    if '"' not in line:
-        return line.split(",")
+def _parse_time(stamp: bytes, unix: bool) -> float | None:
     try:
-        return next(csv.reader([line]))
-    except (csv.Error, StopIteration):
-        return None
-
-
-def _time_of(stamp: str, times: dict[str, float], unix: bool) -> float | None:
-    moment = times.get(stamp)
-    if moment is None:
-        try:
-            if unix:
-                moment = float(stamp)
-            else:
-                moment = datetime.fromisoformat(stamp.replace("Z", "+00:00")).timestamp()
-        except ValueError:
-            return None
-        times[stamp] = moment
-    return moment
-
-
-def _standard_row(line: str, times: dict[str, float]) -> tuple[str, _Figures] | None:
-    cells = _cells(line)
-    if cells is None or len(cells) < _WIDTH:
-        return None
-    if _time_of(cells[0], times, unix=False) is None:
-        return None
-    name = series_name(cells[1], cells[2])
-    figures = []
-    for figure, column in _FIGURE_COLUMNS:
-        if cells[column]:
-            try:
-                figures.append(((figure, name), float(cells[column])))
-            except ValueError:
-                return None
-    return cells[0], figures
-
-
-def _legacy_row(line: str, times: dict[str, float]) -> tuple[str, _Figures] | None:
-    """The original's row: vmName (the pod), process, unix seconds, RSS in kB."""
-    cells = _cells(line)
-    if cells is None or len(cells) < 4 or _time_of(cells[2], times, unix=True) is None:
-        return None
-    try:
-        return cells[2], [(("rss_bytes", cells[0]), float(cells[3]) * 1024)]
-    except ValueError:
+        if unix:
+            return float(stamp)
+        return datetime.fromisoformat(stamp.decode().replace("Z", "+00:00")).timestamp()
+    except (ValueError, UnicodeDecodeError):
         return None

@@ -1,9 +1,9 @@
 """A component (virtlet-log, memstat) run as its own ``stats-log-collector`` process.
 
 The demo runs each component exactly as a node would, configured only through its public settings
-(environment variables), so what the demo shows is what gets deployed. Each child has its own session
-(Ctrl-C reaches only the demo, which stops them in order), its stderr in a log file, and a pidfile so a
-later run can stop one left behind by a demo killed with -9.
+(flags and environment variables), so what the demo shows is what gets deployed. Each child has its own
+session (Ctrl-C reaches only the demo, which stops them in order), its stderr in a log file, and a
+pidfile so a later run can stop one left behind by a demo killed with -9.
 """
 
 from __future__ import annotations

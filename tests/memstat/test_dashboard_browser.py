@@ -12,10 +12,12 @@ import shutil
 import subprocess
 import tempfile
 import time
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
 
+from stats_log_collector.testing.memstat_history import vm_name, write_history
 from tests.memstat.conftest import http, wait_for
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
@@ -43,14 +45,20 @@ def chromium(url: str, *args: str) -> str:
 
 
 def test_dashboard_draws_one_series_per_vm(memstat, fake_vm: int, tmp_path: Path) -> None:
+    # Two hours of five VMs' history on disk (read at start), ending in the future: the last hour is full.
+    this_hour = datetime.now(UTC).replace(minute=0, second=0, microsecond=0)
+    write_history(tmp_path / "data", vms=5, hours=2, start=this_hour - timedelta(hours=1))
     process, port = memstat(MEMSTAT_SOURCE="procfs")
-    wait_for(lambda: http(port, "/readyz")[0] == 200, "first poll")
-    time.sleep(3)  # a few samples
+    wait_for(lambda: b'"complete": true' in http(port, "/api/series?since=-1m")[1], "the history read")
+    time.sleep(3)  # a few samples of the live VM
     dom = chromium(f"http://127.0.0.1:{port}/dashboard", "--dump-dom")
     labels = re.findall(r'<div class="u-label">([^<]*)</div>', dom)
     assert labels[0] == "Time" and "testvm" in labels, labels  # other QEMUs of this host may show too
+    assert {f"vms/{vm_name(i)}" for i in range(5)} <= set(labels)
     points = json.loads(re.search(r'data-points="([^"]*)"', dom)[1].replace("&quot;", '"'))  # type: ignore[index]
     assert points["testvm"] >= 1
+    assert points["vms/vm-0000"] >= 300  # the hour read from disk, at 5 s
+    assert "reading the history" not in dom
     assert "<td>testvm</td>" in dom  # the latest-sample table
     ARTIFACTS.mkdir(exist_ok=True)
     chromium(f"http://127.0.0.1:{port}/dashboard", f"--screenshot={ARTIFACTS / 'dashboard.png'}")

@@ -133,10 +133,12 @@ async def test_failing_pods_are_skipped_and_the_others_sampled(
         return kubevirt_cluster.api.default_exec(namespace, pod, container, command)
 
     kubevirt_cluster.set_exec_handler(handler)
+    source = ExecSource(client, ["vms"], NAMES)
     with caplog.at_level(logging.WARNING):
-        samples = await ExecSource(client, ["vms"], NAMES).poll(AT)
+        samples = await source.poll(AT)
 
     assert {s.vm for s in samples} == {v.name for v in fine}
+    assert source.skipped == 4  # counted in memstat_poll_failures
     skipped = {getattr(r, "vm", None): r.getMessage() for r in caplog.records if "skipped" in r.getMessage()}
     assert skipped == {
         vanished.name: "VM skipped for this sample: exec failed",

@@ -4,13 +4,17 @@ from __future__ import annotations
 
 import logging
 from datetime import UTC, datetime
+from pathlib import Path
 
 import pytest
 
 from stats_log_collector.kube import KubeClient, Vmi
 from stats_log_collector.kube.models import Pod
+from stats_log_collector.memstat.csvstore import CsvStore
 from stats_log_collector.memstat.kubelet_source import KubeletSource, launcher_targets, samples_from_summary
+from stats_log_collector.memstat.poller import Poller
 from stats_log_collector.memstat.sample import VmPod
+from stats_log_collector.memstat.server import LiveState
 from stats_log_collector.testing import KubeVirtCluster
 
 AT = datetime(2026, 11, 23, 12, 0, 5, tzinfo=UTC)
@@ -94,14 +98,19 @@ async def test_figures_are_what_was_set_with_one_summary_per_node(
 
 
 async def test_an_unreachable_node_is_skipped_and_the_others_sampled(
-    kubevirt_cluster: KubeVirtCluster, client: KubeClient, caplog: pytest.LogCaptureFixture
+    kubevirt_cluster: KubeVirtCluster, client: KubeClient, caplog: pytest.LogCaptureFixture, tmp_path: Path
 ) -> None:
     population = kubevirt_cluster.populate(("vms",), nodes=3, vms_per_namespace=6, log_lines=0)
     dead = population.nodes[1]
     kubevirt_cluster.set_node_reachable(dead, False)
+    source = KubeletSource(client, ["vms"])
+    state = LiveState()
     with caplog.at_level(logging.WARNING):
-        samples = await KubeletSource(client, ["vms"]).poll(AT)
+        samples = await Poller(source, CsvStore(tmp_path), state, 5).poll_once(AT)
     assert {s.vm for s in samples} == {v.name for v in population.vmis if v.node != dead}
+    on_dead = sum(v.node == dead for v in population.vmis)
+    assert source.skipped == on_dead > 0 and state.collector.health.failures == on_dead
+    assert state.ready  # a partial poll is a good poll
     skipped = [r for r in caplog.records if r.getMessage() == "node skipped for this sample"]
     assert [getattr(r, "node", None) for r in skipped] == [dead]
 
@@ -112,9 +121,10 @@ async def test_a_pod_vanished_after_the_list_is_skipped(
     population = kubevirt_cluster.populate(("vms",), nodes=2, vms_per_namespace=4, log_lines=0)
     gone = population.vmis[0]
     kubevirt_cluster.vanish_after_list("vms", population.launcher_of(gone).name)
+    source = KubeletSource(client, ["vms"])
     with caplog.at_level(logging.WARNING):
-        samples = await KubeletSource(client, ["vms"]).poll(AT)
-    assert {s.vm for s in samples} == {v.name for v in population.vmis[1:]}
+        samples = await source.poll(AT)
+    assert {s.vm for s in samples} == {v.name for v in population.vmis[1:]} and source.skipped == 1
     skipped = [r for r in caplog.records if "not in the node summary" in r.getMessage()]
     assert [getattr(r, "vm", None) for r in skipped] == [gone.name]
 

@@ -7,6 +7,7 @@ gives them that comm; each allocates and touches a known amount of memory and ca
 
 from __future__ import annotations
 
+import logging
 import subprocess
 import sys
 import time
@@ -16,9 +17,13 @@ from pathlib import Path
 
 import pytest
 
+from stats_log_collector.kube import KubeClient
 from stats_log_collector.memstat.procfs import Scanner, sample_procfs, scan, to_samples
 from stats_log_collector.memstat.procstatus import qemu_vm_name
 from stats_log_collector.memstat.sample import VmPod
+from stats_log_collector.memstat.sources import ProcfsSource
+from stats_log_collector.settings import MemstatSettings
+from stats_log_collector.testing import KubeVirtCluster
 
 NAMES = ("virt-launcher", "virtqemud", "virtlogd", "qemu-kvm")
 NOW = datetime(2026, 11, 23, 10, 0, tzinfo=UTC)
@@ -219,3 +224,24 @@ def test_a_scanner_follows_processes_that_exec_and_pids_that_go(tmp_path: Path) 
         for child in children:
             child.kill()
             child.wait()
+
+
+async def test_with_the_api_a_running_pod_without_process_is_logged_and_counted(
+    kubevirt_cluster: KubeVirtCluster, client: KubeClient, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    population = kubevirt_cluster.populate(("vms",), nodes=2, vms_per_namespace=6, log_lines=0)
+    node = population.nodes[0]
+    here = [vmi for vmi in population.vmis if vmi.node == node]
+    with_process, without = here[0], here[1]
+    pod = population.launcher_of(with_process)
+    cgroup = f"0::/kubepods.slice/kubepods-pod{pod.uid.replace('-', '_')}.slice/cri-containerd-1.scope\n"
+    _fake_process(tmp_path, 100, "qemu-kvm", argv=("qemu-kvm", "-name", "guest=x"), cgroup=cgroup)
+    source = ProcfsSource(MemstatSettings(proc_root=tmp_path, namespace=("vms",)), client, node)
+    with caplog.at_level(logging.WARNING):
+        samples = await source.poll(NOW)
+    got = [(s.vm, s.pod, s.node, s.process) for s in samples]
+    assert got == [(with_process.name, pod.name, node, "qemu-kvm")]
+    logged = [r for r in caplog.records if r.getMessage().endswith("no matching process")]
+    missing = {getattr(r, "vm", None) for r in logged}
+    assert without.name in missing and with_process.name not in missing
+    assert source.skipped == len(here) - 1  # only this node's pods are expected here

@@ -101,12 +101,14 @@ class ExecSource:
         self._process_names = tuple(process_names)
         self._command = scan_command(process_names)
         self._max_concurrency = max_concurrency
+        self.skipped = 0
 
     async def poll(self, at: datetime) -> list[Sample]:
         """One sample of every process of every VM that could be read; ``at`` is the scheduled time."""
         targets = await list_targets(self._client, self._namespaces)
         limit = asyncio.Semaphore(self._max_concurrency)
         per_pod = await asyncio.gather(*(self._sample_pod(target, at, limit) for target in targets))
+        self.skipped = sum(not samples for samples in per_pod)  # each with its log line
         return [sample for samples in per_pod for sample in samples]
 
     async def _sample_pod(self, target: VmPod, at: datetime, limit: asyncio.Semaphore) -> list[Sample]:

@@ -121,6 +121,7 @@ class KubeletSource:
         self._client = client
         self._namespaces = tuple(namespaces)
         self._max_concurrency = max_concurrency
+        self.skipped = 0
 
     async def poll(self, at: datetime) -> list[Sample]:
         """One sample of every VM that could be read; ``at`` is the scheduled sample time.
@@ -133,11 +134,13 @@ class KubeletSource:
         per_node = await asyncio.gather(
             *(self._sample_node(node, targets, at, limit) for node, targets in sorted(nodes.items()))
         )
-        return [sample for samples in per_node for sample in samples]
+        self.skipped = sum(missed for _, missed in per_node)
+        return [sample for samples, _ in per_node for sample in samples]
 
     async def _sample_node(
         self, node: str, targets: list[VmPod], at: datetime, limit: asyncio.Semaphore
-    ) -> list[Sample]:
+    ) -> tuple[list[Sample], int]:
+        """The node's samples, and how many of its VMs were left out."""
         async with limit:
             try:
                 summary = await self._client.stats_summary(node)
@@ -146,11 +149,11 @@ class KubeletSource:
                     "node skipped for this sample",
                     extra={"node": node, "vms": len(targets), "error": str(exc)},
                 )
-                return []
+                return [], len(targets)
         samples, missing = samples_from_summary(summary, targets, at)
         for target in missing:
             log.warning(
                 "VM skipped for this sample: its pod is not in the node summary",
                 extra={"namespace": target.namespace, "vm": target.vm, "pod": target.pod, "node": node},
             )
-        return samples
+        return samples, len(missing)

@@ -28,6 +28,7 @@ MAX_BACKLOG_ROWS = 200_000
 
 class Source(Protocol):
     name: str
+    skipped: int  # VMs (or nodes) the last poll had to leave out, each with a log line
 
     def poll(self, at: datetime) -> Awaitable[list[Sample]]: ...
 
@@ -73,7 +74,7 @@ class Poller:
             return []
         self._write(samples)
         duration = self._clock() - began
-        self._state.publish(samples, duration, 0, skipped)
+        self._state.publish(samples, duration, self._source.skipped, skipped)
         log.debug("polled", extra={"samples": len(samples), "duration_s": round(duration, 3)})
         return samples
 

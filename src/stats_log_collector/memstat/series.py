@@ -37,6 +37,7 @@ FIGURES = {"rss_bytes": "RSS", "pss_bytes": "PSS", "working_set_bytes": "working
 # at 1 hour, each with a little more so that a range of exactly that length stays covered as buckets turn.
 LEVELS = ((1, 960), (5, 750), (30, 2900), (300, 2050), (3600, 2200))
 RETENTION_SECS = LEVELS[-1][0] * LEVELS[-1][1]
+FUTURE_SLACK_SECS = 60
 _NAN = math.nan
 
 
@@ -141,16 +142,19 @@ class SeriesCache:
         """Feed the rows of a history stream (header chunk first, as ``CsvStore.history``); rows read.
 
         With ``now``, every level first moves to it, so the bulk of an old history costs only the
-        levels that still keep it (a week goes into two levels, not five).
+        levels that still keep it (a week goes into two levels, not five), and rows stamped after it
+        are left out of the series (they stay in the CSV).
         """
         if now is not None:
             with self._lock:
                 for level in self._levels:
                     level.advance_to(now)
         count = 0
+        latest = math.inf if now is None else now + FUTURE_SLACK_SECS
         for moment, totals, rows in totals_per_sample(chunks, fmt):
-            self.add_totals(moment, totals)
             count += rows
+            if moment <= latest:  # rows from the future (a clock set back) would push out the present
+                self.add_totals(moment, totals)
         self.seeded = True
         return count
 

@@ -33,7 +33,9 @@ class ProcfsSource:
         self._client = client
         self._node = node
         self._pods: dict[str, VmPod] = {}
+        self._expected: list[VmPod] = []  # this node's running launcher pods
         self._scanner = Scanner(settings.proc_root, settings.process_names)
+        self.skipped = 0
 
     async def poll(self, at: datetime) -> list[Sample]:
         if self._client is not None:
@@ -43,7 +45,7 @@ class ProcfsSource:
                 log.warning("cannot refresh pod names, using the last known", extra={"error": str(exc)})
         resolver = self._pods if self._client is not None else None
         settings = self._settings
-        return await asyncio.to_thread(
+        samples = await asyncio.to_thread(
             sample_procfs,
             self._scanner,
             settings.process_names,
@@ -52,15 +54,30 @@ class ProcfsSource:
             self._node,
             pss=settings.procfs_pss,
         )
+        self.skipped = len(self._report_missing(samples)) if resolver is not None else 0
+        return samples
+
+    def _report_missing(self, samples: list[Sample]) -> list[VmPod]:
+        """This node's running launcher pods (as last listed) with no process sampled: a log line each."""
+        sampled = {(s.namespace, s.pod) for s in samples}
+        missing = [pod for pod in self._expected if (pod.namespace, pod.pod) not in sampled]
+        for pod in missing:
+            log.warning(
+                "VM skipped for this sample: no matching process",
+                extra={"namespace": pod.namespace, "vm": pod.vm, "pod": pod.pod, "node": pod.node},
+            )
+        return missing
 
     async def _pod_index(self, client: KubeClient) -> dict[str, VmPod]:
         pods = await client.list_launcher_pods(self._settings.namespace)
-        return {
+        index = {
             pod.uid: VmPod(
                 pod.namespace, pod.labels.get("vm.kubevirt.io/name", pod.name), pod.name, pod.node or ""
             )
             for pod in pods
         }
+        self._expected = [index[pod.uid] for pod in pods if pod.phase == "Running" and pod.node == self._node]
+        return index
 
 
 async def make_source(settings: MemstatSettings, kube: KubeSettings) -> tuple[Source, KubeClient | None]:

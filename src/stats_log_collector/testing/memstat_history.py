@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import gzip
+import math
 import random
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -46,7 +47,9 @@ def hour_block(vms: int, interval_s: int, seed: int = 0) -> bytes:
         seconds = tick * interval_s
         stamp = f"{PLACEHOLDER.decode()}{seconds // 60:02d}:{seconds % 60:02d}.000Z"
         for vm in range(vms):
-            rss = (512 + 4 * vm + rng.randrange(64)) << 20
+            # A slow wave per VM, apart from the others, with a little noise: readable on a chart.
+            wave = 48 * math.sin(2 * math.pi * (tick / (3600 // interval_s) + vm / 7))
+            rss = int(512 + 24 * (vm % 16) + wave + rng.randrange(6)) << 20
             rows.append(
                 [
                     stamp,

@@ -31,7 +31,8 @@ async function load() {
     ]);
     draw(series);
     table(latest);
-    $("status").textContent = `updated ${new Date().toLocaleTimeString()}`;
+    const reading = series.complete === false ? " (still reading the history on disk)" : "";
+    $("status").textContent = `updated ${new Date().toLocaleTimeString()}${reading}`;
   } catch (err) {
     $("status").textContent = `error: ${err}`;
   }

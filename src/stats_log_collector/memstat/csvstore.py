@@ -3,12 +3,13 @@
 The original appended to one CSV forever (it shipped an offline "clean csv when too big" script) and
 could leave a half-written row after a crash. Here:
 
-- Each poll's rows are encoded first and written with one ``os.write`` on an ``O_APPEND`` fd, so a
-  reader or a ``kill -9`` sees whole rows or none of them.
-- A write can still be cut short by the kernel (ENOSPC, EIO, power loss), leaving a torn last line. On
-  open, a file whose last byte is not ``\\n`` is cut back to its last newline before anything is
-  appended: that torn fragment can never become a valid row, and appending after it would glue the next
-  row onto it and corrupt both. It is the only truncation this module ever does.
+- Each poll's rows are encoded first and written with one ``os.write`` on an ``O_APPEND`` fd, so rows
+  of two polls never interleave and a reader almost always sees whole polls.
+- A write can still be cut short by the kernel (ENOSPC, EIO, power loss, or a SIGKILL arriving between
+  pages of a large write), leaving a torn last line. On open, a file whose last byte is not ``\\n`` is
+  cut back to its last newline before anything is appended: that torn fragment can never become a valid
+  row, and appending after it would glue the next row onto it and corrupt both. The whole rows before
+  it are kept (they are real samples, never written again). It is the only truncation this module does.
 - The header is written once; a file with another header (the other CSV_FORMAT, an older version) is
   renamed aside, ``mem-stats.csv.<UTC stamp>.old``, never mixed with rows of another shape.
 - Past MAX_CSV_BYTES the file is renamed and gzipped to ``mem-stats-<first ts>-<last ts>.csv.gz``

@@ -4,7 +4,8 @@ The original appended to one CSV forever (it shipped an offline "clean csv when 
 could leave a half-written row after a crash. Here:
 
 - Each poll's rows are encoded first and written with one ``os.write`` on an ``O_APPEND`` fd, so rows
-  of two polls never interleave and a reader almost always sees whole polls.
+  of two polls never interleave; :meth:`CsvStore.history` reads the live file only up to its last
+  whole row.
 - A write can still be cut short by the kernel (ENOSPC, EIO, power loss, or a SIGKILL arriving between
   pages of a large write), leaving a torn last line. On open, a file whose last byte is not ``\\n`` is
   cut back to its last newline before anything is appended: that torn fragment can never become a valid

@@ -16,6 +16,7 @@ import pytest
 from stats_log_collector.memstat.csvstore import CsvStore
 from stats_log_collector.memstat.sample import VmPod
 from stats_log_collector.testing import KubeVirtCluster
+from stats_log_collector.testing.memstat_history import write_history
 from tests.memstat.conftest import http, wait_for
 
 
@@ -100,3 +101,13 @@ def test_the_dashboard_series_are_read_from_the_history_at_start(memstat, tmp_pa
     wait_for(lambda: series().get("complete") is True, "the history read")
     values = [v for v in series()["series"]["ns/old-vm"] if v is not None]  # type: ignore[index]
     assert sorted(values) == [minute << 20 for minute in range(1, 121)]
+
+
+def test_sigterm_while_the_history_is_still_being_read(memstat, tmp_path: Path) -> None:
+    write_history(tmp_path / "data", vms=100, hours=24)  # 1.7 million rows: seconds of reading
+    process, port = memstat(MEMSTAT_SOURCE="procfs", PROC_ROOT=str(tmp_path))
+    wait_for(lambda: http(port, "/readyz")[0] == 200, "ready")
+    assert b'"complete": false' in http(port, "/api/series?since=-1m")[1]
+    began = time.monotonic()
+    process.send_signal(signal.SIGTERM)
+    assert process.wait(timeout=10) == 0 and time.monotonic() - began < 5

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import random
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
@@ -12,6 +13,7 @@ import aiohttp
 import pytest
 from aiohttp.test_utils import TestServer
 
+from stats_log_collector.memstat.command import seed_series
 from stats_log_collector.memstat.csvstore import CsvStore
 from stats_log_collector.memstat.downsample import Series, downsample
 from stats_log_collector.memstat.sample import Sample, VmPod
@@ -188,3 +190,18 @@ async def test_api_series_answers_from_the_published_polls(server: tuple[TestSer
         for bad in ("figure=cpu", "since=yesterday", "since=-1h&until=-2h", "points=many"):
             status, _ = await get(bad)
             assert status == 400, bad
+
+
+async def test_a_damaged_archive_is_logged_and_the_series_start_from_what_was_read(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    with CsvStore(tmp_path, max_csv_bytes=3_000) as store:
+        for poll in polls(60, 10, 2):
+            store.append(poll)
+        first = store.archives()[0]
+        first.write_bytes(first.read_bytes()[:200])  # a truncated gzip: reading it fails midway
+        state = LiveState()
+        with caplog.at_level(logging.ERROR):
+            await seed_series(state, store)
+    assert state.series.seeded
+    assert any("reading mem-stats history" in r.getMessage() for r in caplog.records)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import threading
 import time
 from datetime import UTC, datetime, timedelta
 
@@ -26,12 +27,24 @@ log = logging.getLogger("stats_log_collector.memstat")
 async def seed_series(state: LiveState, store: CsvStore) -> None:
     """Fill the dashboard's series from the history on disk, in a thread, while polls go on.
 
-    Only what the coarsest resolution still keeps is read (older archives are skipped by name). If the
-    process stops first, the thread finishes its file quietly; nothing depends on it.
+    Only what the coarsest resolution still keeps is read (older archives are skipped by name). A stop
+    interrupts it within a block (a thread cannot be cancelled, and the event loop waits for its
+    threads on exit). A history that cannot be read is logged; the series keep what was read.
     """
     since = datetime.now(UTC) - timedelta(seconds=RETENTION_SECS)
     began = time.monotonic()
-    rows = await asyncio.to_thread(state.series.seed, store.history(since=since), store.fmt, time.time())
+    stop = threading.Event()
+    try:
+        rows = await asyncio.to_thread(
+            state.series.seed, store.history(since=since), store.fmt, time.time(), stop
+        )
+    except asyncio.CancelledError:
+        stop.set()
+        raise
+    except Exception:  # a damaged archive must not leave the dashboard "reading" forever
+        log.exception("reading mem-stats history for the dashboard failed; its series start incomplete")
+        state.series.seeded = True
+        return
     log.info(
         "dashboard series read from mem-stats history",
         extra={"rows": rows, "seconds": round(time.monotonic() - began, 1)},

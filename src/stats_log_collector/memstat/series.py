@@ -138,7 +138,9 @@ class SeriesCache:
         for moment, totals in by_time.items():
             self.add_totals(moment, totals)
 
-    def seed(self, chunks: Iterable[bytes], fmt: str, now: float | None = None) -> int:
+    def seed(
+        self, chunks: Iterable[bytes], fmt: str, now: float | None = None, stop: threading.Event | None = None
+    ) -> int:
         """Feed the rows of a history stream (header chunk first, as ``CsvStore.history``); rows read.
 
         With ``now``, every level first moves to it, so the bulk of an old history costs only the
@@ -152,6 +154,8 @@ class SeriesCache:
         count = 0
         latest = math.inf if now is None else now + FUTURE_SLACK_SECS
         for moment, totals, rows in totals_per_sample(chunks, fmt):
+            if stop is not None and stop.is_set():
+                return count  # not seeded: the process is stopping
             count += rows
             if moment <= latest:  # rows from the future (a clock set back) would push out the present
                 self.add_totals(moment, totals)

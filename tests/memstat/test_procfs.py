@@ -245,3 +245,14 @@ async def test_with_the_api_a_running_pod_without_process_is_logged_and_counted(
     missing = {getattr(r, "vm", None) for r in logged}
     assert without.name in missing and with_process.name not in missing
     assert source.skipped == len(here) - 1  # only this node's pods are expected here
+
+
+def test_a_process_caught_mid_exec_is_identified_once_its_argv_exists(tmp_path: Path) -> None:
+    """exec sets the new comm before the new argv: an empty cmdline must not be remembered as the argv."""
+    _fake_process(tmp_path, 42, "qemu-kvm", argv=("qemu-kvm", "-name", "guest=late"))
+    (tmp_path / "42" / "cmdline").write_bytes(b"")  # what /proc shows between those two steps
+    scanner = Scanner(tmp_path, NAMES)
+    assert scanner.scan(pss=False) == []
+    (tmp_path / "42" / "cmdline").write_bytes(b"qemu-kvm\0-name\0guest=late\0")
+    [record] = scanner.scan(pss=False)
+    assert (record.pid, record.name, qemu_vm_name(record.argv)) == (42, "qemu-kvm", "late")

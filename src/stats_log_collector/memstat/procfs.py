@@ -133,7 +133,14 @@ class _Identity:
 
 def _identify(base: str, pid: int, comm: str, names: Iterable[str]) -> _Identity | None:
     """Name, argv and pod of a candidate; None when it is not one of ``names``. Raises _Vanished."""
-    argv = split_cmdline(_read(f"{base}/cmdline", optional=True) or b"") if _needs_cmdline(comm) else []
+    argv: list[str] = []
+    if _needs_cmdline(comm):
+        argv = split_cmdline(_read(f"{base}/cmdline", optional=True) or b"")
+        if not argv:
+            # Mid-exec: the kernel sets the new name before the new argv exists, so for a moment
+            # cmdline is empty. Identified now, a QEMU would keep no -name until it exec'd again.
+            log.debug("process %d (%s) has no argv yet; identified next scan", pid, comm)
+            return None
     name = process_name(comm, argv)
     if not _name_matches(name, names):
         return None

@@ -7,7 +7,7 @@ import sys
 from pathlib import Path
 
 from stats_log_collector.demo.processes import process_argv, stop_stale
-from tests.memstat.conftest import wait_for
+from tests.helpers import wait_for
 
 
 def test_stale_process_is_stopped_only_if_it_is_ours(tmp_path: Path) -> None:

@@ -24,7 +24,7 @@ import pytest
 from stats_log_collector.testing import KubeVirtCluster
 from tests.deploy.authz import ALL, Access, Grant, accesses, denied, grants, needs, unused
 from tests.deploy.manifests import Obj, copy_deploy, env_values, load, manifest, one, pod_spec, render
-from tests.memstat.conftest import free_port, http, wait_for
+from tests.helpers import free_port, http, wait_for
 
 INSTALL_NAMESPACE = "stats-log-collector"
 COLLECTOR_SA = "stats-log-collector"

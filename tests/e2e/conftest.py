@@ -24,7 +24,7 @@ from stats_log_collector.demo.kernel import KernelUnavailable, ensure_kernel
 from stats_log_collector.demo.layout import Layout
 from stats_log_collector.demo.processes import process_argv, read_pidfile
 from stats_log_collector.testing.kubelet_logs import LogFormat, read_log_file, rebuild
-from tests.memstat.conftest import free_port, wait_for
+from tests.helpers import free_port, wait_for
 
 VMS = 2
 PREFIX = (

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from tests.e2e.conftest import BOOT_TIMEOUT, CHROMIUM, RunningDemo
-from tests.memstat.conftest import http, wait_for
+from tests.helpers import http, wait_for
 from tests.memstat.test_dashboard_browser import chromium
 
 ARTIFACTS = Path(__file__).parents[2] / "artifacts"

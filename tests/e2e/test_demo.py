@@ -12,7 +12,7 @@ import pytest
 
 from stats_log_collector.demo.processes import process_argv, read_pidfile
 from tests.e2e.conftest import RunningDemo, assert_console_exact, guest_seqs
-from tests.memstat.conftest import http, wait_for
+from tests.helpers import http, wait_for
 
 pytestmark = pytest.mark.e2e
 

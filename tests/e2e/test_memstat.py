@@ -16,7 +16,7 @@ import pytest
 
 from stats_log_collector.demo.guest import parse_guest_line
 from tests.e2e.conftest import BOOT_TIMEOUT, RunningDemo, vm_rss_bytes
-from tests.memstat.conftest import http, wait_for
+from tests.helpers import http, wait_for
 
 TOLERANCE = 0.02
 STABLE = 0.005

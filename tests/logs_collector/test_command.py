@@ -14,8 +14,8 @@ from pathlib import Path
 import pytest
 
 from stats_log_collector.testing import KubeVirtCluster
+from tests.helpers import wait_for
 from tests.logs_collector.conftest import Scenario
-from tests.memstat.conftest import wait_for
 
 Start = Callable[..., subprocess.Popen[bytes]]
 

@@ -17,7 +17,7 @@ from stats_log_collector.memstat.csvstore import CsvStore
 from stats_log_collector.memstat.sample import VmPod
 from stats_log_collector.testing import KubeVirtCluster
 from stats_log_collector.testing.memstat_history import write_history
-from tests.memstat.conftest import http, wait_for
+from tests.helpers import http, wait_for
 
 
 def csv_rows(path: Path) -> list[dict[str, str]]:

@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 
 from stats_log_collector.testing.memstat_history import vm_name, write_history
-from tests.memstat.conftest import http, wait_for
+from tests.helpers import http, wait_for
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 ARTIFACTS = Path(__file__).parents[2] / "artifacts"

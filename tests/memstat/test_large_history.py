@@ -24,7 +24,7 @@ import pytest
 
 from stats_log_collector.memstat.csvstore import format_timestamp
 from stats_log_collector.testing.memstat_history import History, vm_name, write_archive, write_history
-from tests.memstat.conftest import free_port, http, wait_for
+from tests.helpers import free_port, http, wait_for
 
 MiB = 1 << 20
 MAX_GROWTH = 150 * MiB

@@ -6,6 +6,7 @@ not the periodic rescan.
 
 from __future__ import annotations
 
+import functools
 import os
 import random
 import shutil
@@ -15,7 +16,6 @@ import subprocess
 import sys
 import tempfile
 import time
-import urllib.request
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -23,6 +23,7 @@ import pytest
 
 from stats_log_collector.testing.kubelet_logs import read_log_file, rebuild
 from stats_log_collector.virtlet_log.watcher import ConsoleLogWatcher, WatcherConfig
+from tests import helpers
 
 UID = "0a1b2c3d-0000-1111-2222-333344445555"
 UID2 = "9f8e7d6c-0000-1111-2222-333344445555"
@@ -89,19 +90,8 @@ def logger(tmp_path: Path) -> Iterator[Callable[..., Logger]]:
         instance.kill()
 
 
-def wait_for(condition: Callable[[], bool], what: str, timeout: float = 10.0) -> None:
-    """Poll ``condition``; a ValueError (an output read while the logger is mid-write) means "not yet"."""
-    deadline = time.monotonic() + timeout
-    problem = ""
-    while True:
-        try:
-            if condition():
-                return
-        except ValueError as exc:
-            problem = f" (last read: {exc})"
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}{problem}")
-        time.sleep(0.01)
+# An output read while the logger is mid-write ends in a torn line (ValueError): that means "not yet".
+wait_for = functools.partial(helpers.wait_for, timeout=10.0, interval=0.01, not_yet=(ValueError,))
 
 
 def console_text(path: Path) -> bytes:
@@ -221,14 +211,14 @@ def test_deleted_source_is_finished_and_forgotten(logger) -> None:
 
 
 def test_metrics_endpoint(logger) -> None:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
+    port = helpers.free_port()
     node = logger(METRICS_PORT=str(port)).start()
     (node.pods / UID).mkdir()
     write(node.vms / UID / "vm_0.log", b"a\nb\nc\n")
     wait_for(lambda: console_text(node.pods / UID / "vm_0.log") == b"a\nb\nc\n", "forwarded")
-    text = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5).read().decode()
+    status, body = helpers.http(port, "/metrics")
+    assert status == 200
+    text = body.decode()
     assert "virtlet_log_lines_total 3.0" in text
     assert "virtlet_log_files 1.0" in text
     assert "virtlet_log_read_bytes_total 6.0" in text

@@ -8,6 +8,7 @@ the middle of a line if that is where the size limit falls.
 
 from __future__ import annotations
 
+import functools
 import os
 import random
 import signal
@@ -26,18 +27,14 @@ from stats_log_collector.virtlet_log.fileid import rotated_siblings
 from stats_log_collector.virtlet_log.formats import MAX_PIECE_BYTES, LineAssembler, encode_raw
 from stats_log_collector.virtlet_log.stream import StreamOutput, WriteAborted
 from stats_log_collector.virtlet_log.tailer import Tailer
+from tests import helpers
 
 #: At most this much can be written twice across a ``kill -9``: the last batch (one read, plus the
 #: unterminated line the assembler held before it).
 MAX_REPLAY = CHUNK_BYTES + MAX_PIECE_BYTES + 1
 
 
-def wait_for(condition: Callable[[], bool], what: str, timeout: float = 10.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.01)
+wait_for = functools.partial(helpers.wait_for, timeout=10.0, interval=0.01)
 
 
 def lines(first: int, count: int) -> bytes:
@@ -99,7 +96,7 @@ class Tail:
             assert expected.startswith(out), f"unexpected output after {len(out)} bytes: {out[-200:]!r}"
             return out == expected
 
-        wait_for(done, f"{len(expected)} bytes on stdout", timeout)
+        wait_for(done, f"{len(expected)} bytes on stdout", timeout=timeout)
 
     def finish(self) -> bytes:
         """Wait for stdout's end (the process exited, by itself or killed); everything it printed."""

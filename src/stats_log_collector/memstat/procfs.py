@@ -93,27 +93,21 @@ def _read(path: str, *, optional: bool = False) -> bytes | None:
     """A whole /proc file; raises _Vanished if the process is gone, None if unreadable and optional."""
     try:
         fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+        try:
+            # /proc produces a small file whole in one read; a short read is its end, so the usual
+            # second, empty read (a third of a scan's syscalls) is skipped.
+            chunks = [os.read(fd, _READ_SIZE)]
+            while len(chunks[-1]) == _READ_SIZE:
+                chunks.append(os.read(fd, _READ_SIZE))
+            return b"".join(chunks)
+        finally:
+            os.close(fd)
     except OSError as e:
         if e.errno in _GONE:
             raise _Vanished from e
         if optional:
             return None
         raise
-    try:
-        # /proc produces a small file whole in one read; a short read is its end, so the usual second,
-        # empty read (a third of a scan's syscalls) is skipped.
-        chunks = [os.read(fd, _READ_SIZE)]
-        while len(chunks[-1]) == _READ_SIZE:
-            chunks.append(os.read(fd, _READ_SIZE))
-        return b"".join(chunks)
-    except OSError as e:
-        if e.errno in _GONE:
-            raise _Vanished from e
-        if optional:
-            return None
-        raise
-    finally:
-        os.close(fd)
 
 
 def _needs_cmdline(comm: str) -> bool:

@@ -23,7 +23,7 @@ import logging
 import random
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
 from datetime import UTC, datetime
-from typing import Any, TypeVar
+from typing import Any, TypedDict, TypeVar, Unpack
 
 import httpx
 import httpx_ws
@@ -45,6 +45,16 @@ HCO_API = "/apis/hco.kubevirt.io/v1beta1"
 LAUNCHER_LABELS = {"kubevirt.io": "virt-launcher"}
 HANDLER_LABELS = {"kubevirt.io": "virt-handler"}
 LIST_PAGE_SIZE = 500
+
+
+class LogOptions(TypedDict, total=False):
+    """The keyword options of a log request (see :meth:`KubeClient.stream_log_chunks`)."""
+
+    since_time: datetime | None
+    previous: bool
+    timestamps: bool
+    follow: bool
+    tail_lines: int | None
 
 
 class _Retryable(Exception):
@@ -133,33 +143,16 @@ class KubeClient:
 
     @contextlib.asynccontextmanager
     async def stream_log(
-        self,
-        namespace: str,
-        pod: str,
-        container: str,
-        *,
-        since_time: datetime | None = None,
-        previous: bool = False,
-        timestamps: bool = True,
-        follow: bool = False,
-        tail_lines: int | None = None,
+        self, namespace: str, pod: str, container: str, **options: Unpack[LogOptions]
     ) -> AsyncIterator[AsyncIterator[bytes]]:
         """A container's log as raw lines (bytes, no newline), each prefixed by its RFC3339Nano time.
 
-        ``since_time`` is sent at second precision (what the API server forwards to kubelet anyway), so
-        the first lines may be older than it: callers that need an exact boundary compare timestamps.
-        Opening is retried; a failure while reading raises ``KubeError`` (see the module docstring).
+        ``options`` are those of :meth:`stream_log_chunks`. ``since_time`` is sent at second precision
+        (what the API server forwards to kubelet anyway), so the first lines may be older than it:
+        callers that need an exact boundary compare timestamps. Opening is retried; a failure while
+        reading raises ``KubeError`` (see the module docstring).
         """
-        async with self.stream_log_chunks(
-            namespace,
-            pod,
-            container,
-            since_time=since_time,
-            previous=previous,
-            timestamps=timestamps,
-            follow=follow,
-            tail_lines=tail_lines,
-        ) as chunks:
+        async with self.stream_log_chunks(namespace, pod, container, **options) as chunks:
             yield _lines(chunks)
 
     @contextlib.asynccontextmanager

@@ -6,3 +6,4 @@ files rewritten where kubelet reads them). ``cli`` only wires them to their sett
 """
 
 __version__ = "0.1.0"
+PROG = "stats-log-collector"  # the command's name, in its messages

@@ -1,4 +1,4 @@
-"""``python -m stats_log_collector`` is the ``stats-log-collector`` command."""
+"""``python -m stats_log_collector``: the ``stats-log-collector`` command (only importer of ``cli``)."""
 
 import sys
 

@@ -1,21 +1,22 @@
 """The ``stats-log-collector`` command: one subcommand per component, nothing but wiring.
 
-Each subcommand names the settings groups it reads (settings.py) and the function that runs it. That
-function is imported only when the subcommand runs, so ``--help`` and configuration errors are instant
-and do not depend on the component's libraries. Exit codes: 0 done, 1 failed, 2 bad configuration.
+Each subcommand names the settings groups it reads (settings.py) and the component function that runs
+with them. Components never import this module: they take their typed settings groups as arguments
+(``run(memstat: MemstatSettings, kube: KubeSettings)``), so they can be called, and tested, without a
+command line. Exit codes: 0 done, 1 failed, 2 bad configuration.
 """
 
 from __future__ import annotations
 
 import argparse
 import dataclasses
-import importlib
 import os
 import sys
+import typing
 from collections.abc import Callable, Mapping, Sequence
-from typing import Any, NoReturn, TypeVar, cast
+from typing import Any, Generic, NoReturn, TypeVar
 
-from . import __version__, logsetup
+from . import PROG, __version__, logsetup
 from .config import ConfigError, load, shown_default, spec_of
 from .settings import (
     ConsoleTailSettings,
@@ -27,67 +28,131 @@ from .settings import (
     VirtletLogSettings,
 )
 
-PROG = "stats-log-collector"
 T = TypeVar("T")
 
 
-class Settings:
-    """The loaded settings groups of one subcommand, looked up by group class."""
-
-    def __init__(self, groups: Mapping[type, object]) -> None:
-        self._groups = dict(groups)
-
-    def __getitem__(self, group: type[T]) -> T:
-        return cast(T, self._groups[group])
-
-
-Entry = Callable[[Settings], int]
+# What each subcommand is given: its settings groups, one field each. The groups a subcommand shows in
+# --help are read from these fields, and the function that runs it is typed against the same class, so
+# a group a component needs but the subcommand does not load is a mypy error, not a run-time KeyError.
+@dataclasses.dataclass(frozen=True)
+class MemstatCommand:
+    memstat: MemstatSettings
+    kube: KubeSettings
+    logging: LoggingSettings
 
 
 @dataclasses.dataclass(frozen=True)
-class Command:
+class LogsCollectorCommand:
+    logs_collector: LogsCollectorSettings
+    kube: KubeSettings
+    logging: LoggingSettings
+
+
+@dataclasses.dataclass(frozen=True)
+class VirtletLogCommand:
+    virtlet_log: VirtletLogSettings
+    logging: LoggingSettings
+
+
+@dataclasses.dataclass(frozen=True)
+class ConsoleTailCommand:
+    console_tail: ConsoleTailSettings
+    logging: LoggingSettings
+
+
+@dataclasses.dataclass(frozen=True)
+class DemoCommand:
+    demo: DemoSettings
+    logging: LoggingSettings
+
+
+# Each component is imported only when its subcommand runs, so --help and configuration errors are
+# instant and do not depend on the component's libraries.
+def _memstat(settings: MemstatCommand) -> int:
+    from .memstat.command import run
+
+    return run(settings.memstat, settings.kube)
+
+
+def _logs_collector(settings: LogsCollectorCommand) -> int:
+    from .logs_collector.command import run
+
+    return run(settings.logs_collector, settings.kube)
+
+
+def _virtlet_log(settings: VirtletLogCommand) -> int:
+    from .virtlet_log.command import run
+
+    return run(settings.virtlet_log)
+
+
+def _console_tail(settings: ConsoleTailCommand) -> int:
+    from .virtlet_log.console_tail import run
+
+    return run(settings.console_tail)
+
+
+def _demo(settings: DemoCommand) -> int:
+    from .demo.command import run
+
+    return run(settings.demo)
+
+
+@dataclasses.dataclass(frozen=True)
+class Command(Generic[T]):
     name: str
     summary: str
-    groups: tuple[type, ...]
-    entry: str | None  # "module:function"; None while the component is not built yet
-    issue: int
+    settings: type[T]  # a dataclass of settings groups, one field per group
+    run: Callable[[T], int]
+
+    @property
+    def groups(self) -> tuple[type, ...]:
+        return tuple(_groups_of(self.settings).values())
+
+    def load(self, flags: Mapping[str, Any], environ: Mapping[str, str]) -> T:
+        """Every group of this subcommand from flags, variables and defaults (ConfigError if one is bad)."""
+        groups: dict[str, object] = {
+            name: load(group, flags, environ) for name, group in _groups_of(self.settings).items()
+        }
+        return self.settings(**groups)
 
 
-COMMANDS = (
+def _groups_of(settings: type) -> dict[str, type]:
+    """The settings groups of a command class by field name (its annotations are postponed: resolved)."""
+    hints = typing.get_type_hints(settings)
+    return {field.name: hints[field.name] for field in dataclasses.fields(settings)}
+
+
+COMMANDS: tuple[Command[Any], ...] = (
     Command(
         "memstat",
         "sample the RSS of every VM, keep it in a CSV and serve it (CSV, metrics, dashboard)",
-        (MemstatSettings, KubeSettings, LoggingSettings),
-        "stats_log_collector.memstat.command:main",
-        4,
+        MemstatCommand,
+        _memstat,
     ),
     Command(
         "logs-collector",
         "collect each VM's launcher and handler logs, hour by hour, with no gap and no duplicate",
-        (LogsCollectorSettings, KubeSettings, LoggingSettings),
-        "stats_log_collector.logs_collector.command:main",
-        5,
+        LogsCollectorCommand,
+        _logs_collector,
     ),
     Command(
         "virtlet-log",
         "rewrite raw VM console logs where kubelet reads them, so kubectl logs shows them",
-        (VirtletLogSettings, LoggingSettings),
-        "stats_log_collector.virtlet_log.command:main",
-        3,
+        VirtletLogCommand,
+        _virtlet_log,
     ),
     Command(
         "console-tail",
         "print one console log to stdout as it grows, following rotation (KubeVirt guest-console-log)",
-        (ConsoleTailSettings, LoggingSettings),
-        "stats_log_collector.virtlet_log.console_tail:main",
-        3,
+        ConsoleTailCommand,
+        _console_tail,
     ),
     Command(
         "demo",
         "boot real QEMU VMs on this machine and watch them with virtlet-log and memstat",
-        (DemoSettings, LoggingSettings),
-        "stats_log_collector.demo.command:main",
-        7,
+        DemoCommand,
+        _demo,
     ),
 )
 
@@ -135,29 +200,13 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def load_settings(command: Command, flags: Mapping[str, Any], environ: Mapping[str, str]) -> Settings:
-    return Settings({group: load(group, flags, environ) for group in command.groups})
-
-
-def _entry(command: Command) -> Entry:
-    assert command.entry is not None
-    module_name, function_name = command.entry.split(":")
-    return cast(Entry, getattr(importlib.import_module(module_name), function_name))
-
-
 def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    command: Command = args._command
+    command: Command[Any] = args._command
     try:
-        settings = load_settings(command, vars(args), os.environ if environ is None else environ)
+        settings = command.load(vars(args), os.environ if environ is None else environ)
     except ConfigError as exc:
         print(f"{PROG} {command.name}: configuration error: {exc}", file=sys.stderr)
         return 2
-    logsetup.configure(settings[LoggingSettings])
-    if command.entry is None:
-        print(
-            f"{PROG} {command.name}: not built yet (issue #{command.issue}); nothing was started",
-            file=sys.stderr,
-        )
-        return 1
-    return _entry(command)(settings)
+    logsetup.configure(settings.logging)
+    return command.run(settings)

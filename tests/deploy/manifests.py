@@ -57,13 +57,13 @@ def pod_spec(workload: Obj) -> Obj:
     return spec
 
 
-def command_of(container: Obj) -> Command:
+def command_of(container: Obj) -> Command[Any]:
     """The subcommand a container runs (its first argument), hence the settings it reads."""
     name = container["args"][0]
     return next(command for command in COMMANDS if command.name == name)
 
 
-def settings_of(command: Command) -> dict[str, tuple[dataclasses.Field[Any], SettingSpec]]:
+def settings_of(command: Command[Any]) -> dict[str, tuple[dataclasses.Field[Any], SettingSpec]]:
     """Environment variable -> (field, spec) for every setting the subcommand reads."""
     found: dict[str, tuple[dataclasses.Field[Any], SettingSpec]] = {}
     for group in command.groups:

@@ -24,8 +24,7 @@ import time
 import urllib.request
 from pathlib import Path
 
-from .. import lifecycle
-from ..cli import PROG, Settings
+from .. import PROG, lifecycle
 from ..settings import DemoSettings
 from .children import Child, child_environment
 from .guest import INIT_SCRIPT, GuestSpec, demo_guests, parse_guest_line
@@ -42,8 +41,7 @@ STOP_GRACE = 30.0  # stopping QEMUs and components in order takes a few seconds;
 WATCH_PERIOD = 0.25
 
 
-def main(settings: Settings) -> int:
-    config = settings[DemoSettings]
+def run(config: DemoSettings) -> int:
     began = time.monotonic()
     layout = Layout(config.demo_dir.absolute())
     busybox = _prepare_host(layout, need_kernel=config.demo_kernel is None)

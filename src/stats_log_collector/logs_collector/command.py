@@ -18,7 +18,6 @@ from collections.abc import Coroutine
 from typing import Any
 
 from .. import lifecycle
-from ..cli import Settings
 from ..kube import KubeClient, KubeError
 from ..memstat.schedule import next_tick
 from ..settings import KubeSettings, LogsCollectorSettings
@@ -28,8 +27,7 @@ from .verbosity import raise_verbosity
 log = logging.getLogger("stats_log_collector.logs_collector")
 
 
-def main(settings: Settings) -> int:
-    config, kube = settings[LogsCollectorSettings], settings[KubeSettings]
+def run(config: LogsCollectorSettings, kube: KubeSettings) -> int:
     failed: list[str] = []
 
     async def component(stop: asyncio.Event) -> None:

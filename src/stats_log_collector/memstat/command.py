@@ -11,7 +11,6 @@ from datetime import UTC, datetime, timedelta
 from aiohttp import web
 
 from .. import lifecycle
-from ..cli import Settings
 from ..kube import KubeError
 from ..settings import KubeSettings, MemstatSettings
 from .csv_routes import CsvRoutes
@@ -51,8 +50,7 @@ async def seed_series(state: LiveState, store: CsvStore) -> None:
     )
 
 
-def main(settings: Settings) -> int:
-    config, kube = settings[MemstatSettings], settings[KubeSettings]
+def run(config: MemstatSettings, kube: KubeSettings) -> int:
     failed: list[str] = []
 
     async def run(stop: asyncio.Event) -> None:

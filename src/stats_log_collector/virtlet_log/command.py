@@ -11,7 +11,6 @@ import contextlib
 import logging
 
 from .. import lifecycle
-from ..cli import Settings
 from ..settings import VirtletLogSettings
 from .watcher import ConsoleLogWatcher, WatcherConfig
 
@@ -20,8 +19,7 @@ log = logging.getLogger("stats_log_collector.virtlet_log")
 PTY = "pty"
 
 
-def main(settings: Settings) -> int:
-    config = settings[VirtletLogSettings]
+def run(config: VirtletLogSettings) -> int:
     if config.virtlet_vm_log_location == PTY:
         log.info("VIRTLET_VM_LOG_LOCATION is pty: VM consoles are ptys, there are no log files to forward")
         lifecycle.run(_idle)

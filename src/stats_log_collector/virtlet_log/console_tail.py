@@ -53,13 +53,12 @@ from typing import Final
 
 from inotify_simple import INotify, flags
 
-from ..cli import Settings
 from ..settings import ConsoleTailSettings
 from .checkpoint import Checkpoint, CheckpointStore
 from .stream import StreamClosed, StreamOutput, WriteAborted
 from .tailer import Progress, Status, Tailer
 
-__all__ = ["CHUNK_BYTES", "DIR_POLL_SECONDS", "WRITE_GRACE_SECONDS", "ConsoleTail", "main", "state_store"]
+__all__ = ["CHUNK_BYTES", "DIR_POLL_SECONDS", "WRITE_GRACE_SECONDS", "ConsoleTail", "run", "state_store"]
 
 log = logging.getLogger("stats_log_collector.console_tail")
 
@@ -298,8 +297,7 @@ class ConsoleTail:
         self._sink.abort_write()
 
 
-def main(settings: Settings) -> int:
-    config = settings[ConsoleTailSettings]
+def run(config: ConsoleTailSettings) -> int:
     if config.file is None:
         error = "configuration error: --file (CONSOLE_LOG_FILE) is required"
         print(f"stats-log-collector console-tail: {error}", file=sys.stderr)

@@ -21,11 +21,12 @@ KUBECTL ?= kubectl
 DEPLOY_ENV = INSTALL_NAMESPACE='$(INSTALL_NAMESPACE)' IMAGE='$(IMAGE)' STORAGE_CLASS='$(STORAGE_CLASS)' \
 	WITH_PROCFS='$(WITH_PROCFS)' KUBECTL='$(KUBECTL)'
 
-# The virtualenv with the project and its test extras; redone when pyproject.toml changes.
-$(STAMP): pyproject.toml
+# The virtualenv with the project, its test extras and the KubeVirt test cluster (testcluster/, a
+# distribution of its own); redone when either pyproject.toml changes.
+$(STAMP): pyproject.toml testcluster/pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q -U pip
-	$(BIN)/pip install -q -e '.[test]'
+	$(BIN)/pip install -q -e '.[test]' -e ./testcluster
 	touch $@ $(RUNTIME)
 
 # The demo needs the package only: a first `make demo` skips the test tools (half the install time).
@@ -53,7 +54,7 @@ demo: $(RUNTIME)
 
 # The KubeVirt test cluster on 127.0.0.1 (a real HTTP server speaking the Kubernetes API) for kubectl.
 demo-cluster: setup
-	$(BIN)/python -m stats_log_collector.testing --kubeconfig $(CURDIR)/demo-data/kubeconfig
+	$(BIN)/python -m kubevirt_test_cluster --kubeconfig $(CURDIR)/demo-data/kubeconfig
 
 # Every bench/bench_*.py in turn, each side by side with its reference (bench_virtlet_log.py installs
 # rsyslog with apt-get when run as root).
@@ -61,7 +62,8 @@ bench: setup
 	@set -e; for script in bench/bench_*.py; do echo "== $$script"; $(BIN)/python $$script; done
 
 clean:
-	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .hypothesis build *.egg-info src/*.egg-info
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .hypothesis build *.egg-info src/*.egg-info \
+		testcluster/build testcluster/src/*.egg-info
 
 image:
 	$(CONTAINER_ENGINE) build -t $(IMAGE) .

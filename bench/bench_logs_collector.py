@@ -35,11 +35,11 @@ from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 
+from kubevirt_test_cluster import KubeVirtCluster
+from kubevirt_test_cluster.api import KubeApi
 from stats_log_collector.kube import KubeClient
 from stats_log_collector.kube.models import Vmi
 from stats_log_collector.settings import KubeSettings
-from stats_log_collector.testing import KubeVirtCluster
-from stats_log_collector.testing.api import KubeApi
 
 NAMESPACE = "vms"
 HANDLER_NAMESPACE = "kubevirt"

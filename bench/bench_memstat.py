@@ -32,6 +32,7 @@ from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Any
 
+from kubevirt_test_cluster import KubeVirtCluster
 from stats_log_collector.kube import KubeClient, KubeError
 from stats_log_collector.kube.retry import RetryPolicy
 from stats_log_collector.memstat.exec_source import ExecSource
@@ -39,7 +40,6 @@ from stats_log_collector.memstat.kubelet_source import KubeletSource
 from stats_log_collector.memstat.procfs import Scanner, sample_procfs
 from stats_log_collector.memstat.procstatus import parse_status
 from stats_log_collector.settings import KubeSettings
-from stats_log_collector.testing import KubeVirtCluster
 
 NAMESPACE = "vms"
 PROCESS_NAMES = ("virt-launcher", "virtqemud", "virtlogd", "qemu-kvm")

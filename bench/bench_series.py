@@ -4,7 +4,7 @@ Why: the first /api/series read the whole history for every request (filter the 
 each VM's processes per sample, keep bucket maxima). With 100 VMs sampled every 5 s a week is 12 million
 rows: one chart took minutes. Now the series are kept in memory at fixed resolutions, fed by each poll
 and read once from the history at start (memstat.series). Both run here on the same generated history
-(testing.memstat_history: one row per VM per sample, as the kubelet source writes).
+(tests.memstat.history: one row per VM per sample, as the kubelet source writes).
 
 Reported: the one-off read of the history at start (rows/s) and the memory the series hold; then per
 request, for the last hour, day and week (median of --repeat; the rescan once, for the week only):
@@ -19,6 +19,7 @@ import argparse
 import functools
 import json
 import statistics
+import sys
 import tempfile
 import time
 from collections.abc import Callable
@@ -29,7 +30,11 @@ from stats_log_collector.memstat.csv_routes import filter_chunks, row_filter
 from stats_log_collector.memstat.csvstore import CsvStore
 from stats_log_collector.memstat.downsample import downsample
 from stats_log_collector.memstat.series import Query, SeriesCache, series_name
-from stats_log_collector.testing.memstat_history import History, write_history
+
+# The history generator lives with the tests (tests/memstat/history.py); the repository root makes it
+# importable when this script is run by path.
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from tests.memstat.history import History, write_history
 
 
 def rescan(store: CsvStore, since: float, until: float, points: int) -> str:

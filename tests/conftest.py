@@ -1,7 +1,7 @@
 """Shared fixtures.
 
 ``kubevirt_cluster``: a fresh KubeVirt test cluster (a real HTTP server on 127.0.0.1 speaking the
-Kubernetes API, see ``stats_log_collector.testing``) per test, stopped afterwards. It runs on its own
+Kubernetes API, see ``kubevirt_test_cluster``) per test, stopped afterwards. It runs on its own
 thread, so sync tests, async tests and subprocesses (kubectl) can all use it.
 """
 
@@ -11,7 +11,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from stats_log_collector.testing import KubeVirtCluster
+from kubevirt_test_cluster import KubeVirtCluster
 
 
 @pytest.fixture

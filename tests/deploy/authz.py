@@ -12,8 +12,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
-from stats_log_collector.testing import RequestRecord
-from stats_log_collector.testing.resources import parse_path
+from kubevirt_test_cluster import RequestRecord
+from kubevirt_test_cluster.resources import parse_path
 
 # Paths every authenticated user may GET (system:discovery, system:public-info-viewer).
 DISCOVERY_PREFIXES = ("/version", "/api", "/apis", "/openapi", "/healthz", "/livez", "/readyz")

@@ -132,6 +132,9 @@ def test_the_build_stage_works_on_the_files_the_context_lets_in(tmp_path: Path) 
     [entry_points] = [n for n in names if n.endswith(".dist-info/entry_points.txt")]
     text = zipfile.ZipFile(wheel).read(entry_points).decode()
     assert "stats-log-collector = stats_log_collector.cli:main" in text
+    # The KubeVirt test cluster is a distribution of its own (testcluster/), never in the runtime wheel.
+    stray = [n for n in names if n.startswith(("kubevirt_test_cluster/", "stats_log_collector/testing/"))]
+    assert stray == []
 
 
 def engine() -> str | None:

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from stats_log_collector.testing import KubeVirtCluster
+from kubevirt_test_cluster import KubeVirtCluster
 from tests.deploy.manifests import ROOT, Obj, copy_deploy, install_sh, render
 
 KUBECTL = shutil.which("kubectl")

@@ -21,7 +21,7 @@ from pathlib import Path
 
 import pytest
 
-from stats_log_collector.testing import KubeVirtCluster
+from kubevirt_test_cluster import KubeVirtCluster
 from tests.deploy.authz import ALL, Access, Grant, accesses, denied, grants, needs, unused
 from tests.deploy.manifests import Obj, copy_deploy, env_values, load, manifest, one, pod_spec, render
 from tests.helpers import free_port, http, wait_for

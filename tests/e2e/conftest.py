@@ -23,8 +23,8 @@ from stats_log_collector.demo.host import find_tools
 from stats_log_collector.demo.kernel import KernelUnavailable, ensure_kernel
 from stats_log_collector.demo.layout import Layout
 from stats_log_collector.demo.processes import process_argv, read_pidfile
-from stats_log_collector.testing.kubelet_logs import LogFormat, read_log_file, rebuild
 from tests.helpers import free_port, wait_for
+from tests.kubelet_logs import LogFormat, read_log_file, rebuild
 
 VMS = 2
 PREFIX = (

@@ -13,9 +13,9 @@ from pathlib import Path
 import pytest
 
 from stats_log_collector.demo.children import Child, child_environment
-from stats_log_collector.testing.kubelet_logs import LogFormat, read_log_file, rebuild
 from tests.e2e.conftest import BOOT_TIMEOUT, RunningDemo, assert_console_exact, last_seq
 from tests.helpers import wait_for
+from tests.kubelet_logs import LogFormat, read_log_file, rebuild
 
 FORMATS: tuple[LogFormat, ...] = ("cri", "json")
 KILLS = 3

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from kubevirt_test_cluster import KubeVirtCluster, VmiRef, handler_line
 from stats_log_collector.kube import (
     KubeClient,
     KubeNotFound,
@@ -19,7 +20,6 @@ from stats_log_collector.kube import (
 )
 from stats_log_collector.kube.retry import RetryPolicy
 from stats_log_collector.settings import KubeSettings
-from stats_log_collector.testing import KubeVirtCluster, VmiRef, handler_line
 
 FAST = RetryPolicy(retries=3, base_delay=0.01, max_delay=0.05)
 

@@ -16,12 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from stats_log_collector.config import load
-from stats_log_collector.kube import KubeClient
-from stats_log_collector.kube.retry import RetryPolicy
-from stats_log_collector.logs_collector.collector import Collector, RunSummary
-from stats_log_collector.settings import KubeSettings, LogsCollectorSettings
-from stats_log_collector.testing import (
+from kubevirt_test_cluster import (
     KubeVirtCluster,
     PodRef,
     VmiRef,
@@ -30,6 +25,11 @@ from stats_log_collector.testing import (
     klog_line,
     launcher_line,
 )
+from stats_log_collector.config import load
+from stats_log_collector.kube import KubeClient
+from stats_log_collector.kube.retry import RetryPolicy
+from stats_log_collector.logs_collector.collector import Collector, RunSummary
+from stats_log_collector.settings import KubeSettings, LogsCollectorSettings
 
 FAST = RetryPolicy(retries=1, base_delay=0.01, max_delay=0.05)
 NANOS = 1_000_000_000

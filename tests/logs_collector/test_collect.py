@@ -6,7 +6,7 @@ import logging
 
 import pytest
 
-from stats_log_collector.testing import KubeVirtCluster, handler_line
+from kubevirt_test_cluster import KubeVirtCluster, handler_line
 from tests.logs_collector.conftest import Scenario, collect, collected
 
 

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from stats_log_collector.testing import KubeVirtCluster
+from kubevirt_test_cluster import KubeVirtCluster
 from tests.helpers import wait_for
 from tests.logs_collector.conftest import Scenario
 

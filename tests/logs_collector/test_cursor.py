@@ -6,6 +6,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from kubevirt_test_cluster import format_rfc3339_nano
 from stats_log_collector.logs_collector.cursor import (
     LONG_LINE,
     NANOS,
@@ -13,7 +14,6 @@ from stats_log_collector.logs_collector.cursor import (
     WindowFilter,
     parse_stamp,
 )
-from stats_log_collector.testing import format_rfc3339_nano
 
 BASE = 1_795_000_000 * NANOS
 

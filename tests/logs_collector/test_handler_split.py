@@ -6,9 +6,9 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from kubevirt_test_cluster import format_rfc3339_nano, handler_line, klog_line
 from stats_log_collector.logs_collector.cursor import NANOS, Cursor
 from stats_log_collector.logs_collector.handler_split import HandlerSplitter, VmIdentity, VmMatcher
-from stats_log_collector.testing import format_rfc3339_nano, handler_line, klog_line
 
 VM1 = VmIdentity("vms", "vm-1", "11111111-1111-4111-8111-111111111111")
 VM10 = VmIdentity("vms", "vm-10", "10101010-1010-4010-8010-101010101010")

@@ -10,10 +10,10 @@ from pathlib import Path
 
 import pytest
 
+from kubevirt_test_cluster import KubeVirtCluster
 from stats_log_collector.kube import KubeClient
 from stats_log_collector.kube.retry import RetryPolicy
 from stats_log_collector.settings import KubeSettings
-from stats_log_collector.testing import KubeVirtCluster
 from tests.helpers import free_port
 
 

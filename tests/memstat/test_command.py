@@ -13,11 +13,11 @@ from pathlib import Path
 
 import pytest
 
+from kubevirt_test_cluster import KubeVirtCluster
 from stats_log_collector.memstat.csvstore import CsvStore
 from stats_log_collector.memstat.sample import VmPod
-from stats_log_collector.testing import KubeVirtCluster
-from stats_log_collector.testing.memstat_history import write_history
 from tests.helpers import http, wait_for
+from tests.memstat.history import write_history
 
 
 def csv_rows(path: Path) -> list[dict[str, str]]:

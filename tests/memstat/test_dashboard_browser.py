@@ -17,8 +17,8 @@ from pathlib import Path
 
 import pytest
 
-from stats_log_collector.testing.memstat_history import vm_name, write_history
 from tests.helpers import http, wait_for
+from tests.memstat.history import vm_name, write_history
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 ARTIFACTS = Path(__file__).parents[2] / "artifacts"

@@ -11,10 +11,10 @@ from pathlib import Path
 
 import pytest
 
+from kubevirt_test_cluster import CommandResult, KubeVirtCluster, proc_status
 from stats_log_collector.kube import KubeClient
 from stats_log_collector.memstat.exec_source import ExecSource, samples_from_scan, scan_command, split_scan
 from stats_log_collector.memstat.sample import VmPod
-from stats_log_collector.testing import ExecResult, KubeVirtCluster, proc_status
 
 AT = datetime(2026, 11, 23, 12, 0, 5, tzinfo=UTC)
 NAMES = ("virt-launcher", "virtqemud", "virtlogd", "qemu-kvm")
@@ -127,9 +127,9 @@ async def test_failing_pods_are_skipped_and_the_others_sampled(
     kubevirt_cluster.inject(f"/pods/{population.launcher_of(refused).name}/exec$", 500, times=None)
     kubevirt_cluster.set_processes("vms", population.launcher_of(empty).name, {})
 
-    def handler(namespace: str, pod: str, container: str, command: list[str]) -> ExecResult:
+    def handler(namespace: str, pod: str, container: str, command: list[str]) -> CommandResult:
         if pod == population.launcher_of(failing).name:
-            return ExecResult(stderr=b"sh: not found\n", exit_code=127)
+            return CommandResult(stderr=b"sh: not found\n", exit_code=127)
         return kubevirt_cluster.api.default_exec(namespace, pod, container, command)
 
     kubevirt_cluster.set_exec_handler(handler)
@@ -159,7 +159,7 @@ async def test_several_namespaces_all_namespaces_and_bounded_execs(
 
     running, most = 0, 0
 
-    async def slow(namespace: str, pod: str, container: str, command: list[str]) -> ExecResult:
+    async def slow(namespace: str, pod: str, container: str, command: list[str]) -> CommandResult:
         nonlocal running, most
         running += 1
         most = max(most, running)

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from kubevirt_test_cluster import KubeVirtCluster
 from stats_log_collector.kube import KubeClient, Vmi
 from stats_log_collector.kube.models import Pod
 from stats_log_collector.memstat.csvstore import CsvStore
@@ -15,7 +16,6 @@ from stats_log_collector.memstat.kubelet_source import KubeletSource, launcher_t
 from stats_log_collector.memstat.poller import Poller
 from stats_log_collector.memstat.sample import VmPod
 from stats_log_collector.memstat.server import LiveState
-from stats_log_collector.testing import KubeVirtCluster
 
 AT = datetime(2026, 11, 23, 12, 0, 5, tzinfo=UTC)
 

@@ -1,6 +1,6 @@
 """A 1 GB mem-stats.csv (plus an archive) served by the real memstat process with flat memory.
 
-The history is written once for the module (hour blocks, see testing.memstat_history), a memstat process
+The history is written once for the module (hour blocks, see tests.memstat.history), a memstat process
 serves it (PROC_ROOT is an empty directory, so polls add nothing to it), and each test downloads over a
 real socket, checks the content, and checks that the server's peak RSS (VmHWM) grew far less than what
 it served.
@@ -23,8 +23,8 @@ from pathlib import Path
 import pytest
 
 from stats_log_collector.memstat.csvstore import format_timestamp
-from stats_log_collector.testing.memstat_history import History, vm_name, write_archive, write_history
 from tests.helpers import free_port, http, wait_for
+from tests.memstat.history import History, vm_name, write_archive, write_history
 
 MiB = 1 << 20
 MAX_GROWTH = 150 * MiB

@@ -17,13 +17,13 @@ from pathlib import Path
 
 import pytest
 
+from kubevirt_test_cluster import KubeVirtCluster
 from stats_log_collector.kube import KubeClient
 from stats_log_collector.memstat.procfs import Scanner, sample_procfs, scan, to_samples
 from stats_log_collector.memstat.procstatus import qemu_vm_name
 from stats_log_collector.memstat.sample import VmPod
 from stats_log_collector.memstat.sources import ProcfsSource
 from stats_log_collector.settings import MemstatSettings
-from stats_log_collector.testing import KubeVirtCluster
 
 NAMES = ("virt-launcher", "virtqemud", "virtlogd", "qemu-kvm")
 NOW = datetime(2026, 11, 23, 10, 0, tzinfo=UTC)

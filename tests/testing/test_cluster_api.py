@@ -15,7 +15,7 @@ import kr8s.asyncio
 import pytest
 from kr8s.asyncio.objects import APIObject
 
-from stats_log_collector.testing import KubeVirtCluster
+from kubevirt_test_cluster import KubeVirtCluster
 
 
 async def get_json(url: str, **params: str) -> tuple[int, Any]:

@@ -10,7 +10,7 @@ import kr8s.asyncio
 import pytest
 from kr8s.asyncio.objects import Pod
 
-from stats_log_collector.testing import ExecResult, KubeVirtCluster, PodRef, proc_status
+from kubevirt_test_cluster import CommandResult, KubeVirtCluster, PodRef, proc_status
 
 
 @pytest.fixture
@@ -76,9 +76,9 @@ async def test_process_table_and_custom_handler(kubevirt_cluster: KubeVirtCluste
     assert (await pod.exec(["pidof", "virt-launcher"], container="compute")).stdout == b"9 7\n"
     seen: list[tuple[str, str, str, list[str]]] = []
 
-    def handler(namespace: str, name: str, container: str, command: list[str]) -> ExecResult:
+    def handler(namespace: str, name: str, container: str, command: list[str]) -> CommandResult:
         seen.append((namespace, name, container, command))
-        return ExecResult(stdout=b"out", stderr=b"err", exit_code=3)
+        return CommandResult(stdout=b"out", stderr=b"err", exit_code=3)
 
     kubevirt_cluster.set_exec_handler(handler)
     result = await pod.exec(["anything", "--flag"], container="compute", check=False)
@@ -91,7 +91,7 @@ async def test_process_table_and_custom_handler(kubevirt_cluster: KubeVirtCluste
 async def test_a_failing_handler_is_an_internal_error(
     kubevirt_cluster: KubeVirtCluster, launcher: PodRef
 ) -> None:
-    def broken(namespace: str, name: str, container: str, command: list[str]) -> ExecResult:
+    def broken(namespace: str, name: str, container: str, command: list[str]) -> CommandResult:
         raise RuntimeError("handler bug")
 
     kubevirt_cluster.set_exec_handler(broken)

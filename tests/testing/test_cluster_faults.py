@@ -8,7 +8,7 @@ import time
 import aiohttp
 import pytest
 
-from stats_log_collector.testing import KubeVirtCluster, PodRef
+from kubevirt_test_cluster import KubeVirtCluster, PodRef
 
 
 @pytest.fixture

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from stats_log_collector.testing import KubeVirtCluster, Population
+from kubevirt_test_cluster import KubeVirtCluster, Population
 
 KUBECTL = shutil.which("kubectl")
 pytestmark = pytest.mark.skipif(KUBECTL is None, reason="kubectl is not installed")

@@ -11,7 +11,7 @@ import aiohttp
 import pytest
 from multidict import CIMultiDictProxy
 
-from stats_log_collector.testing import KubeVirtCluster, PodRef, parse_rfc3339
+from kubevirt_test_cluster import KubeVirtCluster, PodRef, parse_rfc3339
 
 BASE = parse_rfc3339("2026-11-23T10:00:00Z")
 NS = 1_000_000_000

@@ -19,7 +19,7 @@ import kr8s.asyncio
 import pytest
 from kr8s.asyncio.objects import APIObject
 
-from stats_log_collector.testing import KubeVirtCluster
+from kubevirt_test_cluster import KubeVirtCluster
 
 
 async def get_json(url: str, **params: str) -> Any:
@@ -187,7 +187,7 @@ def test_standalone_runner(tmp_path: Path) -> None:
     command = [
         sys.executable,
         "-m",
-        "stats_log_collector.testing",
+        "kubevirt_test_cluster",
         "--kubeconfig",
         str(kubeconfig),
         "--namespaces",
@@ -213,6 +213,26 @@ def test_standalone_runner(tmp_path: Path) -> None:
     finally:
         runner.kill()
         runner.wait()
+
+
+def test_standalone_runner_help() -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "kubevirt_test_cluster", "--help"], capture_output=True, text=True, timeout=60
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.startswith("usage: python -m kubevirt_test_cluster")
+    assert "--kubeconfig" in result.stdout
+
+
+def test_the_package_is_independent_of_the_collector() -> None:
+    """The test cluster models upstream Kubernetes and KubeVirt; it never borrows the collector's code."""
+    check = (
+        "import sys, kubevirt_test_cluster.__main__\n"
+        "print(sorted(m for m in sys.modules if m.startswith('stats_log_collector')))"
+    )
+    result = subprocess.run([sys.executable, "-c", check], capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "[]"
 
 
 async def test_live_migration(kubevirt_cluster: KubeVirtCluster) -> None:

@@ -21,9 +21,9 @@ from pathlib import Path
 
 import pytest
 
-from stats_log_collector.testing.kubelet_logs import read_log_file, rebuild
 from stats_log_collector.virtlet_log.watcher import ConsoleLogWatcher, WatcherConfig
 from tests import helpers
+from tests.kubelet_logs import read_log_file, rebuild
 
 UID = "0a1b2c3d-0000-1111-2222-333344445555"
 UID2 = "9f8e7d6c-0000-1111-2222-333344445555"

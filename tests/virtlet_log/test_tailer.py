@@ -24,7 +24,6 @@ from typing import Any
 
 import pytest
 
-from stats_log_collector.testing.kubelet_logs import read_log_file, rebuild
 from stats_log_collector.virtlet_log import output as output_module
 from stats_log_collector.virtlet_log.checkpoint import (
     Checkpoint,
@@ -35,6 +34,7 @@ from stats_log_collector.virtlet_log.checkpoint import (
 from stats_log_collector.virtlet_log.fileid import HEAD_BYTES
 from stats_log_collector.virtlet_log.formats import LineAssembler, encode_cri, format_timestamp, go_decode
 from stats_log_collector.virtlet_log.tailer import Progress, Status, Tailer
+from tests.kubelet_logs import read_log_file, rebuild
 
 FAULTS = Path(__file__).parent / "faults"
 

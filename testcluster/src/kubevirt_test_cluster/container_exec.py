@@ -1,6 +1,6 @@
 """``pods/exec`` over WebSocket, and a virt-launcher ``compute`` container to exec into.
 
-The memory collector reads ``/proc/<pid>/status`` by running ``pidof`` and ``cat`` in each
+A memory collector reads ``/proc/<pid>/status`` by running ``pidof`` and ``cat`` in each
 launcher's ``compute`` container through the API. kmock cannot upgrade a connection, so this
 module speaks the Kubernetes remote-command WebSocket protocol itself (subprotocols
 ``v4.channel.k8s.io``, used by kr8s, and ``v5.channel.k8s.io``, preferred by kubectl 1.30+):
@@ -10,7 +10,7 @@ every binary frame starts with a channel byte (0 stdin, 1 stdout, 2 stderr, 3 er
 
 Commands run in a fake process table, so tests control what ``pidof`` finds (none, one, several
 PIDs) and what the status files say. Besides ``pidof`` and ``cat``, the table answers the one-exec
-status scan of the memstat exec source (``sh -c <script> sh NAME...`` over ``/proc/[0-9]*/status``):
+status scan a collector may run instead (``sh -c <script> sh NAME...`` over ``/proc/[0-9]*/status``):
 for each process whose status ``Name`` is one of NAME, a ``### pid <pid>`` line, then its status.
 """
 
@@ -30,13 +30,13 @@ SUBPROTOCOLS = ("v5.channel.k8s.io", "v4.channel.k8s.io")
 
 
 @dataclass(frozen=True)
-class ExecResult:
+class CommandResult:
     stdout: bytes = b""
     stderr: bytes = b""
     exit_code: int = 0
 
 
-ExecHandler = Callable[[str, str, str, list[str]], "ExecResult | Awaitable[ExecResult]"]
+ExecHandler = Callable[[str, str, str, list[str]], "CommandResult | Awaitable[CommandResult]"]
 
 
 @dataclass(frozen=True)
@@ -65,10 +65,10 @@ def exit_status(exit_code: int) -> dict[str, Any]:
     }
 
 
-def run_in_process_table(processes: ProcessTable, command: list[str]) -> ExecResult:
+def run_in_process_table(processes: ProcessTable, command: list[str]) -> CommandResult:
     """A tiny shell for a virt-launcher ``compute`` container: ``pidof``, ``cat``, the status scan."""
     if not command:
-        return ExecResult(stderr=b"sh: 1: : not found\n", exit_code=127)
+        return CommandResult(stderr=b"sh: 1: : not found\n", exit_code=127)
     program, args = command[0].rsplit("/", 1)[-1], command[1:]
     if program == "sh" and len(args) >= 2 and args[0] == "-c" and STATUS_SCAN_GLOB in args[1]:
         return _status_scan(processes, args[3:])  # args[2] is the script's $0
@@ -76,22 +76,22 @@ def run_in_process_table(processes: ProcessTable, command: list[str]) -> ExecRes
         return _pidof(processes, [arg for arg in args if not arg.startswith("-")])
     if program == "cat":
         return _cat(processes, args)
-    return ExecResult(stderr=f"{command[0]}: command not found\n".encode(), exit_code=127)
+    return CommandResult(stderr=f"{command[0]}: command not found\n".encode(), exit_code=127)
 
 
-def _pidof(processes: ProcessTable, names: list[str]) -> ExecResult:
+def _pidof(processes: ProcessTable, names: list[str]) -> CommandResult:
     # procps pidof prints the newest (highest) PID first, space separated; exit 1 when none.
     pids = sorted((proc.pid for proc in processes.values() if proc.name in names), reverse=True)
     if not pids:
-        return ExecResult(exit_code=1)
-    return ExecResult(stdout=(" ".join(str(pid) for pid in pids) + "\n").encode())
+        return CommandResult(exit_code=1)
+    return CommandResult(stdout=(" ".join(str(pid) for pid in pids) + "\n").encode())
 
 
 STATUS_SCAN_GLOB = "/proc/[0-9]*/status"
 STATUS_SCAN_MARKER = "### pid "
 
 
-def _status_scan(processes: ProcessTable, names: list[str]) -> ExecResult:
+def _status_scan(processes: ProcessTable, names: list[str]) -> CommandResult:
     # The glob expands in lexical order; the kernel's Name is the comm, cut to 15 characters.
     wanted = set(names)
     chunks = [
@@ -99,10 +99,10 @@ def _status_scan(processes: ProcessTable, names: list[str]) -> ExecResult:
         for proc in sorted(processes.values(), key=lambda proc: str(proc.pid))
         if proc.name[:15] in wanted
     ]
-    return ExecResult(stdout="".join(chunks).encode())
+    return CommandResult(stdout="".join(chunks).encode())
 
 
-def _cat(processes: ProcessTable, paths: list[str]) -> ExecResult:
+def _cat(processes: ProcessTable, paths: list[str]) -> CommandResult:
     stdout, stderr, code = [], [], 0
     for path in paths:
         content = _read_proc_file(processes, path)
@@ -111,7 +111,7 @@ def _cat(processes: ProcessTable, paths: list[str]) -> ExecResult:
             code = 1
         else:
             stdout.append(content)
-    return ExecResult("".join(stdout).encode(), "".join(stderr).encode(), code)
+    return CommandResult("".join(stdout).encode(), "".join(stderr).encode(), code)
 
 
 def _read_proc_file(processes: ProcessTable, path: str) -> str | None:
@@ -233,17 +233,17 @@ def launcher_processes(vm_name: str, qemu_rss_kb: int = 215_000) -> dict[int, Pr
 
 async def call_handler(
     handler: ExecHandler, namespace: str, pod: str, container: str, command: list[str]
-) -> ExecResult:
+) -> CommandResult:
     result = handler(namespace, pod, container, command)
     if inspect.isawaitable(result):
         result = await result
-    assert isinstance(result, ExecResult)
+    assert isinstance(result, CommandResult)
     return result
 
 
 async def serve_websocket(
     raw_request: web.BaseRequest,
-    run: Callable[[], Awaitable[ExecResult]],
+    run: Callable[[], Awaitable[CommandResult]],
     *,
     want_stdout: bool,
     want_stderr: bool,

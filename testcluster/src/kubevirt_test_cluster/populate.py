@@ -1,6 +1,6 @@
 """A realistic KubeVirt cluster in one call, for end-to-end tests and benchmarks.
 
-The collector's hard cases only show up at scale and in mixed data: several namespaces with
+A collector's hard cases only show up at scale and in mixed data: several namespaces with
 the same VM names, many VMs per node whose lines interleave in one virt-handler log, plain-text
 lines among JSON ones, an hour of history to window. ``populate`` builds all of it in a single
 hop onto the server loop: nodes with a virt-handler each, VMIs spread round-robin, their launcher
@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from .builder import Builder, PodRef, VmiRef
-from .exec import launcher_processes
+from .container_exec import launcher_processes
 from .logs import NANOS, handler_line, klog_line, launcher_line
 from .stats import ContainerMemory, MiB
 

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from stats_log_collector.testing.kubelet_logs import (
+from tests.kubelet_logs import (
     CriEntry,
     JsonEntry,
     LogEntry,

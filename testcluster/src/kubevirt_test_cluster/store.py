@@ -2,7 +2,7 @@
 
 kmock stores objects as given: no ``uid``, no ``resourceVersion``, no ``creationTimestamp``, no
 namespace check, no name generation, no finalizer-aware deletion of namespace contents. Clients
-and kubectl rely on all of these (``kubectl apply`` reads ``resourceVersion``; the collector keys
+and kubectl rely on all of these (``kubectl apply`` reads ``resourceVersion``; a collector keys
 its state on ``metadata.uid``). This store adds them, while keeping objects in the emulator's
 ``objects`` array so that kmock's history views (``api.objects[res, ns, name].history``) and its
 watch streams still work.

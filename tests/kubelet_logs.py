@@ -1,4 +1,5 @@
-"""A strict reader of the container log files kubelet serves, written from its grammar (REFERENCE.md §2).
+"""A strict reader of the container log files kubelet serves, written from its grammar (kubernetes
+pkg/kubelet/kuberuntime/logs/logs.go: parseCRILog, parseDockerJSONLog).
 
 Tests use it to parse what our writers produced and to rebuild the original console text from it, so a
 round trip proves both that kubelet can read every line and that nothing was lost, duplicated or altered.

@@ -1,6 +1,6 @@
 """Realistic object bodies: Nodes, VMIs, virt-launcher and virt-handler pods, the KubeVirt and HCO CRs.
 
-The collector finds its targets by labels, annotations and status fields that KubeVirt sets
+A collector finds its targets by labels, annotations and status fields that KubeVirt sets
 (``kubevirt.io=virt-launcher``, ``kubevirt.io/created-by``, ``vm.kubevirt.io/name``,
 ``kubectl.kubernetes.io/default-container``, ``spec.nodeName``, ``containerStatuses[].restartCount``).
 Building the objects here, field for field as KubeVirt creates them, keeps tests honest about

@@ -17,7 +17,7 @@ from typing import Any
 
 from . import objects
 from .api import KubeApi
-from .exec import Process, launcher_processes
+from .container_exec import Process, launcher_processes
 from .logs import Stamp, iter_entries
 from .objects import new_uid, now_rfc3339, random_suffix
 from .resources import HYPERCONVERGED, KUBEVIRT, NAMESPACE, NODE, POD, VMI

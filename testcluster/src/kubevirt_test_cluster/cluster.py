@@ -28,7 +28,7 @@ from aiohttp import web
 
 from .api import KubeApi
 from .builder import LAUNCHER_CONTAINERS, Builder, PodRef, VmiRef
-from .exec import ExecHandler
+from .container_exec import ExecHandler
 from .faults import Fault, RequestRecord, compile_pattern
 from .logs import Stamp
 from .populate import Population, populate

@@ -1,6 +1,6 @@
 """Container logs: compact storage and kubelet's rendering of ``GET .../pods/{name}/log``.
 
-The collector's correctness lives in the log parameters: a window computed with ``sinceTime``
+A log collector's correctness lives in the log parameters: a window computed with ``sinceTime``
 that the API server truncates to whole seconds, ``tailLines`` that kubelet applies *before* the
 time filter, ``limitBytes`` that counts the timestamp prefixes, ``previous`` after a restart,
 ``follow`` that ends when the container does. kmock has no notion of pod logs at all (it even
@@ -238,8 +238,8 @@ def _parse_int(name: str, value: str | None) -> int | None:
 
 
 @dataclass(frozen=True)
-class LogOptions:
-    """``PodLogOptions`` after the API server's validation and conversion."""
+class PodLogOptions:
+    """A pod log request's ``PodLogOptions`` after the API server's validation and conversion."""
 
     container: str | None = None
     follow: bool = False
@@ -250,7 +250,7 @@ class LogOptions:
     limit_bytes: int | None = None
 
     @classmethod
-    def from_query(cls, query: dict[str, str], pod: str, now_nanos: int) -> LogOptions:
+    def from_query(cls, query: dict[str, str], pod: str, now_nanos: int) -> PodLogOptions:
         since_seconds = _parse_int("sinceSeconds", query.get("sinceSeconds"))
         since_time = query.get("sinceTime")
         tail_lines = _parse_int("tailLines", query.get("tailLines"))

@@ -16,8 +16,8 @@ import random
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from ..memstat.csvstore import CSV_NAME, archive_name, encode_rows, header_line
-from ..memstat.sample import COLUMNS
+from stats_log_collector.memstat.csvstore import CSV_NAME, archive_name, encode_rows, header_line
+from stats_log_collector.memstat.sample import COLUMNS
 
 PLACEHOLDER = b"@@@@-@@-@@T@@:"
 

@@ -1,7 +1,7 @@
-"""``python -m stats_log_collector.testing``: serve a populated test cluster until interrupted.
+"""``python -m kubevirt_test_cluster``: serve a populated test cluster until interrupted.
 
-For trying the collector, kubectl or a browser against a KubeVirt-shaped API by hand, or for
-benchmarks that run the collector as a separate process. It prints the URL and the kubeconfig
+For trying a collector, kubectl or a browser against a KubeVirt-shaped API by hand, or for
+benchmarks that run a collector as a separate process. It prints the URL and the kubeconfig
 path, then serves until SIGINT or SIGTERM.
 """
 
@@ -20,7 +20,7 @@ from .populate import Population
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog="python -m stats_log_collector.testing", description=__doc__)
+    parser = argparse.ArgumentParser(prog="python -m kubevirt_test_cluster", description=__doc__)
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=0, help="0 picks a free port")
     parser.add_argument(

@@ -34,12 +34,11 @@ import kmock
 import yaml
 from aiohttp import web
 
-from . import errors, patches, resources, tables, watch
-from . import exec as exec_
+from . import container_exec, errors, patches, resources, tables, watch
+from .container_exec import CommandResult, ExecHandler, Process
 from .errors import ApiError
-from .exec import ExecHandler, ExecResult, Process
 from .faults import Faults, Journal, _Entry
-from .logs import ContainerLog, LogOptions
+from .logs import ContainerLog, PodLogOptions
 from .resources import NODE, POD, ResourcePath, ResourceType
 from .selectors import FieldSelector, LabelSelector
 from .stats import ContainerMemory, MemoryKey, summary
@@ -440,7 +439,7 @@ class KubeApi(kmock.KubernetesEmulator):
     ) -> web.StreamResponse:
         assert path.namespace is not None and path.name is not None
         pod = self.store.require(POD, path.namespace, path.name)
-        options = LogOptions.from_query(query, path.name, time.time_ns())
+        options = PodLogOptions.from_query(query, path.name, time.time_ns())
         container = pick_container(pod, options.container)
         run = self._log_run(pod, container, options.previous)
         response = web.StreamResponse(status=200)
@@ -491,19 +490,19 @@ class KubeApi(kmock.KubernetesEmulator):
             raise errors.bad_request("Upgrade request required")
         handler = self.exec_handler or self.default_exec
 
-        async def run() -> ExecResult:
-            return await exec_.call_handler(handler, namespace, name, container, list(command))
+        async def run() -> CommandResult:
+            return await container_exec.call_handler(handler, namespace, name, container, list(command))
 
         self._mark_status(101)
         flags = {key: raw.query.get(key, "") in ("true", "1") for key in ("stdout", "stderr", "stdin")}
-        return await exec_.serve_websocket(
+        return await container_exec.serve_websocket(
             raw, run, want_stdout=flags["stdout"], want_stderr=flags["stderr"], want_stdin=flags["stdin"]
         )
 
-    def default_exec(self, namespace: str, pod: str, container: str, command: list[str]) -> ExecResult:
+    def default_exec(self, namespace: str, pod: str, container: str, command: list[str]) -> CommandResult:
         """A virt-launcher ``compute`` container: ``pidof`` and ``cat`` over the pod's process table."""
         table = self.processes.get((namespace, pod), {}) if container == "compute" else {}
-        return exec_.run_in_process_table(table, command)
+        return container_exec.run_in_process_table(table, command)
 
     # ---- node proxy ---------------------------------------------------------------------------
 
@@ -556,7 +555,7 @@ class KubeApi(kmock.KubernetesEmulator):
         self.watches.publish(int(obj["metadata"]["resourceVersion"]), rt, event, obj)
 
 
-async def _stream_log(response: web.StreamResponse, run: ContainerLog, options: LogOptions) -> None:
+async def _stream_log(response: web.StreamResponse, run: ContainerLog, options: PodLogOptions) -> None:
     """Write the selected lines; with ``follow``, keep writing until the run ends or the client leaves."""
     remaining = options.limit_bytes
     index = run.first_index(options.tail_lines, options.since)

@@ -49,8 +49,9 @@ NOT_DEFAULT = {
     ("memstat-procfs-ds.yaml", "memstat", "PROC_ROOT"): "/host/proc",
     ("memstat-procfs-ds.yaml", "memstat", "DATA_DIR"): "/var/lib/stats-log-collector/memstat",
 }
-# The seed design's settings (REFERENCE.md §1, its deployment.yaml and README): all must be in ours.
-SEED_SETTINGS = {
+# The settings of the original stats-logs-collector (github.com/fossedihelm/stats-logs-collector: its
+# deployment.yaml and README): all must be in ours.
+ORIGINAL_SETTINGS = {
     ("deployment.yaml", "memstat"): {"DATA_DIR", "NAMESPACE", "POLL_INTERVAL_SECS", "HTTP_PORT"},
     ("deployment.yaml", "logs-collector"): {"DATA_DIR", "KUBEVIRT_NAMESPACE", "HCO_NAMESPACE", "NAMESPACE"},
     ("virtlet-log-ds.yaml", "virtlet-log"): {"VIRTLET_VM_LOG_LOCATION", "SLEEP_SECONDS"},
@@ -161,7 +162,7 @@ def test_every_setting_is_present_with_its_default() -> None:
 
 
 def test_the_seed_designs_settings_are_all_there() -> None:
-    for (file, name), expected in SEED_SETTINGS.items():
+    for (file, name), expected in ORIGINAL_SETTINGS.items():
         container = next(c for f, _, c in containers() if f == file and c["name"] == name)
         assert expected <= set(env_values(container)), f"{file} {name}"
 

@@ -40,7 +40,7 @@ SUPPORTED_KUBERNETES = ("1.28", "1.29", "1.30", "1.31", "1.32", "1.33", "1.34", 
 # Settings that only make sense outside the cluster: in a pod the ServiceAccount is the credential.
 OUT_OF_CLUSTER = {"KUBE_API_URL", "KUBECONFIG", "KUBE_CONTEXT"}
 # Environment variables that are not settings, read directly where noted.
-NOT_SETTINGS = {"NODE_NAME"}  # memstat's procfs source: the node of the processes (memstat/sources.py)
+NOT_SETTINGS = {"NODE_NAME"}  # memstat's procfs source: the node of the processes (memstat/choose_source.py)
 # Values that are deliberately not the default, each explained by a comment in the manifest.
 NOT_DEFAULT = {
     ("deployment.yaml", "logs-collector", "DATA_DIR"): "/data/logs",
@@ -232,7 +232,7 @@ def test_hostpaths_are_where_the_settings_point() -> None:
     assert host[mounts[env["DATA_DIR"]]["name"]] == env["DATA_DIR"]
     [node_name] = [e for e in container["env"] if e["name"] == "NODE_NAME"]
     assert node_name["valueFrom"] == {"fieldRef": {"fieldPath": "spec.nodeName"}}
-    assert "NODE_NAME" in (ROOT / "src/stats_log_collector/memstat/sources.py").read_text()
+    assert "NODE_NAME" in (ROOT / "src/stats_log_collector/memstat/choose_source.py").read_text()
 
 
 def test_daemonsets_run_on_every_node() -> None:

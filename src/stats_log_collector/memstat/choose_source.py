@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import os
 import socket
 
 from ..kube import KubeClient, KubeRejected
@@ -25,7 +24,7 @@ async def make_source(
         except KubeRejected as exc:
             log.info("no Kubernetes API: VMs are named from QEMU's -name", extra={"why": str(exc)})
             client = None
-        node = os.environ.get("NODE_NAME") or socket.gethostname()
+        node = settings.node_name or socket.gethostname()
         return ProcfsSource(settings, client, node), client
     client = await KubeClient.connect(kube)
     if settings.memstat_source == "exec":

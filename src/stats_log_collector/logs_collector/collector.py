@@ -29,7 +29,7 @@ from .plan import HandlerJob, LauncherJob, Plan, VmRef, handler_identities, make
 from .store import CursorStore
 from .writer import WindowFile
 
-log = logging.getLogger("stats_log_collector.logs_collector")
+log = logging.getLogger(__name__)
 
 
 @dataclasses.dataclass

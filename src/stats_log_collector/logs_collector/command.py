@@ -24,7 +24,7 @@ from ..settings import KubeSettings, LogsCollectorSettings
 from .collector import Collector, RunSummary
 from .verbosity import raise_verbosity
 
-log = logging.getLogger("stats_log_collector.logs_collector")
+log = logging.getLogger(__name__)
 
 
 def run(config: LogsCollectorSettings, kube: KubeSettings) -> int:

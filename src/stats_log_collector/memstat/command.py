@@ -21,7 +21,7 @@ from .series import RETENTION_SECS
 from .server import build_app
 from .state import LiveState
 
-log = logging.getLogger("stats_log_collector.memstat")
+log = logging.getLogger(__name__)
 
 
 async def seed_series(state: LiveState, store: CsvStore) -> None:

@@ -49,7 +49,8 @@ NOT_DEFAULT = {
     ("memstat-procfs-ds.yaml", "memstat", "PROC_ROOT"): "/host/proc",
     ("memstat-procfs-ds.yaml", "memstat", "DATA_DIR"): "/var/lib/stats-log-collector/memstat",
 }
-# The seed design's settings (REFERENCE.md §1, its deployment.yaml and README): all must be in ours.
+# The original stats-logs-collector's settings (github.com/fossedihelm/stats-logs-collector: its
+# deployment.yaml and README): all must be in ours.
 SEED_SETTINGS = {
     ("deployment.yaml", "memstat"): {"DATA_DIR", "NAMESPACE", "POLL_INTERVAL_SECS", "HTTP_PORT"},
     ("deployment.yaml", "logs-collector"): {"DATA_DIR", "KUBEVIRT_NAMESPACE", "HCO_NAMESPACE", "NAMESPACE"},
@@ -161,7 +162,7 @@ def test_every_setting_is_present_with_its_default() -> None:
             assert parsed[name] == default, f"{file} {container['name']}: {name}={value!r} is not the default"
 
 
-def test_the_seed_designs_settings_are_all_there() -> None:
+def test_the_original_settings_are_all_there() -> None:
     for (file, name), expected in SEED_SETTINGS.items():
         container = next(c for f, _, c in containers() if f == file and c["name"] == name)
         assert expected <= set(env_values(container)), f"{file} {name}"

@@ -6,8 +6,7 @@ KubeVirt or HCO). The cluster's request journal gives every call it made; each c
 the API server would make (verb, group, resource, namespace). The bindings install.sh renders for those
 settings must allow every check, and every rule of the component's ClusterRoles must be used by one.
 
-logs-collector (issue #5) is run the same way once its command is built; until then its tests skip, and
-say so.
+logs-collector is run the same way (its tests would skip, saying so, on a build without the command).
 """
 
 from __future__ import annotations
@@ -94,7 +93,7 @@ def run_memstat(
 
 
 def run_logs_collector(cluster: KubeVirtCluster, settings: Mapping[str, str], tmp_path: Path) -> set[Access]:
-    """One collection (``--once``); skips while the command is not built (issue #5)."""
+    """One collection (``--once``); skips while the command is not built."""
     environ = run_env(settings, tmp_path, cluster)
     result = subprocess.run(
         [sys.executable, "-m", "stats_log_collector", "logs-collector", "--once"],
@@ -104,7 +103,7 @@ def run_logs_collector(cluster: KubeVirtCluster, settings: Mapping[str, str], tm
         timeout=120,
     )
     if result.returncode == 1 and "not built yet" in result.stderr:
-        pytest.skip("logs-collector is not built yet (issue #5): its RBAC is checked once it is")
+        pytest.skip("logs-collector is not built yet: its RBAC is checked once it is")
     assert result.returncode == 0, result.stderr
     return accesses(cluster.requests())
 

@@ -1,9 +1,8 @@
 """The procfs source (MEMSTAT_SOURCE=procfs): figures from this node's /proc, names from the API.
 
-procfs reads figures from /proc with no API call; the API only names what it found: pod UID -> VM, pod,
-namespace, refreshed with one list per namespace per poll. Without Kubernetes credentials (a plain
-Linux host with QEMU or libvirt VMs) it names VMs from QEMU's ``-name`` instead: a supported use, not
-only the demo's.
+The API only names what /proc shows (pod UID -> VM, pod, namespace: one list per namespace per poll);
+without Kubernetes credentials VMs are named from QEMU's ``-name``, a supported use on a plain host.
+Why: docs/memstat.md, "procfs: the node's /proc, read directly".
 """
 
 from __future__ import annotations

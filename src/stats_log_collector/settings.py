@@ -14,9 +14,10 @@ How settings reach the code, one rule for every component:
   environment for a setting. Only cli.py loads settings (variables, flags, defaults, validation).
 - cli.py calls a component's ``command.run()`` with the groups that component declares, e.g.
   ``memstat.command.run(settings.memstat, settings.kube)``.
-- Below ``run()``, a class or function takes the group of its own component (``KubeClient`` takes
-  ``KubeSettings``, ``logsetup`` takes ``LoggingSettings``) or plain values; it never looks a setting up
-  and never takes another component's group.
+- Below ``run()``, a class or function takes one of the groups ``run()`` was given (its component's
+  own, e.g. ``ProcfsSource(MemstatSettings, ...)``, or ``KubeSettings`` to connect to the API) or plain
+  values; it never looks a setting up (no ``os.environ``, no settings of its own) and never takes a
+  group ``run()`` was not given. ``logsetup.configure`` takes ``LoggingSettings`` from cli.py alike.
 - A default that depends on the machine (NODE_NAME: the host name) is declared as unset, described in
   the help, and filled in by the code that uses the value.
 """

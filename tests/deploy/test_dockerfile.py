@@ -1,4 +1,4 @@
-"""The Dockerfile: hadolint, what issue #6 asks of it, and its build stage reproduced without an engine.
+"""The Dockerfile: hadolint, the final stage as required, and its build stage reproduced without an engine.
 
 No container engine runs on the machines this project is developed and tested on (the docker client is
 there, no daemon), so the image itself is built and inspected only where one answers

@@ -80,5 +80,5 @@ install:
 uninstall:
 	$(DEPLOY_ENV) deploy/install.sh uninstall
 
-# The seed design's README spelling.
+# A common misspelling of uninstall, kept as an alias.
 unistall: uninstall

@@ -1,11 +1,25 @@
 """Every setting of every component, grouped as the components use them.
 
-The variable names are the seed design's (DATA_DIR, NAMESPACE, POLL_INTERVAL_SECS, HTTP_PORT, ...) so that
-existing manifests keep working; each is also a ``--kebab-case`` flag. A subcommand is given the groups it
-needs (``COMMANDS`` in cli.py), and ``--help`` lists exactly those.
+The variable names are the original stats-logs-collector's (github.com/fossedihelm/stats-logs-collector:
+DATA_DIR, NAMESPACE, POLL_INTERVAL_SECS, HTTP_PORT, ...) so that existing manifests keep working; each is
+also a ``--kebab-case`` flag. A subcommand is given the groups it needs (``COMMANDS`` in cli.py), and
+``--help`` lists exactly those.
 
 Two components read the same variable with different defaults (DATA_DIR is ``/data`` for memstat and
-``/logs-collector`` for logs-collector, as in the seed design), so each group declares its own field.
+``/logs-collector`` for logs-collector, as in the original), so each group declares its own field.
+
+How settings reach the code, one rule for every component:
+
+- Every setting is declared here, in the group of the component that reads it; nothing else reads the
+  environment for a setting. Only cli.py loads settings (variables, flags, defaults, validation).
+- cli.py calls a component's ``command.run()`` with the groups that component declares, e.g.
+  ``memstat.command.run(settings.memstat, settings.kube)``.
+- Below ``run()``, a class or function takes one of the groups ``run()`` was given (its component's
+  own, e.g. ``ProcfsSource(MemstatSettings, ...)``, or ``KubeSettings`` to connect to the API) or plain
+  values; it never looks a setting up (no ``os.environ``, no settings of its own) and never takes a
+  group ``run()`` was not given. ``logsetup.configure`` takes ``LoggingSettings`` from cli.py alike.
+- A default that depends on the machine (NODE_NAME: the host name) is declared as unset, described in
+  the help, and filled in by the code that uses the value.
 """
 
 from __future__ import annotations
@@ -88,6 +102,9 @@ class MemstatSettings:
         ("virt-launcher", "virtqemud", "virtlogd", "qemu-kvm"),
         "processes sampled by the exec and procfs sources (comma-separated)",
         name_list,
+    )
+    node_name: str | None = setting(
+        "NODE_NAME", None, "this node's name, for the procfs source (default: the host name)", optional_str
     )
     proc_root: Path = setting("PROC_ROOT", Path("/proc"), "procfs mount read by the procfs source", path)
     procfs_pss: bool = setting(

@@ -15,7 +15,7 @@ from stats_log_collector.memstat.csvstore import CsvStore
 from stats_log_collector.memstat.kubelet_source import KubeletSource, launcher_targets, samples_from_summary
 from stats_log_collector.memstat.poller import Poller
 from stats_log_collector.memstat.sample import VmPod
-from stats_log_collector.memstat.server import LiveState
+from stats_log_collector.memstat.state import LiveState
 
 AT = datetime(2026, 11, 23, 12, 0, 5, tzinfo=UTC)
 

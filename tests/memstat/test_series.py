@@ -18,7 +18,8 @@ from stats_log_collector.memstat.csvstore import CsvStore
 from stats_log_collector.memstat.downsample import Series, downsample
 from stats_log_collector.memstat.sample import Sample, VmPod
 from stats_log_collector.memstat.series import Query, SeriesCache, series_name, totals_per_sample
-from stats_log_collector.memstat.server import LiveState, build_app
+from stats_log_collector.memstat.server import build_app
+from stats_log_collector.memstat.state import LiveState
 
 T0 = datetime(2026, 11, 23, tzinfo=UTC)
 LEVELS = ((10, 1000), (60, 1000), (600, 100))  # the finest two keep all of the data below

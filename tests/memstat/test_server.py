@@ -12,7 +12,8 @@ import pytest
 from aiohttp.test_utils import TestServer
 
 from stats_log_collector.memstat.sample import Sample
-from stats_log_collector.memstat.server import LiveState, build_app
+from stats_log_collector.memstat.server import build_app
+from stats_log_collector.memstat.state import LiveState
 
 NOW = datetime(2026, 11, 23, 10, 0, 5, 250000, tzinfo=UTC)
 

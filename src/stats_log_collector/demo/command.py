@@ -35,7 +35,7 @@ from .layout import Layout
 from .processes import stop_stale
 from .qemu import QEMU_BINARY, QemuVm, VmConfig
 
-log = logging.getLogger("stats_log_collector.demo")
+log = logging.getLogger(__name__)
 
 STOP_GRACE = 30.0  # stopping QEMUs and components in order takes a few seconds; a second Ctrl-C cuts it
 WATCH_PERIOD = 0.25

@@ -4,7 +4,7 @@
 would pull initramfs-tools, udev and a newer systemd, run update-initramfs and bootloader hooks that fail
 or take minutes in a container, all for a host that never boots it. Instead the versioned package it
 depends on is downloaded with ``apt-get download`` (no root needed once apt's lists exist) and
-``boot/vmlinuz-*`` is read out of it (``dpkg-deb --fsys-tarfile``), as REFERENCE.md §5 does.
+``boot/vmlinuz-*`` is read out of it (``dpkg-deb --fsys-tarfile``).
 """
 
 from __future__ import annotations

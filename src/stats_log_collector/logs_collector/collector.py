@@ -1,13 +1,8 @@
 """One collection run: list, plan, read every stream concurrently, publish each window, report.
 
-Each stream (a launcher container, a node's handler log) is a unit of work that either publishes its
-files and moves its cursors in one store commit, or fails alone: the VMs it concerns get one log
-line each with the reason, keep their cursors, and are read again from there next run. Nothing a
-failed unit wrote becomes visible. At most COLLECT_CONCURRENCY streams are read at once.
-
-Logs are never held in memory: chunks go from the HTTP response through the window filter (or the
-handler splitter) into the gzip compressor and the file. Compression runs in worker threads (ISA-L
-releases the GIL), so it overlaps with reading and splitting.
+Each stream (a launcher container, a node's handler log) publishes its files and moves its cursors in
+one store commit, or fails alone and is read again next run; logs stream to gzip files, never held in
+memory. Why and how: docs/logs-collector.md, "One run".
 """
 
 from __future__ import annotations
@@ -29,7 +24,7 @@ from .plan import HandlerJob, LauncherJob, Plan, VmRef, handler_identities, make
 from .store import CursorStore
 from .writer import WindowFile
 
-log = logging.getLogger("stats_log_collector.logs_collector")
+log = logging.getLogger(__name__)
 
 
 @dataclasses.dataclass

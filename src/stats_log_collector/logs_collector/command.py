@@ -1,10 +1,8 @@
 """``stats-log-collector logs-collector``: a run every COLLECT_INTERVAL_SECS, or now on SIGUSR1, or once.
 
-Runs follow a fixed grid from the start (memstat's schedule), never overlap, and a run that overruns
-skips the grid points it covered. SIGTERM stops within the lifecycle's grace: the current run is
-cancelled, what it already published stays published (each window is committed on its own), and the
-rest is read again next time from the unchanged cursors. ``--once`` exits 0 after a run, 1 when the
-API could not be reached or listed (VM-level failures are logged and retried next run).
+Runs follow the shared fixed grid (``schedule``) and never overlap; SIGTERM cancels the current run,
+keeping what it published. ``--once`` exits 0 after a run, 1 when the API could not be reached or
+listed. Details: docs/logs-collector.md, "Runs and stopping".
 """
 
 from __future__ import annotations
@@ -19,12 +17,12 @@ from typing import Any
 
 from .. import lifecycle
 from ..kube import KubeClient, KubeError
-from ..memstat.schedule import next_tick
+from ..schedule import next_tick
 from ..settings import KubeSettings, LogsCollectorSettings
 from .collector import Collector, RunSummary
 from .verbosity import raise_verbosity
 
-log = logging.getLogger("stats_log_collector.logs_collector")
+log = logging.getLogger(__name__)
 
 
 def run(config: LogsCollectorSettings, kube: KubeSettings) -> int:

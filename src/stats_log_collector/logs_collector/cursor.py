@@ -1,13 +1,8 @@
 """Where a log stream was left, and the exact boundary of the next window: pure arithmetic on bytes.
 
-``kubectl logs --since=1h`` every hour overlaps or leaves a gap at each boundary. A window must start
-exactly after the last line collected, but the API takes ``sinceTime`` at whole seconds only. So a
-cursor keeps the time of the last line collected (nanoseconds, as kubelet stamps lines) *and* how many
-lines carry exactly that time: the next request asks from the cursor's second, and the lines at or
-before the cursor are dropped here (older times, then the first ``count`` lines of the same time).
-
-Lines come as ``timestamps=true`` renders them: ``<RFC3339Nano> <content>``. Only the boundary lines
-and the last lines of each block are parsed; the rest of a launcher log passes through in bulk.
+The API takes ``sinceTime`` at whole seconds only, so a cursor keeps the last line's time (nanoseconds)
+and how many lines carry exactly that time, and the lines at or before it are dropped here. Why:
+docs/logs-collector.md, "Exactly-once windows and cursors".
 """
 
 from __future__ import annotations

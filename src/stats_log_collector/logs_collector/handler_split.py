@@ -1,19 +1,8 @@
 """Which VM a virt-handler line is about: one pass over a node's log, shared by all its VMs.
 
-The original fetched a node's whole virt-handler log once per VM and copied all of it into every VM's
-folder. Here the log of a node is read once per run, from the earliest cursor among its VMs, and each
-line goes to the VMs it is about:
-
-* KubeVirt's JSON lines (``{"component":"virt-handler",...,"name":"vm","namespace":"ns","uid":"..."}``):
-  the VMI whose UID is ``uid``, else the VMI whose namespace and name are ``namespace`` and ``name``;
-  a JSON line naming some other object goes nowhere. Keys are found by pattern, not by decoding the
-  JSON: KubeVirt writes flat objects, and a quote inside a value is always escaped, so ``"uid":"`` can
-  only be a key. This is several times faster than ``json.loads`` on a 50 MB log.
-* Other lines (klog text, JSON lines without an object): those that name the VM, as ``namespace/name``,
-  by its UID, or by its name as a whole word (a name shared by VMs of several namespaces on the node
-  goes to each of them: a line is never lost, at worst it is in two folders).
-
-Each VM keeps its own window: lines up to its cursor are dropped for it (cursor.Boundary).
+A node's handler log is read once per run, and each line goes only to the VMs it names (KubeVirt's JSON
+keys found by pattern, else the VM's namespace/name, UID or name); each VM keeps its own window. The
+rules and why: docs/logs-collector.md, "The handler-log split per VM".
 """
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """Where things go under DATA_DIR: a folder per VM, one gzip file per stream and window.
 
-``$DATA_DIR/<vm>/`` as the seed design has it, or ``$DATA_DIR/<namespace>/<vm>/`` when several
-namespaces are watched (the same VM name in two namespaces must not share a folder). Files are named
+``$DATA_DIR/<vm>/`` as the original stats-logs-collector has it, or ``$DATA_DIR/<namespace>/<vm>/`` when
+several namespaces are watched (the same VM name in two namespaces must not share a folder). Files are named
 by the start of their window, so a listing sorts in time order:
 
 * ``<pod>.<container>.<YYYYMMDDTHHMMSSZ>.log.gz`` for a virt-launcher container,

@@ -1,13 +1,8 @@
 """What one run reads, decided from the API's objects and the stored cursors: pure, tested directly.
 
-For every VMI: each container of each of its virt-launcher pods (two during a migration), starting
-at the container's cursor, with the end of the previous run of a restarted container first; and one
-virt-handler target on every node the VMI is on or was migrating from/to. Handler targets are grouped
-by node, since a node's handler log is read once for all its VMs.
-
-A stream seen for the first time starts COLLECT_INTERVAL_SECS ago; if its VM already has cursors
-(a new pod after a migration, a new handler pod), at the VM's oldest cursor when that is earlier, so
-a collector that was down for a while does not skip the beginning of new pods.
+Every container of every launcher pod of a VMI, from its cursor, and one virt-handler target per node
+the VMI is on (grouped by node); a stream seen for the first time starts COLLECT_INTERVAL_SECS ago, or
+at its VM's oldest cursor. Details: docs/logs-collector.md, "What a run reads".
 """
 
 from __future__ import annotations

@@ -1,20 +1,8 @@
 """Cursors and the renames that publish files, journalled: a crash neither loses nor repeats a window.
 
-A window's file is written under a temporary name and fsynced; then one journal record says, at once,
-"these temporary files become these names, and these cursors move". The record is appended and
-fsynced *before* the renames are done. So after a ``kill -9`` (or a power cut) at any point:
-
-* before the record is durable: the temporary files are orphans, deleted at start; the cursors did not
-  move, so the next run reads the same window again (nothing was published, nothing is repeated);
-* after: replaying the journal finishes the renames whose temporary file is still there, and the
-  cursors are those of the published files.
-
-The journal is folded into a snapshot (``cursors.json``, written by temp + fsync + rename) at the end of
-each run and truncated. Replaying is idempotent (cursors are absolute values, a finished rename has no
-temporary file left), so a crash between the snapshot and the truncation is harmless too. A torn last
-record (crash while appending) was never acted on and is ignored.
-
-Entries carry the time they were last planned; those unseen for longer than the retention are pruned.
+One fsynced journal record moves a window's cursors and names its renames before they are done; a
+restart replays it (idempotently) and deletes orphan temporary files. The crash cases, one by one:
+docs/logs-collector.md, "The journal and crash safety".
 """
 
 from __future__ import annotations

@@ -13,7 +13,7 @@ import logging
 from ..kube import KubeClient
 from ..kube.models import JSON
 
-log = logging.getLogger("stats_log_collector.logs_collector")
+log = logging.getLogger(__name__)
 
 
 def kubevirt_patch(level: int) -> JSON:

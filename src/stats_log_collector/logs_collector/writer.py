@@ -1,10 +1,8 @@
 """A window's gzip file: streamed through ISA-L, written under a temporary name, fsynced, then published.
 
-Nothing is created for an empty window. Memory is the compressor's state and one chunk, whatever the
-size of the log. When a file of the same name already exists (two windows starting in the same second,
-e.g. runs triggered seconds apart), the new window is appended to a copy of it as a second gzip member
-(gzip readers read members one after the other), and the copy replaces it: a reader still never sees
-half a file, and nothing already published is lost.
+Nothing is created for an empty window, and memory is one chunk whatever the log's size; a window whose
+file name is taken is appended to a copy as a second gzip member. Why: docs/logs-collector.md, "The
+journal and crash safety".
 """
 
 from __future__ import annotations

@@ -1,7 +1,6 @@
 """memstat: the memory of every VM, sampled on a fixed schedule, kept in a CSV, served over HTTP.
 
-The original ran two ``kubectl exec`` per pod per poll and kept one ever-growing CSV. Here a *source*
-(``kubelet``: the node Summary API, one request per node; ``exec``: one exec per pod reading /proc;
-``procfs``: node-local /proc, no API calls for figures) yields :class:`~.sample.Sample` rows, which the
-CSV store appends atomically and the HTTP server serves.
+A *source* (kubelet, exec or procfs: MEMSTAT_SOURCE) yields :class:`~.sample.Sample` rows on the shared
+grid; the CSV store appends them atomically and the HTTP server serves them with a dashboard. The
+pieces and the design: docs/memstat.md.
 """

@@ -13,14 +13,15 @@ from aiohttp import web
 from .. import lifecycle
 from ..kube import KubeError
 from ..settings import KubeSettings, MemstatSettings
+from .choose_source import make_source
 from .csv_routes import CsvRoutes
 from .csvstore import CsvStore
 from .poller import Poller
 from .series import RETENTION_SECS
-from .server import LiveState, build_app
-from .sources import make_source
+from .server import build_app
+from .state import LiveState
 
-log = logging.getLogger("stats_log_collector.memstat")
+log = logging.getLogger(__name__)
 
 
 async def seed_series(state: LiveState, store: CsvStore) -> None:

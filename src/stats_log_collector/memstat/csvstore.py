@@ -1,26 +1,9 @@
 """``$DATA_DIR/mem-stats.csv``: appended whole rows only, bounded on disk, served whole in one stream.
 
-The original appended to one CSV forever (it shipped an offline "clean csv when too big" script) and
-could leave a half-written row after a crash. Here:
-
-- Each poll's rows are encoded first and written with one ``os.write`` on an ``O_APPEND`` fd, so rows
-  of two polls never interleave; :meth:`CsvStore.history` reads the live file only up to its last
-  whole row.
-- A write can still be cut short by the kernel (ENOSPC, EIO, power loss, or a SIGKILL arriving between
-  pages of a large write), leaving a torn last line. On open, a file whose last byte is not ``\\n`` is
-  cut back to its last newline before anything is appended: that torn fragment can never become a valid
-  row, and appending after it would glue the next row onto it and corrupt both. The whole rows before
-  it are kept (they are real samples, never written again). It is the only truncation this module does.
-- The header is written once; a file with another header (the other CSV_FORMAT, an older version) is
-  renamed aside, ``mem-stats.csv.<UTC stamp>.old``, never mixed with rows of another shape.
-- Past MAX_CSV_BYTES the file is renamed and gzipped to ``mem-stats-<first ts>-<last ts>.csv.gz``
-  (written to a temporary name, then renamed, so an archive is whole or absent); each archive starts with
-  the header. Archives beyond MAX_ARCHIVE_BYTES in total are dropped oldest first; below the budget
-  nothing is lost.
-- :meth:`CsvStore.history` streams all kept rows, oldest first, with one header, in bounded chunks: the
-  HTTP server serves a multi-GB history in one request with flat memory.
-
-Row formatting is pure (``standard_row``, ``legacy_row``, ``encode_rows``) and tested on its own.
+One ``os.write`` per poll on an ``O_APPEND`` fd; a torn last line is cut back on open; a file with
+another header is renamed aside; past MAX_CSV_BYTES the file becomes a gzip archive, and archives past
+MAX_ARCHIVE_BYTES are dropped oldest first. Why each rule: docs/memstat.md, "The CSV store: crash
+safety and rotation". Row formatting is pure (``standard_row``, ``legacy_row``, ``encode_rows``).
 """
 
 from __future__ import annotations

@@ -1,18 +1,9 @@
 """The ``exec`` source: per-process memory from ``/proc/<pid>/status``, read inside each launcher pod.
 
-Why it exists next to the kubelet source: the Summary API only knows the whole ``compute`` container,
-while the question is often "is it QEMU or virtqemud that grows?". This is what the original did, minus
-its two flaws. It ran two execs per pod (``pidof`` then ``cat``) and broke when ``pidof`` printed several
-PIDs; here ONE exec per pod per poll runs a small POSIX ``sh`` script that walks ``/proc/[0-9]*/status``,
-and for every process whose ``Name`` is one of PROCESS_NAMES prints a ``### pid <pid>`` marker line and
-then the file. Every PID of every name is read, and nothing beyond ``sh`` and ``cat`` is needed in the
-container.
-
-The kernel's ``Name`` is the command cut to 15 characters, so names are matched in that form and
-reported under the configured name. Parsing the script's output is pure (:func:`samples_from_scan`).
-A pod that fails (gone, exec refused, non-zero exit, no matching process) is skipped for that sample with
-one log line; at most ``max_concurrency`` execs run at once so a thousand pods do not open a thousand
-websockets together.
+Per process where the kubelet source only knows the container: ONE exec per pod per poll runs a POSIX
+``sh`` script printing the status file of every process named in PROCESS_NAMES (names matched as the
+kernel cuts them, 15 characters). Why and how: docs/memstat.md, "exec: /proc inside each launcher pod".
+Parsing the output is pure (:func:`samples_from_scan`).
 """
 
 from __future__ import annotations

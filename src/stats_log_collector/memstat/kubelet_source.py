@@ -1,16 +1,9 @@
 """The ``kubelet`` source: every VM's ``compute`` container memory from the node Summary API.
 
-Why this is the default: the original ran two execs per pod per poll, so 1,000 VMs cost 2,000 API
-round trips every few seconds. kubelet already knows each container's ``rssBytes`` and
-``workingSetBytes``; ``/api/v1/nodes/<node>/proxy/stats/summary`` returns them for every container on
-the node in one answer. A poll is therefore two list calls per namespace (VMIs, launcher pods) plus
-ONE request per node that runs a VM, whatever the number of VMs on it.
-
-A node that does not answer costs only its own VMs that sample (one log line), and a VM whose pod is
-not in its node's summary (gone between the list and the request) is skipped the same way: partial
-samples beat none. The mapping from a summary document to samples is pure
-(:func:`samples_from_summary`) so it is tested without a cluster; :func:`launcher_targets`, which
-pairs VMIs with their active launcher pod, is shared with the exec source.
+The default: one Summary request per node that runs a VM, whatever the number of VMs on it, instead of
+execs per pod; a node or VM that cannot be read is skipped for that sample with one log line. Why:
+docs/memstat.md, "kubelet: the node Summary API". :func:`samples_from_summary` is pure;
+:func:`launcher_targets` is shared with the exec source.
 """
 
 from __future__ import annotations

@@ -1,9 +1,10 @@
 """``/logs/``: browse and download what logs-collector wrote, a VM's folder as one ``.tar.gz``.
 
-The seed design exported logs with ``kubectl cp``; a browser link is friendlier, but a file server on a
-shared volume is also an easy way to leak the node: so nothing outside LOGS_DIR is reachable. A request
-path is resolved (``..``, absolute parts, symlinks) and must stay inside the resolved root, and only
-regular files and directories are served; symlinks are never followed, even inside the root.
+The original stats-logs-collector exported logs with ``kubectl cp``; a browser link is friendlier, but a
+file server on a shared volume is also an easy way to leak the node: so nothing outside LOGS_DIR is
+reachable. A request path is resolved (``..``, absolute parts, symlinks) and must stay inside the
+resolved root, and only regular files and directories are served; symlinks are never followed, even
+inside the root.
 
 Archives are streamed: tarfile writes from a worker thread into the HTTP response chunk by chunk, so a
 folder of many GB costs a few hundred KiB of memory.

@@ -16,17 +16,19 @@ from datetime import UTC, datetime
 from typing import Protocol
 
 from ..kube import KubeError
+from ..schedule import next_tick
 from .csvstore import CsvStore
 from .sample import Sample
-from .schedule import next_tick
-from .server import LiveState
+from .state import LiveState
 
 log = logging.getLogger(__name__)
 
 MAX_BACKLOG_ROWS = 200_000
 
 
-class Source(Protocol):
+class SampleSource(Protocol):
+    """What the poller samples from: the kubelet, exec and procfs sources."""
+
     name: str
     skipped: int  # VMs (or nodes) the last poll had to leave out, each with a log line
 
@@ -36,7 +38,7 @@ class Source(Protocol):
 class Poller:
     def __init__(
         self,
-        source: Source,
+        source: SampleSource,
         store: CsvStore,
         state: LiveState,
         interval: float,

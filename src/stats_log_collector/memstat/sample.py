@@ -11,7 +11,7 @@ import dataclasses
 from datetime import datetime
 from typing import Any
 
-# The standard CSV columns, in order (issue #4). Byte values throughout.
+# The standard CSV columns, in order. Byte values throughout.
 COLUMNS = (
     "timestamp",
     "namespace",
@@ -32,8 +32,8 @@ COLUMNS = (
     "working_set_bytes",
 )
 
-# The original tool's header (REFERENCE.md §1): vmName holds the launcher pod name, timestamp is unix
-# seconds, values are kB, RSS = RssAnon + RssFile.
+# The original stats-logs-collector's header (github.com/fossedihelm/stats-logs-collector): vmName holds
+# the launcher pod name, timestamp is unix seconds, values are kB, RSS = RssAnon + RssFile.
 LEGACY_COLUMNS = (
     "vmName", "process", "timestamp", "RSS", "RssAnon", "RssFile", "RssShmem", "VmData", "VmExe", "VmHWM",
     "VmLck", "VmLib", "VmPTE", "VmPeak", "VmPin", "VmRSS", "VmSize", "VmStk", "VmSwap",

@@ -1,17 +1,9 @@
 """The dashboard's series, kept in memory at a few fixed resolutions so a week answers at once.
 
-Reading the CSV per request meant rescanning the whole history: with 100 VMs sampled every 5 s a week
-is 12 million rows, a minute of parsing for one chart. Here every VM's figure (summed over its
-processes or containers per sample: what a VM costs the node) goes into round-robin tables, one per
-resolution, as polls are published; the history on disk is read once at startup, streaming, to fill
-them. A request picks the finest table that has enough points and still covers its start, and merges
-that table's buckets into the requested ones. Memory is bounded by VMs x figures x the fixed number of
-slots (:data:`LEVELS`: about 70 KB per VM and figure), whatever the length of the history.
-
-Every bucket keeps the *maximum* (memory charts are read for peaks, see ``downsample``). Max is
-idempotent, so a poll that is both in the seeded file and published live counts once. Requested buckets
-are whole multiples of a table's buckets, aligned to them, so an answer is exactly what
-:func:`~.downsample.downsample` computes from the raw rows over the same aligned range (tested).
+Every VM's figure (summed over its processes per sample) goes into round-robin tables of bucket maxima,
+one per resolution (:data:`LEVELS`), filled from the history on disk at startup and by every poll;
+memory is bounded whatever the history's length, and an answer equals :func:`~.downsample.downsample`
+over the same range. Why: docs/memstat.md, "The dashboard's in-memory series".
 """
 
 from __future__ import annotations

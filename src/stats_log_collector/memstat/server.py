@@ -2,14 +2,14 @@
 
 The original served the CSV at any path; ``GET /`` still returns it (``curl http://localhost:8099 > file``
 keeps working), and everything else lives at a named path. The CSV routes themselves come from the CSV
-store (``csv_routes``), so this module only knows the live state: the latest samples and poll health.
+store (``csv_routes``), so this module only reads the live state (``state``): the latest samples and
+poll health.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from datetime import UTC, datetime
 from importlib import resources
 from pathlib import Path
@@ -20,37 +20,12 @@ from aiohttp import web
 from ..metrics_server import metrics_handler
 from .csv_routes import parse_when
 from .logs_browser import LogsBrowser
-from .metrics import MemstatCollector, registry_for
+from .metrics import registry_for
 from .sample import Sample
-from .series import FIGURES, Query, SeriesCache
+from .series import FIGURES, Query
+from .state import LiveState
 
 STATIC = resources.files("stats_log_collector.memstat") / "static"
-
-
-@dataclasses.dataclass
-class LiveState:
-    """What the poller publishes for the server: the latest poll's samples, and whether one succeeded."""
-
-    collector: MemstatCollector = dataclasses.field(default_factory=MemstatCollector)
-    series: SeriesCache = dataclasses.field(default_factory=SeriesCache)
-
-    @property
-    def ready(self) -> bool:
-        """A poll has succeeded (failed polls count as failures, not polls)."""
-        return self.collector.health.polls > 0
-
-    def publish(
-        self, samples: Sequence[Sample], duration_s: float, failures: int, skipped_ticks: int
-    ) -> None:
-        health = self.collector.health
-        health.polls += 1
-        health.failures += failures
-        health.skipped_ticks += skipped_ticks
-        health.last_duration_s = duration_s
-        health.last_samples = len(samples)
-        health.last_success_unix = time.time()
-        self.collector.latest = list(samples)
-        self.series.add_samples(samples)
 
 
 def sample_json(sample: Sample) -> dict[str, Any]:

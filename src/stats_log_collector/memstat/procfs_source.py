@@ -1,24 +1,18 @@
-"""Choosing the source MEMSTAT_SOURCE names, and the procfs source's link to the API.
+"""The procfs source (MEMSTAT_SOURCE=procfs): figures from this node's /proc, names from the API.
 
-procfs reads figures from /proc with no API call; the API only names what it found: pod UID -> VM, pod,
-namespace, refreshed with one list per namespace per poll. Without Kubernetes credentials (a plain
-Linux host with QEMU or libvirt VMs) it names VMs from QEMU's ``-name`` instead: a supported use, not
-only the demo's.
+The API only names what /proc shows (pod UID -> VM, pod, namespace: one list per namespace per poll);
+without Kubernetes credentials VMs are named from QEMU's ``-name``, a supported use on a plain host.
+Why: docs/memstat.md, "procfs: the node's /proc, read directly".
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-import os
-import socket
 from datetime import datetime
 
-from ..kube import KubeClient, KubeError, KubeRejected
-from ..settings import KubeSettings, MemstatSettings
-from .exec_source import ExecSource
-from .kubelet_source import KubeletSource
-from .poller import Source
+from ..kube import KubeClient, KubeError
+from ..settings import MemstatSettings
 from .procfs import Scanner, sample_procfs
 from .sample import Sample, VmPod
 
@@ -78,18 +72,3 @@ class ProcfsSource:
         }
         self._expected = [index[pod.uid] for pod in pods if pod.phase == "Running" and pod.node == self._node]
         return index
-
-
-async def make_source(settings: MemstatSettings, kube: KubeSettings) -> tuple[Source, KubeClient | None]:
-    if settings.memstat_source == "procfs":
-        try:
-            client: KubeClient | None = await KubeClient.connect(kube)
-        except KubeRejected as exc:
-            log.info("no Kubernetes API: VMs are named from QEMU's -name", extra={"why": str(exc)})
-            client = None
-        node = os.environ.get("NODE_NAME") or socket.gethostname()
-        return ProcfsSource(settings, client, node), client
-    client = await KubeClient.connect(kube)
-    if settings.memstat_source == "exec":
-        return ExecSource(client, settings.namespace, settings.process_names), client
-    return KubeletSource(client, settings.namespace), client

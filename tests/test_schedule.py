@@ -5,7 +5,7 @@ from __future__ import annotations
 from hypothesis import given
 from hypothesis import strategies as st
 
-from stats_log_collector.memstat.schedule import next_tick
+from stats_log_collector.schedule import next_tick
 
 
 def test_first_tick_is_the_start() -> None:

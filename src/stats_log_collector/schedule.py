@@ -1,4 +1,6 @@
-"""When to sample: on a fixed grid, never drifting, never overlapping.
+"""When to act next: on a fixed grid, never drifting, never overlapping.
+
+memstat samples and logs-collector runs on this grid.
 
 ``sleep(interval)`` after each poll drifts by the poll's duration every time, so samples from several
 collectors (or days of one) stop lining up; the grid ``start + k * interval`` does not. A poll that takes

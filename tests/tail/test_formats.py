@@ -15,8 +15,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from stats_log_collector.testing.kubelet_logs import CriEntry, JsonEntry, read_log_file, rebuild
-from stats_log_collector.virtlet_log.formats import (
+from stats_log_collector.tail.formats import (
     ENCODERS,
     MAX_PIECE_BYTES,
     LineAssembler,
@@ -26,6 +25,7 @@ from stats_log_collector.virtlet_log.formats import (
     format_timestamp,
     go_decode,
 )
+from stats_log_collector.testing.kubelet_logs import CriEntry, JsonEntry, read_log_file, rebuild
 
 TS = b"2026-11-23T10:00:00.123456789Z"
 

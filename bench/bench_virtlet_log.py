@@ -1,4 +1,4 @@
-"""virtlet-log side by side with rsyslog imfile and ``tail -c +1``, in one run (issue #3's benchmark).
+"""virtlet-log side by side with rsyslog imfile and ``tail -c +1``, in one run.
 
     .venv/bin/python bench/bench_virtlet_log.py [--lines 1000000] [--runs 3] [--files 1000]
 

@@ -19,7 +19,7 @@ from typing import Any
 import pytest
 
 from stats_log_collector.tail import output as output_module
-from stats_log_collector.tail.checkpoint import Checkpoint
+from stats_log_collector.tail.checkpoint import Checkpoint, CheckpointStore, Intent
 from stats_log_collector.tail.formats import go_decode
 from stats_log_collector.tail.slot_store import SlotFileStore
 from stats_log_collector.tail.tailer import Progress, Tailer
@@ -48,10 +48,12 @@ class Env:
         self.now = 1000.0
         self.written = b""  # everything ever appended to the source, in order
 
-    def tailer(self, **kwargs: Any) -> Tailer:
+    def tailer(self, store: CheckpointStore | None = None, **kwargs: Any) -> Tailer:
+        """A tailer of the source; its store is the state directory's unless ``store`` is given."""
         kwargs.setdefault("fmt", self.fmt)
         kwargs.setdefault("observer", OBSERVER)
-        return Tailer(self.source, self.output, SlotFileStore(self.state, observer=OBSERVER), **kwargs)
+        store = store or SlotFileStore(self.state, observer=OBSERVER)
+        return Tailer(self.source, self.output, store, **kwargs)
 
     def append(self, data: bytes, path: Path | None = None) -> None:
         with open(path or self.source, "ab") as f:
@@ -79,6 +81,33 @@ class Env:
 
     def checkpoint(self) -> Checkpoint | None:
         return SlotFileStore(self.state).load(str(self.source))
+
+
+def make_checkpoint(
+    offset: int,
+    intent: Intent | None = None,
+    source: str = "/var/log/vms/uid-1/vm_0.log",
+    *,
+    ino: int = 2,
+    head_len: int = 10,
+    output_size: int = 0,
+) -> Checkpoint:
+    """A record of made-up files: for stores and plans, which never open them."""
+    return Checkpoint(
+        source=source,
+        dev=1,
+        ino=ino,
+        head_len=head_len,
+        head_hash="h",
+        mark_hash="m",
+        offset=offset,
+        output="/var/log/pods/uid-1/vm_0.log",
+        output_dev=3,
+        output_ino=4,
+        output_size=output_size,
+        format="cri",
+        intent=intent,
+    )
 
 
 def assert_same(got: bytes, expected: bytes) -> None:

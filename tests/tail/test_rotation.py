@@ -16,7 +16,7 @@ from tests.tail.tailing import Crash, Env, abandon, assert_same, copy_truncate, 
 
 
 def test_rename_rotation_reads_the_old_file_to_its_end(env: Env) -> None:
-    """fluent-bit#2110 and #5382: the rest of the old file, then the new one from its start."""
+    """fluent-bit#2110 and fluent-bit#5382: the rest of the old file, then the new one from its start."""
     t = env.tailer()
     env.append(b"old 1\n")
     env.poll(t)

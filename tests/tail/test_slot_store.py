@@ -20,6 +20,7 @@ import pytest
 from stats_log_collector.tail.checkpoint import Checkpoint, Intent
 from stats_log_collector.tail.slot_store import SlotFileStore
 from stats_log_collector.tail_log import LoggingObserver
+from tests.tail.tailing import make_checkpoint
 
 SOURCE = "/var/log/vms/uid-1/vm_0.log"
 #: The store's events as log lines, so that tests can assert on them (caplog).
@@ -31,21 +32,7 @@ def store_in(directory: Path) -> SlotFileStore:
 
 
 def record(offset: int, intent: Intent | None = None, source: str = SOURCE) -> Checkpoint:
-    return Checkpoint(
-        source=source,
-        dev=1,
-        ino=2,
-        head_len=10,
-        head_hash="h",
-        mark_hash="m",
-        offset=offset,
-        output="/var/log/pods/uid-1/vm_0.log",
-        output_dev=3,
-        output_ino=4,
-        output_size=offset * 2,
-        format="cri",
-        intent=intent,
-    )
+    return make_checkpoint(offset, intent, source, output_size=offset * 2)
 
 
 INTENT_JSON = {

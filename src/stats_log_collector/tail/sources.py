@@ -2,7 +2,7 @@
 
 A file is followed by descriptor, never by name (rotation renames it while we read), and every read is
 checked against the content fingerprints taken so far, so that a file truncated and refilled, or a reused
-inode, is noticed (docs/tailing.md, "Rotation").
+inode, is noticed (docs/tailing.md, "Which file is which").
 """
 
 from __future__ import annotations

@@ -2,8 +2,8 @@
 
 Reads a generated file of 1,000,000 lines of ~100 bytes (from the page cache) in 1 MiB chunks, as the logger
 does, cuts it with LineAssembler, encodes every chunk's batch with one timestamp, and writes the result to
-/dev/null. Compares with the targets of REFERENCE.md §4 (a quarter of rsyslog's CPU: ~1.2 s CRI, ~1.5 s
-JSON) and, with --reference, with the naive ``json.dumps`` per line.
+/dev/null. Compares with the targets (a quarter of rsyslog's CPU: ~1.2 s CRI, ~1.5 s JSON) and, with
+--reference, with the naive ``json.dumps`` per line.
 
     .venv/bin/python bench/bench_formats.py [--lines N] [--runs 3] [--reference]
 """
@@ -20,7 +20,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from stats_log_collector.virtlet_log.formats import (
+from stats_log_collector.tail.formats import (
     LineAssembler,
     encode_cri,
     encode_json,
@@ -80,7 +80,7 @@ def run_once(path: Path, encode: Callable[..., bytes]) -> tuple[float, float, in
 
 
 def run_reference(path: Path) -> tuple[float, float, int]:
-    """The naive way (REFERENCE.md §4): json.dumps per line, one timestamp per line."""
+    """The naive way: json.dumps per line, one timestamp per line."""
     out_bytes = 0
     wall0, cpu0 = time.perf_counter(), time.process_time()
     with open(path, "rb") as f, open(os.devnull, "wb") as null:
@@ -124,7 +124,7 @@ def main() -> None:
                     f"{kind:8} {name:6} {size / 1e6:7.1f} {results[0][2] / 1e6:7.1f} {wall:7.2f} {cpu:7.2f}"
                     f" {per_million:9.2f}"
                 )
-        print("targets (REFERENCE.md §4, whole logger): CRI <= ~1.2 CPU s/1M, JSON <= ~1.5 CPU s/1M")
+        print("targets (1/4 of rsyslog's CPU, whole logger): CRI <= ~1.2 CPU s/1M, JSON <= ~1.5 CPU s/1M")
 
 
 if __name__ == "__main__":

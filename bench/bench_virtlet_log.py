@@ -1,10 +1,10 @@
-"""virtlet-log side by side with rsyslog imfile and ``tail -c +1``, in one run (issue #3's benchmark).
+"""virtlet-log side by side with rsyslog imfile and ``tail -c +1``, in one run.
 
     .venv/bin/python bench/bench_virtlet_log.py [--lines 1000000] [--runs 3] [--files 1000]
 
 Throughput: each contender copies the same file of ~100-byte lines (page cache) into the format kubelet
 reads; we measure wall time until the last line is out and the CPU seconds of the contender's process.
-rsyslog is the one log agent installable here (REFERENCE §4); it is installed with apt-get when missing.
+rsyslog is the one log agent installable here; it is installed with apt-get when missing.
 Latency: with ``--files`` consoles followed, 200 appends 20 ms apart to random files, timed from the write
 to the line being in the output (seen by inotify on the output directories); and new-file pickup: a new
 console's first line to its output. Machines differ and are noisy: read the ratios.

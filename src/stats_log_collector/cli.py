@@ -87,7 +87,7 @@ def _virtlet_log(settings: VirtletLogCommand) -> int:
 
 
 def _console_tail(settings: ConsoleTailCommand) -> int:
-    from .virtlet_log.console_tail import run
+    from .console_tail.command import run
 
     return run(settings.console_tail)
 

@@ -14,7 +14,7 @@ from .. import lifecycle
 from ..settings import VirtletLogSettings
 from .watcher import ConsoleLogWatcher, WatcherConfig
 
-log = logging.getLogger("stats_log_collector.virtlet_log")
+log = logging.getLogger(__name__)
 
 PTY = "pty"
 

@@ -2,9 +2,9 @@
 
 Virtlet's logger listed the log directory every SLEEP_SECONDS and started a worker per file, so a new VM's
 console took up to 10 s to appear and each cycle restarted the workers. Here inotify tells us at once
-(REFERENCE §4: inotify_simple had the lowest latency and CPU of the watchers measured), and the periodic
-rescan only backs it up: after an IN_Q_OVERFLOW, or for anything inotify cannot see (a pod directory made
-on another mount, a watch that could not be added because a limit was reached).
+(inotify_simple had the lowest latency and CPU of the watchers measured), and the periodic rescan only
+backs it up: after an IN_Q_OVERFLOW, or for anything inotify cannot see (a pod directory made on another
+mount, a watch that could not be added because a limit was reached).
 
 What is watched:
 * the source root, for new sandbox directories;
@@ -32,9 +32,10 @@ from pathlib import Path
 
 from inotify_simple import INotify, flags
 
-from .checkpoint import CheckpointStore
+from ..tail.slot_store import SlotFileStore
+from ..tail.tailer import Progress, Status, Tailer
+from ..tail_log import LoggingObserver
 from .paths import PodLogDirs, Source, created_output_path, output_path, source_of
-from .tailer import Progress, Status, Tailer
 
 log = logging.getLogger(__name__)
 
@@ -87,7 +88,8 @@ class ConsoleLogWatcher:
     def __init__(self, config: WatcherConfig, clock: Callable[[], float] = time.monotonic) -> None:
         self._config = config
         self._clock = clock
-        self._store = CheckpointStore(config.state_dir)
+        self._observer = LoggingObserver(log)  # the engine's events, as this module's log lines
+        self._store = SlotFileStore(config.state_dir, observer=self._observer)
         self._inotify = INotify()
         self._watches: dict[int, Path] = {}  # watch descriptor -> directory
         self._watched: dict[str, int] = {}
@@ -223,7 +225,9 @@ class ConsoleLogWatcher:
                 self._waiting.add(path)
             return
         self._waiting.discard(path)
-        self._tailers[path] = Tailer(path, output, self._store, fmt=self._config.log_format)
+        self._tailers[path] = Tailer(
+            path, output, self._store, fmt=self._config.log_format, observer=self._observer
+        )
         self._paths[str(path)] = path
         log.info("following", extra={"source": str(path), "output": str(output)})
         self.poll(path)

@@ -2,36 +2,18 @@
 
 KubeVirt logs a VM's serial console with virtlogd to ``/var/run/kubevirt-private/<vmi-uid>/virt-serial0-log``,
 and a sidecar runs ``virt-tail`` to print that file to stdout, from which the container runtime writes the
-CRI log that ``kubectl logs`` reads. Users reported lines dropped under a flooded console, the sidecar
-OOM-killed at about 20 of its 60 MiB, and failures while waiting for the file (REFERENCE.md §1). This is the
-same job on the same tailing core as virtlet-log (:class:`~.tailer.Tailer`; one core, two front ends):
+CRI log that ``kubectl logs`` reads. This is the same job on the tailing engine
+(:mod:`stats_log_collector.tail`), writing raw console text to a stream: back-pressure instead of buffering
+(nothing dropped, one batch of memory), at least once across ``kill -9``, rotation by virtlogd followed.
+What it guarantees and why: docs/tailing.md, "console-tail".
 
-* **Output.** Raw console text (the ``raw`` encoder): one line per line, ``\\r\\n`` folded to ``\\n``, a line
-  over 16 KiB written in pieces without inserted newlines, an unterminated last line written without a
-  newline after 1 s of quiet (the rest follows when it comes). It goes to stdout through a
-  :class:`~.stream.StreamOutput`: blocking writes, so a slow reader holds the tailer back (back-pressure)
-  and nothing is ever dropped or piled up in memory; the source file is the buffer. A reader that went away
-  (``EPIPE``) ends the process cleanly, with one log line.
 * **Waiting.** The file may not exist yet, nor its directory (virt-launcher makes both). Its directory is
   watched with inotify once it exists, and looked for every :data:`DIR_POLL_SECONDS` before that; there is
   no timeout, and one log line per wait, not one per check.
-* **Rotation.** virtlogd renames the file to ``.0`` (older ones shift to ``.1``, ``.2``...; about 4 files of
-  2 MB) and creates a new one. The tailer reads the renamed file to its end, then the new one from 0; after
-  a restart it finds the checkpointed file among the ``.N`` siblings (:func:`~.fileid.rotated_siblings`,
-  a larger ``N`` is older) and finishes it and every newer one first.
-* **Restarts: at least once.** Exactly once cannot be had over a pipe: after a crash nothing tells how much
-  of the last batch the reader got. So the checkpoint records each batch before it is written (the
-  engine's write-ahead intent) and is committed as soon as the write returns: after ``kill -9`` the
-  interrupted batch (one read, at most :data:`CHUNK_BYTES` of console) is written again whole, and nothing
-  is lost. SIGTERM commits, so a clean restart repeats nothing. An unterminated line not yet written when
-  the process stops is read again after the restart.
-* **The state file.** The engine's checkpoint store keeps a record in two alternating slots, so that a
-  save cut short never destroys the last good one. ``STATE_FILE`` names them: they are
-  ``<STATE_FILE>.a.json`` and ``<STATE_FILE>.b.json`` in its directory (created if missing). Without a
-  state file the checkpoint lives in memory only and each start prints the current file from its
-  beginning, as virt-tail does.
-* **Memory.** Nothing heavier than inotify_simple is imported (no asyncio, aiohttp or prometheus), and one
-  batch at a time is read, encoded and written: about 23 MiB RSS under a flood (the README has the figure).
+* **The state file.** ``STATE_FILE`` names the two checkpoint slots: ``<STATE_FILE>.a.json`` and
+  ``<STATE_FILE>.b.json`` in its directory (created if missing). Without a state file the checkpoint lives
+  in memory only and each start prints the current file from its beginning, as virt-tail does.
+* **Memory.** Nothing heavier than inotify_simple is imported (no asyncio, aiohttp or prometheus).
 * **Stopping.** SIGTERM or SIGINT stops after the current batch, commits and exits 0. A write blocked on a
   reader that takes nothing is given up after :data:`WRITE_GRACE_SECONDS` (that batch is then written again
   after the restart); a second signal gives it up at once.
@@ -54,13 +36,16 @@ from typing import Final
 from inotify_simple import INotify, flags
 
 from ..settings import ConsoleTailSettings
-from .checkpoint import Checkpoint, CheckpointStore
-from .stream import StreamClosed, StreamOutput, WriteAborted
-from .tailer import Progress, Status, Tailer
+from ..tail.checkpoint import CheckpointStore, MemoryStore
+from ..tail.observer import Observer
+from ..tail.slot_store import SlotFileStore
+from ..tail.stream import StreamClosed, StreamOutput, WriteAborted
+from ..tail.tailer import Progress, Status, Tailer
+from ..tail_log import LoggingObserver
 
 __all__ = ["CHUNK_BYTES", "DIR_POLL_SECONDS", "WRITE_GRACE_SECONDS", "ConsoleTail", "run", "state_store"]
 
-log = logging.getLogger("stats_log_collector.console_tail")
+log = logging.getLogger(__name__)
 
 #: Console bytes read, encoded and written as one batch; also what one poll handles before the loop looks
 #: at signals again. Bounds the memory in use and what a ``kill -9`` can repeat.
@@ -94,42 +79,14 @@ _DIR_EVENTS: Final = (
 # Where the checkpoint lives
 
 
-class _StateFileStore(CheckpointStore):
-    """The one checkpoint, in the directory of STATE_FILE, its two slots named after it."""
-
-    def __init__(self, state_file: Path) -> None:
-        super().__init__(state_file.parent)
-        self._stem = state_file.name
-
-    def key(self, source: str) -> str:  # type: ignore[override]  # one source per store: the name is fixed
-        return self._stem
-
-
-class _MemoryStore(CheckpointStore):
-    """No state file: the tailer still needs a checkpoint (rotation, intents), but only while running."""
-
-    def __init__(self) -> None:
-        super().__init__(Path("/nonexistent"))
-        self._records: dict[str, Checkpoint] = {}
-
-    def load(self, source: str) -> Checkpoint | None:
-        return self._records.get(source)
-
-    def save(self, checkpoint: Checkpoint) -> None:
-        self._records[checkpoint.source] = checkpoint
-
-    def forget(self, source: str) -> None:
-        self._records.pop(source, None)
-
-
-def state_store(state_file: Path | None) -> CheckpointStore:
+def state_store(state_file: Path | None, observer: Observer) -> CheckpointStore:
     """The checkpoint store for STATE_FILE (see the module docstring); OSError if it cannot be written."""
     if state_file is None:
-        return _MemoryStore()
+        return MemoryStore()
     state_file.parent.mkdir(parents=True, exist_ok=True)
     if not os.access(state_file.parent, os.W_OK | os.X_OK):
         raise PermissionError(f"cannot write in {state_file.parent}")
-    return _StateFileStore(state_file)
+    return SlotFileStore(state_file.parent, name=state_file.name, observer=observer)
 
 
 # --------------------------------------------------------------------------------------------------------
@@ -147,8 +104,10 @@ class ConsoleTail:
         *,
         state_file: Path | None = None,
         clock: Callable[[], float] = time.monotonic,
+        observer: Observer | None = None,
     ) -> None:
         """``state_file`` is only named in the start line (``store`` keeps the state)."""
+        self._observer: Observer = observer or LoggingObserver(log)
         self._path = path
         self._state_file = state_file
         self._store = store
@@ -184,7 +143,13 @@ class ConsoleTail:
 
     def _new_tailer(self) -> Tailer:
         return Tailer(
-            self._path, self._sink, self._store, fmt="raw", chunk_bytes=CHUNK_BYTES, poll_budget=CHUNK_BYTES
+            self._path,
+            self._sink,
+            self._store,
+            fmt="raw",
+            chunk_bytes=CHUNK_BYTES,
+            poll_budget=CHUNK_BYTES,
+            observer=self._observer,
         )
 
     def _loop(self) -> None:
@@ -307,11 +272,12 @@ def run(config: ConsoleTailSettings) -> int:
     except OSError as exc:
         log.error("stdout is not open", extra={"error": str(exc)})
         return 1
+    observer = LoggingObserver(log)
     try:
-        store = state_store(config.state_file)
+        store = state_store(config.state_file, observer)
     except OSError as exc:
         log.error(
             "cannot keep the state file", extra={"state_file": str(config.state_file), "error": str(exc)}
         )
         return 1
-    return ConsoleTail(config.file, store, sink, state_file=config.state_file).run()
+    return ConsoleTail(config.file, store, sink, state_file=config.state_file, observer=observer).run()

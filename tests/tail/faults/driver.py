@@ -18,9 +18,11 @@ import time
 from pathlib import Path
 
 from stats_log_collector.logsetup import TextFormatter
-from stats_log_collector.virtlet_log import output
-from stats_log_collector.virtlet_log.checkpoint import Checkpoint, CheckpointStore
-from stats_log_collector.virtlet_log.tailer import Tailer
+from stats_log_collector.tail import output
+from stats_log_collector.tail.checkpoint import Checkpoint
+from stats_log_collector.tail.slot_store import SlotFileStore
+from stats_log_collector.tail.tailer import Tailer
+from stats_log_collector.tail_log import LoggingObserver
 
 IDLE_EXIT_SECONDS = 1.5
 
@@ -31,10 +33,10 @@ def die() -> None:
 
 def arm(point: str) -> None:
     """Make the process kill itself at ``point``."""
-    real_save = CheckpointStore.save
+    real_save = SlotFileStore.save
     real_write = output.write_some
 
-    def save(self: CheckpointStore, ck: Checkpoint) -> None:
+    def save(self: SlotFileStore, ck: Checkpoint) -> None:
         real_save(self, ck)
         if (point == "after-intent" and ck.intent is not None) or (
             point == "after-commit" and ck.intent is None
@@ -50,7 +52,7 @@ def arm(point: str) -> None:
             die()
         return n
 
-    CheckpointStore.save = save  # type: ignore[method-assign,assignment]
+    SlotFileStore.save = save  # type: ignore[method-assign,assignment]
     output.write_some = write_some
 
 
@@ -70,7 +72,9 @@ def main() -> int:
     logging.info("driver started", extra={"pid": os.getpid()})
     if args.die:
         arm(args.die)
-    tailer = Tailer(args.source, args.output, CheckpointStore(args.state), fmt=args.fmt)
+    observer = LoggingObserver(logging.getLogger("driver"))
+    store = SlotFileStore(args.state, observer=observer)
+    tailer = Tailer(args.source, args.output, store, fmt=args.fmt, observer=observer)
     quiet_since = time.monotonic()
     while True:
         now = time.monotonic()

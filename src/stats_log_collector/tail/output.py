@@ -1,6 +1,6 @@
 """The kubelet log file a tailer appends to: opened append-only, followed through kubelet's rotation.
 
-Three rules, each from how kubelet treats the file (REFERENCE.md §2):
+Three rules, each from how kubelet treats the file:
 
 * only ever append (``O_APPEND``), never truncate or rewrite: what is in the file has been served already;
 * kubelet rotates the file by renaming it away (``<file>.<YYYYMMDD-HHMMSS>``) and expects the writer to
@@ -9,24 +9,22 @@ Three rules, each from how kubelet treats the file (REFERENCE.md §2):
 * kubelet picks its parser from the first line, so a non-empty file in the other format (or in no format we
   know) is refused rather than made unreadable.
 
-:class:`Output` is what a tailer needs of its output, so that the same tailing core also writes to a stream
-(console-tail's stdout, :mod:`.stream`): a file can be read back after a crash, a stream cannot.
+:class:`Output` is what a tailer needs of its output, so that the same engine also writes to a stream
+(:mod:`.stream`): a file can be read back after a crash, a stream cannot.
 """
 
 from __future__ import annotations
 
 import enum
-import logging
 import os
 import re
 from pathlib import Path
 from typing import Final, Protocol
 
 from .fileid import FileId, NotRegularFile, open_regular
+from .observer import Block, BlockKind, NullObserver, Observer
 
 __all__ = ["Output", "OutputFile", "OutputState", "detect_format", "write_some"]
-
-log = logging.getLogger(__name__)
 
 _CRI_START: Final = re.compile(
     rb"[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}(?:\.[0-9]+)?(?:Z|[+-][0-9]{2}:[0-9]{2}) "
@@ -61,7 +59,7 @@ class Output(Protocol):
     path: Path  # named in checkpoints and logs
     fd: int | None  # where batches go, once ensure() said READY
     ident: FileId | None
-    error: str | None  # why ensure() refused
+    refusal: Block | None  # why ensure() refused
 
     @property
     def inspectable(self) -> bool:
@@ -92,13 +90,14 @@ class OutputFile:
 
     inspectable = True
 
-    def __init__(self, path: Path, fmt: str) -> None:
+    def __init__(self, path: Path, fmt: str, observer: Observer | None = None) -> None:
         self.path = path
         self.fmt = fmt
         self.fd: int | None = None
         self.ident: FileId | None = None
         #: Why the last :meth:`ensure` refused, for the caller's report.
-        self.error: str | None = None
+        self.refusal: Block | None = None
+        self._observer: Observer = observer or NullObserver()
 
     def ensure(self) -> OutputState:
         """Make ``fd`` the file now at ``path``, reopening (creating) it if kubelet rotated it away."""
@@ -111,7 +110,7 @@ class OutputFile:
                 return self._refuse(f"cannot stat output: {exc}")
             if current == self.ident:
                 return OutputState.READY
-            log.info("output was rotated or removed, reopening", extra={"output": str(self.path)})
+            self._observer.output_reopened(self.path)
             self.close()
         return self._open()
 
@@ -130,12 +129,13 @@ class OutputFile:
             if found != self.fmt:
                 os.close(fd)
                 what = f"{found} format" if found else "an unknown format"
-                return self._refuse(f"output already holds {what}, not {self.fmt}: not mixing formats")
-        self.fd, self.ident, self.error = fd, FileId.of(st), None
+                message = f"output already holds {what}, not {self.fmt}: not mixing formats"
+                return self._refuse(message, BlockKind.MIXED_FORMAT)
+        self.fd, self.ident, self.refusal = fd, FileId.of(st), None
         return OutputState.READY
 
-    def _refuse(self, reason: str) -> OutputState:
-        self.error = reason
+    def _refuse(self, reason: str, kind: BlockKind = BlockKind.OUTPUT_REFUSED) -> OutputState:
+        self.refusal = Block(kind, reason)
         return OutputState.REFUSED
 
     def size(self) -> int:

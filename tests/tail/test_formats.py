@@ -15,7 +15,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from stats_log_collector.virtlet_log.formats import (
+from stats_log_collector.tail.formats import (
     ENCODERS,
     MAX_PIECE_BYTES,
     LineAssembler,

@@ -1,14 +1,10 @@
 """A tailer's output that is a stream, such as console-tail's stdout: back-pressure, and at least once.
 
-KubeVirt's guest-console-log sidecar dropped lines when the console was flooded and was OOM-killed at
-about 20 MiB (REFERENCE.md §1). A stream output does neither, by never buffering: each batch is written
-with blocking writes, so a slow reader (the container runtime draining the pipe) simply holds the tailer
-back, and memory stays at one batch however far behind the reader is. The source file is the buffer.
-
-What a stream cannot do is tell, after a crash, how much of the last batch reached its reader: there is no
-size to read back. So it declares itself not :attr:`~StreamOutput.inspectable`, and the tailer writes an
-interrupted batch again whole and commits every batch as soon as its write returns: after ``kill -9`` at
-most the last batch appears twice, and no line is ever lost.
+A stream output never buffers: each batch is written with blocking writes, so a slow reader simply holds
+the tailer back and memory stays at one batch however far behind the reader is; the source file is the
+buffer. After a crash nothing tells how much of the last batch reached the reader, so a stream is not
+:attr:`~StreamOutput.inspectable`: the tailer writes an interrupted batch again whole and commits every batch
+as soon as its write returns (at least once; docs/tailing.md).
 
 Two ways a write ends without the batch being written are not errors to retry, so they are raised as
 exceptions that are not ``OSError`` (the tailer lets them through and keeps the batch pending, its intent
@@ -23,6 +19,7 @@ import select
 from pathlib import Path
 
 from .fileid import FileId
+from .observer import Block
 from .output import OutputState
 
 __all__ = ["StreamClosed", "StreamOutput", "WriteAborted"]
@@ -47,7 +44,7 @@ class StreamOutput:
         self.fd: int | None = fd
         self.ident: FileId | None = FileId.of(st)
         self.path = Path("/dev/stdout" if fd == 1 else f"/dev/fd/{fd}")
-        self.error: str | None = None
+        self.refusal: Block | None = None
         self.written = 0  # bytes written by this process
         self._writing = False
 

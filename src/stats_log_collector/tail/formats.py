@@ -1,10 +1,10 @@
-"""Raw console bytes to kubelet log lines: the pure, I/O-free and speed-minded core of virtlet-log.
+"""Raw console bytes to kubelet log lines: the pure, I/O-free and speed-minded core of the tailing engine.
 
 Two jobs, kept apart so each can be tested and measured alone:
 
 1. :class:`LineAssembler` cuts the byte stream of a console into *pieces*, the unit kubelet's log formats
-   carry (REFERENCE.md §2). It is fed chunks exactly as they were read from the file and returns the pieces
-   that are complete:
+   carry. It is fed chunks exactly as they were read from the file and returns the pieces that are
+   complete:
 
    * lines are split on ``\\n``; a ``\\r`` right before the ``\\n`` is dropped (consoles write CRLF), even
      when the ``\\r`` ends one chunk and the ``\\n`` starts the next one: a trailing ``\\r`` is held back;
@@ -26,14 +26,15 @@ Two jobs, kept apart so each can be tested and measured alone:
    plain console text for ``console-tail``, whose stdout the container runtime makes into the CRI file.
 
 Why the code looks the way it does: the budget is about a quarter of rsyslog's CPU, i.e. roughly 1 s per
-million 100-byte lines for the whole logger (REFERENCE.md §4), while one Python-level operation per line
-already costs a good part of that. So everything works on whole chunks with C-implemented bytes methods: a
-batch of complete lines stays one ``bytes`` object (the lines joined by ``\\n``, which is the input itself
-minus CR), long lines are detected with one ``rfind`` per 16 KiB rather than one test per line, and encoding
-is a single ``replace`` of ``\\n`` by "end of one record + start of the next". JSON escaping is done on the
-whole batch too: one ``translate`` finds which of the 33 characters that need escaping occur at all (none, in
-plain text), and each one that does costs one more ``replace`` pass. Python objects per line are only built
-in the rare cases (long lines, partial pieces) and when someone iterates a batch.
+million 100-byte lines for the whole logger (``bench/bench_virtlet_log.py``), while one Python-level
+operation per line already costs a good part of that. So everything works on whole chunks with C-implemented
+bytes methods: a batch of complete lines stays one ``bytes`` object (the lines joined by ``\\n``, which is
+the input itself minus CR), long lines are detected with one ``rfind`` per 16 KiB rather than one test per
+line, and encoding is a single ``replace`` of ``\\n`` by "end of one record + start of the next". JSON
+escaping is done on the whole batch too: one ``translate`` finds which of the 33 characters that need
+escaping occur at all (none, in plain text), and each one that does costs one more ``replace`` pass. Python
+objects per line are only built in the rare cases (long lines, partial pieces) and when someone iterates a
+batch.
 
 Invalid UTF-8 in the JSON format is replaced the way Go's ``encoding/json`` (kubelet's decoder) does it: one
 U+FFFD per byte that does not start a valid sequence. That is *not* Python's ``errors="replace"``, which

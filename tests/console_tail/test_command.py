@@ -21,12 +21,12 @@ from pathlib import Path
 
 import pytest
 
-from stats_log_collector.virtlet_log.checkpoint import CheckpointStore
-from stats_log_collector.virtlet_log.console_tail import CHUNK_BYTES
-from stats_log_collector.virtlet_log.fileid import rotated_siblings
-from stats_log_collector.virtlet_log.formats import MAX_PIECE_BYTES, LineAssembler, encode_raw
-from stats_log_collector.virtlet_log.stream import StreamOutput, WriteAborted
-from stats_log_collector.virtlet_log.tailer import Tailer
+from stats_log_collector.console_tail.command import CHUNK_BYTES
+from stats_log_collector.tail.fileid import rotated_siblings
+from stats_log_collector.tail.formats import MAX_PIECE_BYTES, LineAssembler, encode_raw
+from stats_log_collector.tail.slot_store import SlotFileStore
+from stats_log_collector.tail.stream import StreamOutput, WriteAborted
+from stats_log_collector.tail.tailer import Tailer
 from tests import helpers
 
 #: At most this much can be written twice across a ``kill -9``: the last batch (one read, plus the
@@ -435,7 +435,7 @@ def test_a_stream_writes_an_interrupted_batch_again_and_commits_each_batch(tmp_p
     source = tmp_path / "virt-serial0-log"
     source.write_bytes(lines(0, 50))
     (tmp_path / "state").mkdir()
-    store = CheckpointStore(tmp_path / "state")
+    store = SlotFileStore(tmp_path / "state")
     read_end, write_end = os.pipe()
     os.set_blocking(read_end, False)
     try:
@@ -445,13 +445,13 @@ def test_a_stream_writes_an_interrupted_batch_again_and_commits_each_batch(tmp_p
         dying.close()  # as console-tail does: the interrupted batch stays recorded as an intent
         assert os.read(read_end, 1 << 16) == lines(0, 50)[:100]
 
-        crashed = Tailer(source, StreamOutput(write_end), CheckpointStore(tmp_path / "state"), fmt="raw")
+        crashed = Tailer(source, StreamOutput(write_end), SlotFileStore(tmp_path / "state"), fmt="raw")
         crashed.poll(0.0)  # then abandoned without close(), as after kill -9
         assert os.read(read_end, 1 << 16) == lines(0, 50)  # the whole batch again: at least once
 
         with source.open("ab") as console:
             console.write(lines(50, 1))
-        after = Tailer(source, StreamOutput(write_end), CheckpointStore(tmp_path / "state"), fmt="raw")
+        after = Tailer(source, StreamOutput(write_end), SlotFileStore(tmp_path / "state"), fmt="raw")
         after.poll(0.0)
         assert os.read(read_end, 1 << 16) == lines(50, 1)  # committed right after its write: not repeated
         after.close()

@@ -1,0 +1,1 @@
+"""console-tail: KubeVirt's guest-console-log sidecar on the tailing engine (:mod:`.command`)."""

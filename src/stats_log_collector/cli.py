@@ -18,6 +18,7 @@ from typing import Any, Generic, NoReturn, TypeVar
 
 from . import PROG, __version__, logsetup
 from .config import ConfigError, load, shown_default, spec_of
+from .instance_lock import InstanceLocked
 from .settings import (
     ConsoleTailSettings,
     DemoSettings,
@@ -209,4 +210,8 @@ def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = 
         print(f"{PROG} {command.name}: configuration error: {exc}", file=sys.stderr)
         return 2
     logsetup.configure(settings.logging)
-    return command.run(settings)
+    try:
+        return command.run(settings)
+    except InstanceLocked as exc:  # a component's state is another instance's: nothing was touched
+        print(f"{PROG} {command.name}: {exc}", file=sys.stderr)
+        return 2

@@ -194,6 +194,11 @@ class HandlerSplitter:
     def kept_bytes(self) -> list[int]:
         return [target.kept_bytes for target in self._targets]
 
+    @property
+    def ambiguous_lines(self) -> int:
+        """Lines that named a VM only by a bare name VMs of several namespaces of the node share."""
+        return self._matcher.ambiguous_lines
+
     def _split(self, block: bytes) -> dict[int, bytes]:
         """Whole lines without the last newline; returns the kept bytes per VM index."""
         by_uid, match = self._by_uid, self._matcher.match

@@ -220,6 +220,10 @@ def test_a_bare_name_two_vms_of_the_node_share_goes_nowhere_and_is_counted(
     assert matcher.ambiguous_lines == 2
     assert len([r for r in caplog.records if "several VMs" in r.getMessage()]) == 1  # logged once
     assert matcher.match(watchdog) == (0,)  # namespace_name still names one of them
+    splitter = HandlerSplitter([TESTVMI, twin], [Cursor(BASE), Cursor(BASE)])
+    splitter.feed(stamped(1, bare.decode()) + stamped(2, watchdog.decode()))
+    assert splitter.finish() == {0: stamped(2, watchdog.decode())}
+    assert splitter.ambiguous_lines == 1
 
 
 def test_namespace_slash_name_is_not_a_same_named_vm_of_another_namespace() -> None:

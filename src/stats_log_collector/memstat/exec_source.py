@@ -34,7 +34,7 @@ log = logging.getLogger(__name__)
 
 SOURCE = "exec"
 DEFAULT_MAX_CONCURRENCY = 32
-COMM_LENGTH = COMM_LEN  # what /proc/<pid>/status says as Name
+
 MARKER = "### pid "
 CMDLINE_MARKER = "\n### cmdline\n"
 
@@ -68,7 +68,7 @@ exit 0
 
 def scan_command(process_names: Sequence[str]) -> list[str]:
     """The exec command: ``sh -c SCRIPT sh NAME...`` with each name cut as the kernel cuts it."""
-    return ["sh", "-c", SCAN_SCRIPT, "sh", *dict.fromkeys(name[:COMM_LENGTH] for name in process_names)]
+    return ["sh", "-c", SCAN_SCRIPT, "sh", *dict.fromkeys(name[:COMM_LEN] for name in process_names)]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -107,8 +107,8 @@ def sampled_name(comm: str, argv: list[str], process_names: Sequence[str]) -> st
     comm stands for the configured name it is the start of.
     """
     name = process_name(comm, argv)
-    if not argv and len(comm) >= COMM_LENGTH:
-        name = next((n for n in process_names if n[:COMM_LENGTH] == comm), name)
+    if not argv and len(comm) >= COMM_LEN:
+        name = next((n for n in process_names if n[:COMM_LEN] == comm), name)
     return name if name_matches(name, process_names) else None
 
 

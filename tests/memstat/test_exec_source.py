@@ -8,10 +8,11 @@ import os
 import subprocess
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import pytest
 
-from kubevirt_test_cluster import CommandResult, KubeVirtCluster, proc_status
+from kubevirt_test_cluster import CommandResult, KubeVirtCluster, launcher_processes, proc_status
 from stats_log_collector.kube import KubeClient
 from stats_log_collector.memstat.exec_source import ExecSource, samples_from_scan, scan_command, split_scan
 from stats_log_collector.memstat.sample import VmPod
@@ -52,6 +53,43 @@ def test_samples_from_scan_every_pid_of_a_name_under_its_configured_name() -> No
     assert qemu.status_kb["VmRSS"] == 200_000 and qemu.timestamp == AT
 
 
+def scan_record(pid: int, name: str, argv: list[str], rss_kb: int) -> str:
+    """One process as the scan script prints it: marker, status, cmdline marker, argv, newline."""
+    cmdline = "".join(f"{arg}\0" for arg in argv)
+    return f"### pid {pid}\n{proc_status(name, pid, vm_rss_kb=rss_kb)}### cmdline\n{cmdline}\n"
+
+
+def test_any_qemu_is_sampled_under_its_whole_name_whatever_process_names_says() -> None:
+    output = "".join(
+        [
+            scan_record(
+                1, "virt-launcher-monitor", ["/usr/bin/virt-launcher-monitor", "--name", "vm1"], 18_000
+            ),
+            scan_record(25, "virtqemud", ["/usr/sbin/virtqemud"], 31_000),
+            # comm "qemu-system-x86" (15 characters), argv[0] says the rest
+            scan_record(
+                82, "qemu-system-x86_64", ["/usr/bin/qemu-system-x86_64", "-name", "guest=vms_vm1"], 215_000
+            ),
+            scan_record(90, "qemu-kvm", ["/usr/libexec/qemu-kvm", "-name", "guest=vms_vm1"], 9_000),
+            # exec -a: argv[0] renamed, comm kept
+            scan_record(91, "qemu-system-aarch64", ["renamed", "-S"], 4_000),
+            # a status, then nothing: exited before its cmdline was read
+            f"### pid 92\n{proc_status('qemu-kvm', 92, vm_rss_kb=1)}",
+            "### pid 93\n### cmdline\n\n",  # exited before its status was read
+        ]
+    )
+    samples = samples_from_scan(output, TARGET, ("virt-launcher-monitor", "virtqemud"), AT)
+    assert [(s.process, s.pid, s.rss_bytes) for s in samples] == [
+        ("virt-launcher-monitor", 1, 18_000 * 1024),
+        ("virtqemud", 25, 31_000 * 1024),
+        ("qemu-system-x86_64", 82, 215_000 * 1024),
+        ("qemu-kvm", 90, 9_000 * 1024),
+        ("qemu-system-aar", 91, 4_000 * 1024),
+        ("qemu-kvm", 92, 1024),
+    ]
+    assert split_scan(output)[-1][0] == 92
+
+
 def test_scan_command_cuts_names_as_the_kernel_does() -> None:
     assert scan_command(["virt-launcher-monitor", "qemu-kvm", "qemu-kvm"])[3:] == [
         "sh",
@@ -78,6 +116,22 @@ def test_the_scan_script_on_this_machine_finds_every_pid_of_a_name(tmp_path: Pat
             child.kill()
             child.wait()
     assert os.getpid() not in {s.pid for s in samples}
+
+
+def test_the_scan_script_finds_a_qemu_system_process_not_in_process_names(tmp_path: Path) -> None:
+    # A copy of sleep named as an upstream QEMU binary: its comm is cut to "qemu-system-x86".
+    qemu = tmp_path / "qemu-system-x86_64"
+    qemu.write_bytes(Path("/bin/sleep").read_bytes())
+    qemu.chmod(0o755)
+    child = subprocess.Popen([str(qemu), "30"])
+    try:
+        output = subprocess.run(scan_command(["virtlogd"]), capture_output=True, text=True, check=True)
+        samples = samples_from_scan(output.stdout, TARGET, ["virtlogd"], AT)
+    finally:
+        child.kill()
+        child.wait()
+    mine = [s for s in samples if s.pid == child.pid]
+    assert [s.process for s in mine] == ["qemu-system-x86_64"]
 
 
 # --- against the cluster --------------------------------------------------------------------------------
@@ -173,3 +227,65 @@ async def test_several_namespaces_all_namespaces_and_bounded_execs(
     assert {(s.namespace, s.vm) for s in samples} == every
     assert len(exec_paths(kubevirt_cluster)) == len(every)
     assert most == 2
+
+
+def table_of(processes: dict[int, Any]) -> dict[int, tuple[str, str, tuple[str, ...]]]:
+    return {pid: (p.name, p.status, p.argv) for pid, p in processes.items()}
+
+
+async def test_a_qemu_system_process_is_found_through_the_real_exec_path(
+    kubevirt_cluster: KubeVirtCluster, client: KubeClient
+) -> None:
+    population = kubevirt_cluster.populate(("vms",), nodes=1, vms_per_namespace=2, log_lines=0)
+    cross, upstream = population.vmis
+    pod = population.launcher_of(cross).name
+    processes = launcher_processes(
+        cross.name, 300_000, namespace="vms", emulator="/usr/bin/qemu-system-x86_64"
+    )
+    kubevirt_cluster.set_processes("vms", pod, table_of(processes))
+
+    source = ExecSource(client, ["vms"], ["virt-launcher", "virtqemud", "virtlogd"])
+    samples = await source.poll(AT)
+
+    by_vm = {(s.vm, s.process): s for s in samples}
+    assert by_vm[(cross.name, "qemu-system-x86_64")].rss_bytes == 300_000 * 1024
+    assert by_vm[(cross.name, "qemu-system-x86_64")].pid == 82
+    assert (upstream.name, "qemu-kvm") in by_vm
+    assert {p for v, p in by_vm if v == cross.name} == {
+        "virt-launcher",
+        "virtqemud",
+        "virtlogd",
+        "qemu-system-x86_64",
+    }
+    assert source.skipped == 0
+
+
+async def test_a_pod_without_qemu_is_counted_every_poll_and_logged_once(
+    kubevirt_cluster: KubeVirtCluster, client: KubeClient, caplog: pytest.LogCaptureFixture
+) -> None:
+    population = kubevirt_cluster.populate(("vms",), nodes=1, vms_per_namespace=3, log_lines=0)
+    gone, *fine = population.vmis
+    pod = population.launcher_of(gone).name
+    kubevirt_cluster.set_processes("vms", pod, table_of(launcher_processes(gone.name, emulator=None)))
+    source = ExecSource(client, ["vms"], NAMES)
+
+    with caplog.at_level(logging.WARNING):
+        for _ in range(3):
+            samples = await source.poll(AT)
+            assert source.skipped == 1  # memstat_poll_failures counts it every poll
+    # its helpers are still sampled; the other VMs keep their QEMU
+    assert {s.process for s in samples if s.vm == gone.name} == {"virt-launcher", "virtqemud", "virtlogd"}
+    assert {s.vm for s in samples if s.process == "qemu-kvm"} == {v.name for v in fine}
+    warned = [r for r in caplog.records if "no QEMU process" in r.getMessage()]
+    assert [(getattr(r, "vm", None), getattr(r, "pod", None)) for r in warned] == [(gone.name, pod)]
+
+    # QEMU back: no longer counted; gone again: logged again
+    kubevirt_cluster.set_processes("vms", pod, table_of(launcher_processes(gone.name, namespace="vms")))
+    await source.poll(AT)
+    assert source.skipped == 0
+    kubevirt_cluster.set_processes("vms", pod, table_of(launcher_processes(gone.name, emulator=None)))
+    caplog.clear()
+    with caplog.at_level(logging.WARNING):
+        await source.poll(AT)
+    assert source.skipped == 1
+    assert len([r for r in caplog.records if "no QEMU process" in r.getMessage()]) == 1

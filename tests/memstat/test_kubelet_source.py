@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 from datetime import UTC, datetime
 from pathlib import Path
@@ -48,6 +49,41 @@ def test_samples_from_summary_maps_compute_and_reports_missing() -> None:
     assert (sample.namespace, sample.vm, sample.pod, sample.node) == ("vms", "a", "virt-launcher-a-x", "n1")
     assert (sample.source, sample.process, sample.pid) == ("kubelet", "compute", None)
     assert (sample.rss_bytes, sample.working_set_bytes, sample.timestamp) == (300, 400, AT)
+
+
+# A real Summary answer (elastic/beats' fixture; source in tests/fixtures/kubelet/README.md).
+REAL_SUMMARY = Path(__file__).parents[1] / "fixtures" / "kubelet" / "elastic-beats-stats_summary.json"
+REAL_POD = VmPod(
+    "default", "vm-a", "nginx-deployment-2303442956-pcqfc", "gke-beats-default-pool-a5b33e2e-hdww"
+)
+
+
+def test_a_real_summary_answer_without_launchers_gives_no_sample() -> None:
+    summary = json.loads(REAL_SUMMARY.read_text())
+    launcher = VmPod("default", "vm-b", "virt-launcher-vm-b-x7k2p", "gke-beats-default-pool-a5b33e2e-hdww")
+    # The node's kubelet, its system containers and the nginx pod (no "compute" container) are not VMs.
+    samples, missing = samples_from_summary(summary, [REAL_POD, launcher], AT)
+    assert (samples, missing) == ([], [REAL_POD, launcher])
+    assert samples_from_summary(summary, [], AT) == ([], [])
+
+
+def test_the_figures_of_a_real_summary_answer_are_read_from_their_real_shape() -> None:
+    summary = json.loads(REAL_SUMMARY.read_text())
+    [pod] = summary["pods"]
+    [container] = pod["containers"]
+    container["name"] = "compute"  # the only change: this pod now looks like a launcher's
+    other_namespace = VmPod("kube-system", "vm-a", REAL_POD.pod, REAL_POD.node)
+    samples, missing = samples_from_summary(summary, [REAL_POD, other_namespace], AT)
+    assert missing == [other_namespace]
+    [sample] = samples
+    assert (sample.namespace, sample.vm, sample.pod, sample.process) == (
+        "default",
+        "vm-a",
+        REAL_POD.pod,
+        "compute",
+    )
+    # rssBytes and workingSetBytes of the container, not the node's or the kubelet's
+    assert (sample.rss_bytes, sample.working_set_bytes) == (1_409_024, 1_454_080)
 
 
 def _pod(name: str, node: str, vmi: Vmi, phase: str = "Running") -> Pod:

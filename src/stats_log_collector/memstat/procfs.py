@@ -18,10 +18,15 @@ from datetime import datetime
 from pathlib import Path
 
 from .procstatus import (
+    QEMU_PREFIXES,
+    is_wanted,
     memory_figures,
+    name_matches,
+    needs_cmdline,
     parse_smaps_rollup,
     parse_status_kb,
     pod_uid_from_cgroup,
+    process_name,
     qemu_vm_name,
     split_cmdline,
 )
@@ -30,8 +35,6 @@ from .sample import Sample, VmPod
 log = logging.getLogger(__name__)
 
 SOURCE = "procfs"
-COMM_LEN = 15  # the kernel keeps the first 15 bytes of the executable's name as comm
-QEMU_PREFIXES = ("qemu-system-", "qemu-kvm")
 _GONE = (errno.ENOENT, errno.ESRCH)
 _READ_SIZE = 65536
 
@@ -59,26 +62,6 @@ class _Vanished(Exception):
     """The process exited while it was being read."""
 
 
-def is_wanted(comm: str, names: Iterable[str]) -> bool:
-    """Whether a comm may belong to one of ``names`` (or any QEMU); truncated comms are confirmed later."""
-    if comm.startswith(QEMU_PREFIXES[0]) or comm == QEMU_PREFIXES[1]:
-        return True
-    return any(comm == name[:COMM_LEN] for name in names)
-
-
-def process_name(comm: str, argv: list[str]) -> str:
-    """The untruncated name: argv[0]'s basename when comm is its start (comm keeps only 15 bytes)."""
-    if argv:
-        base = argv[0].rsplit("/", 1)[-1]
-        if len(comm) >= COMM_LEN and base.startswith(comm):
-            return base
-    return comm
-
-
-def _name_matches(name: str, names: Iterable[str]) -> bool:
-    return name.startswith(QEMU_PREFIXES[0]) or name == QEMU_PREFIXES[1] or name in names
-
-
 def _read(path: str, *, optional: bool = False) -> bytes | None:
     """A whole /proc file; raises _Vanished if the process is gone, None if unreadable and optional."""
     try:
@@ -100,11 +83,6 @@ def _read(path: str, *, optional: bool = False) -> bytes | None:
         raise
 
 
-def _needs_cmdline(comm: str) -> bool:
-    """argv is read only where it matters: QEMU's -name, or the full name behind a truncated comm."""
-    return len(comm) >= COMM_LEN or comm.startswith(QEMU_PREFIXES)
-
-
 @dataclasses.dataclass(frozen=True)
 class _Identity:
     """What does not change while a process runs one program: kept between scans."""
@@ -118,7 +96,7 @@ class _Identity:
 def _identify(base: str, pid: int, comm: str, names: Iterable[str]) -> _Identity | None:
     """Name, argv and pod of a candidate; None when it is not one of ``names``. Raises _Vanished."""
     argv: list[str] = []
-    if _needs_cmdline(comm):
+    if needs_cmdline(comm):
         argv = split_cmdline(_read(f"{base}/cmdline", optional=True) or b"")
         if not argv:
             # Mid-exec: the kernel sets the new name before the new argv exists, so for a moment
@@ -126,7 +104,7 @@ def _identify(base: str, pid: int, comm: str, names: Iterable[str]) -> _Identity
             log.debug("process %d (%s) has no argv yet; identified next scan", pid, comm)
             return None
     name = process_name(comm, argv)
-    if not _name_matches(name, names):
+    if not name_matches(name, names):
         return None
     cgroup = _read(f"{base}/cgroup", optional=True)
     pod_uid = pod_uid_from_cgroup(cgroup.decode("utf-8", "replace")) if cgroup else None

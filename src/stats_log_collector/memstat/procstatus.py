@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import re
+from collections.abc import Iterable
 from typing import Any
 
 KIB = 1024
@@ -125,6 +126,46 @@ def _name_option(value: str) -> str | None:
         if index == 0 and not sep:
             return part.replace("\0", ",") or None
     return None
+
+
+# Which processes are sampled, and under what name: shared by the procfs and exec sources.
+COMM_LEN = 15  # the kernel keeps the first 15 bytes of the executable's name as comm (TASK_COMM_LEN - 1)
+# QEMU in KubeVirt's own images is /usr/libexec/qemu-kvm (comm "qemu-kvm"; the emulator libvirt probes
+# inside virt-launcher, kubevirt/kubevirt#8615); elsewhere, and for emulating another architecture, it
+# is qemu-system-<arch>, whose comm the kernel cuts to "qemu-system-x86", "qemu-system-aar", ...
+QEMU_PREFIXES = ("qemu-system-", "qemu-kvm")
+
+
+def is_qemu(name: str) -> bool:
+    """Whether a comm (or a full name) is QEMU's: any ``qemu-system-*``, or ``qemu-kvm``."""
+    return name.startswith(QEMU_PREFIXES[0]) or name == QEMU_PREFIXES[1]
+
+
+def is_wanted(comm: str, names: Iterable[str]) -> bool:
+    """Whether a comm may belong to one of ``names`` (or any QEMU); truncated comms are confirmed later."""
+    return is_qemu(comm) or any(comm == name[:COMM_LEN] for name in names)
+
+
+def needs_cmdline(comm: str) -> bool:
+    """argv matters only for QEMU (its ``-name``, its full name) or a comm the kernel may have cut."""
+    return len(comm) >= COMM_LEN or comm.startswith(QEMU_PREFIXES)
+
+
+def process_name(comm: str, argv: list[str]) -> str:
+    """The untruncated name: argv[0]'s basename when comm is its start (comm keeps only 15 bytes).
+
+    ``exec -a`` changes argv[0] but not comm, so a renamed argv[0] is ignored and comm is kept.
+    """
+    if argv:
+        base = argv[0].rsplit("/", 1)[-1]
+        if len(comm) >= COMM_LEN and base.startswith(comm):
+            return base
+    return comm
+
+
+def name_matches(name: str, names: Iterable[str]) -> bool:
+    """Whether an untruncated process name is sampled: any QEMU whatever ``names`` says, or one of them."""
+    return is_qemu(name) or name in names
 
 
 def pod_uid_from_cgroup(text: str) -> str | None:

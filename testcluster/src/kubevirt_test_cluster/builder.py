@@ -17,7 +17,7 @@ from typing import Any
 
 from . import objects
 from .api import KubeApi
-from .container_exec import Process, launcher_processes
+from .container_exec import Process, ProcessEntry, launcher_processes
 from .logs import Stamp, iter_entries
 from .objects import new_uid, now_rfc3339, random_suffix
 from .resources import HYPERCONVERGED, KUBEVIRT, NAMESPACE, NODE, POD, VMI
@@ -122,7 +122,7 @@ class Builder:
         self.store.put(POD, body)
         self._attach_pod(vmi_body, uid, node, pod_ip)
         if "compute" in containers:
-            self.api.processes[(vmi.namespace, name)] = launcher_processes(vmi.name)
+            self.api.processes[(vmi.namespace, name)] = launcher_processes(vmi.name, namespace=vmi.namespace)
         return PodRef(vmi.namespace, name, uid, node, tuple(containers))
 
     def _attach_pod(self, vmi_body: Body, pod_uid: str, node: str, pod_ip: str) -> None:
@@ -259,8 +259,6 @@ class Builder:
         self.require_container(namespace, pod, container)
         self.api.memory[(namespace, pod, container)] = memory
 
-    def set_processes(self, namespace: str, pod: str, table: Mapping[int, tuple[str, str]]) -> None:
+    def set_processes(self, namespace: str, pod: str, table: Mapping[int, ProcessEntry]) -> None:
         self.require_pod(namespace, pod)
-        self.api.processes[(namespace, pod)] = {
-            pid: Process(pid, name, status) for pid, (name, status) in table.items()
-        }
+        self.api.processes[(namespace, pod)] = {pid: Process(pid, *entry) for pid, entry in table.items()}

@@ -28,7 +28,7 @@ from aiohttp import web
 
 from .api import KubeApi
 from .builder import LAUNCHER_CONTAINERS, Builder, PodRef, VmiRef
-from .container_exec import ExecHandler
+from .container_exec import ExecHandler, ProcessEntry
 from .faults import Fault, RequestRecord, compile_pattern
 from .logs import Stamp
 from .populate import Population, populate
@@ -289,8 +289,10 @@ class KubeVirtCluster:
         memory = ContainerMemory.of(rss_bytes, working_set_bytes, usage_bytes)
         self._run(lambda b: b.set_memory(namespace, pod, container, memory))
 
-    def set_processes(self, namespace: str, pod: str, table: Mapping[int, tuple[str, str]]) -> None:
-        """The process table of the pod's ``compute`` container: ``{pid: (name, /proc/pid/status text)}``."""
+    def set_processes(self, namespace: str, pod: str, table: Mapping[int, ProcessEntry]) -> None:
+        """The process table of the pod's ``compute`` container: ``{pid: (name, /proc/pid/status text)}``,
+        or ``{pid: (name, status, argv)}``; ``name`` is the executable's whole name (comm: its first 15
+        characters)."""
         self._run(lambda b: b.set_processes(namespace, pod, dict(table)))
 
     def set_exec_handler(self, handler: ExecHandler | None) -> None:

@@ -9,9 +9,11 @@ every binary frame starts with a channel byte (0 stdin, 1 stdout, 2 stderr, 3 er
 ``details.causes[{reason: ExitCode}]``.
 
 Commands run in a fake process table, so tests control what ``pidof`` finds (none, one, several
-PIDs) and what the status files say. Besides ``pidof`` and ``cat``, the table answers the one-exec
-status scan a collector may run instead (``sh -c <script> sh NAME...`` over ``/proc/[0-9]*/status``):
-for each process whose status ``Name`` is one of NAME, a ``### pid <pid>`` line, then its status.
+PIDs) and what the status and cmdline files say. Besides ``pidof`` and ``cat``, the table answers the
+one-exec status scan a collector may run instead (``sh -c <script> sh NAME...`` over
+``/proc/[0-9]*/status``): for each process whose status ``Name`` is one of NAME or a QEMU's
+(``qemu-system-*``, ``qemu-kvm``), a ``### pid <pid>`` line, then its status, and, when the script
+also reads ``/cmdline``, a ``### cmdline`` line, its NUL-separated argv and a newline.
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ from typing import Any
 from aiohttp import WSMsgType, web
 
 STDOUT, STDERR, ERROR = 1, 2, 3
+COMM_LEN = 15  # TASK_COMM_LEN - 1: the kernel keeps this much of an executable's name as comm
 CLOSE = 255
 SUBPROTOCOLS = ("v5.channel.k8s.io", "v4.channel.k8s.io")
 
@@ -41,12 +44,27 @@ ExecHandler = Callable[[str, str, str, list[str]], "CommandResult | Awaitable[Co
 
 @dataclass(frozen=True)
 class Process:
+    """A process of the table. ``name`` is the executable's whole name: the kernel's comm (status
+    ``Name``, ``/proc/<pid>/comm``) is its first 15 characters; ``argv`` defaults to ``(name,)``."""
+
     pid: int
     name: str
     status: str  # the text of /proc/<pid>/status
+    argv: tuple[str, ...] = ()
+
+    @property
+    def comm(self) -> str:
+        return self.name[:COMM_LEN]
+
+    @property
+    def cmdline(self) -> str:
+        """/proc/<pid>/cmdline: each argument NUL-terminated."""
+        return "".join(f"{arg}\0" for arg in self.argv or (self.name,))
 
 
 ProcessTable = Mapping[int, Process]
+# How a test gives a process: (name, status text) or (name, status text, argv).
+ProcessEntry = tuple[str, str] | tuple[str, str, tuple[str, ...]]
 
 
 def exit_status(exit_code: int) -> dict[str, Any]:
@@ -71,7 +89,7 @@ def run_in_process_table(processes: ProcessTable, command: list[str]) -> Command
         return CommandResult(stderr=b"sh: 1: : not found\n", exit_code=127)
     program, args = command[0].rsplit("/", 1)[-1], command[1:]
     if program == "sh" and len(args) >= 2 and args[0] == "-c" and STATUS_SCAN_GLOB in args[1]:
-        return _status_scan(processes, args[3:])  # args[2] is the script's $0
+        return _status_scan(processes, args[3:], with_argv="/cmdline" in args[1])  # args[2] is $0
     if program == "pidof":
         return _pidof(processes, [arg for arg in args if not arg.startswith("-")])
     if program == "cat":
@@ -89,16 +107,20 @@ def _pidof(processes: ProcessTable, names: list[str]) -> CommandResult:
 
 STATUS_SCAN_GLOB = "/proc/[0-9]*/status"
 STATUS_SCAN_MARKER = "### pid "
+STATUS_SCAN_CMDLINE = "### cmdline\n"
+QEMU_COMM_PREFIX, QEMU_KVM = "qemu-system-", "qemu-kvm"
 
 
-def _status_scan(processes: ProcessTable, names: list[str]) -> CommandResult:
+def _status_scan(processes: ProcessTable, names: list[str], *, with_argv: bool) -> CommandResult:
     # The glob expands in lexical order; the kernel's Name is the comm, cut to 15 characters.
     wanted = set(names)
-    chunks = [
-        f"{STATUS_SCAN_MARKER}{proc.pid}\n{proc.status}"
-        for proc in sorted(processes.values(), key=lambda proc: str(proc.pid))
-        if proc.name[:15] in wanted
-    ]
+    chunks = []
+    for proc in sorted(processes.values(), key=lambda proc: str(proc.pid)):
+        is_qemu = proc.comm.startswith(QEMU_COMM_PREFIX) or proc.comm == QEMU_KVM
+        if proc.comm in wanted or (with_argv and is_qemu):
+            chunks.append(f"{STATUS_SCAN_MARKER}{proc.pid}\n{proc.status}")
+            if with_argv:
+                chunks.append(f"{STATUS_SCAN_CMDLINE}{proc.cmdline}\n")
     return CommandResult(stdout="".join(chunks).encode())
 
 
@@ -124,7 +146,9 @@ def _read_proc_file(processes: ProcessTable, path: str) -> str | None:
     if parts[2] == "status":
         return process.status
     if parts[2] == "comm":
-        return process.name[:15] + "\n"
+        return process.comm + "\n"
+    if parts[2] == "cmdline":
+        return process.cmdline
     return None
 
 
@@ -214,20 +238,52 @@ def proc_status(
     return "\n".join(head + body + tail) + "\n"
 
 
-def launcher_processes(vm_name: str, qemu_rss_kb: int = 215_000) -> dict[int, Process]:
-    """The processes of a virt-launcher ``compute`` container, with plausible memory figures."""
-    specs = [
-        (1, "virt-launcher-monitor", 18_000, 0),
-        (12, "virt-launcher", 58_000, 1),
-        (25, "virtqemud", 31_000, 12),
-        (26, "virtlogd", 16_000, 12),
-        (82, "qemu-kvm", qemu_rss_kb, 1),
+QEMU_KVM_PATH = "/usr/libexec/qemu-kvm"
+
+
+def launcher_processes(
+    vm_name: str,
+    qemu_rss_kb: int = 215_000,
+    *,
+    namespace: str = "default",
+    emulator: str | None = QEMU_KVM_PATH,
+) -> dict[int, Process]:
+    """The processes of a virt-launcher ``compute`` container, with plausible memory figures and argv.
+
+    As in kubevirt/kubevirt: PID 1 is ``/usr/bin/virt-launcher-monitor`` (the container's command,
+    ``pkg/virt-controller/services/template.go``, ``renderLaunchManifest``), which starts
+    ``virt-launcher`` with the same flags; virt-launcher starts ``virtqemud`` and ``virtlogd``, and
+    libvirt starts QEMU, ``/usr/libexec/qemu-kvm`` in KubeVirt's images (the emulator libvirt probes in
+    kubevirt/kubevirt#8615), with the domain named ``<namespace>_<name>``
+    (``pkg/virt-launcher/virtwrap/util/libvirt_helper.go``, ``VMINamespaceKeyFunc``). ``emulator`` is
+    the QEMU binary's path (``/usr/bin/qemu-system-x86_64``: comm ``qemu-system-x86``); None: a pod
+    whose QEMU is not (or no longer) running.
+    """
+    launcher_flags = (
+        *("--qemu-timeout", "338s", "--name", vm_name, "--namespace", namespace),
+        *("--kubevirt-share-dir", "/var/run/kubevirt", "--grace-period-seconds", "45"),
+    )
+    specs: list[tuple[int, str, int, int, tuple[str, ...]]] = [
+        (1, "virt-launcher-monitor", 18_000, 0, ("/usr/bin/virt-launcher-monitor", *launcher_flags)),
+        (12, "virt-launcher", 58_000, 1, ("/usr/bin/virt-launcher", *launcher_flags)),
+        (25, "virtqemud", 31_000, 12, ("/usr/sbin/virtqemud",)),
+        (26, "virtlogd", 16_000, 12, ("/usr/sbin/virtlogd",)),
     ]
+    if emulator is not None:
+        guest = f"guest={namespace}_{vm_name},debug-threads=on"
+        qemu_argv = (
+            *(emulator, "-name", guest, "-S", "-machine", "q35,usb=off,dump-guest-core=off"),
+            *("-accel", "kvm", "-m", "size=1048576k", "-no-user-config", "-nodefaults"),
+        )
+        specs.append((82, emulator.rsplit("/", 1)[-1], qemu_rss_kb, 1, qemu_argv))
     return {
         pid: Process(
-            pid, name, proc_status(name, pid, vm_rss_kb=rss, ppid=ppid, threads=4 if pid != 82 else 9)
+            pid,
+            name,
+            proc_status(name, pid, vm_rss_kb=rss, ppid=ppid, threads=4 if pid != 82 else 9),
+            argv,
         )
-        for pid, name, rss, ppid in specs
+        for pid, name, rss, ppid, argv in specs
     }
 
 

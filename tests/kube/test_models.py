@@ -59,7 +59,8 @@ def test_match_launcher_pods_by_uid_then_name_active_first() -> None:
     source = Pod.from_json(pod_json("old", {"kubevirt.io/created-by": "u-1"}, node="node1"))
     other = Pod.from_json(pod_json("x", {"kubevirt.io/created-by": "u-2", "vm.kubevirt.io/name": "vm1"}))
     assert [p.name for p in match_launcher_pods(vmi, [target, other, source])] == ["old", "a-new"]
-    assert [p.name for p in match_launcher_pods(vmi, [other])] == ["x"]  # fallback by name
+    # another VMI's pod, even with this VMI's name in vm.kubevirt.io/name, is not this VMI's
+    assert match_launcher_pods(vmi, [other]) == []
 
 
 def test_time_helpers() -> None:

@@ -134,16 +134,22 @@ async def test_previous_after_a_restart(kubevirt_cluster: KubeVirtCluster, launc
     assert compute["restartCount"] == 1 and compute["lastState"]["terminated"]["exitCode"] == 137
 
 
+CHOOSE = "a container name must be specified for pod {pod}, choose one of: "
+
+
 @pytest.mark.parametrize(
-    ("params", "message"),
+    ("version", "params", "message"),
     [
-        ({}, "a container name must be specified for pod {pod}, choose one of: [compute guest-console-log]"),
-        ({"container": "nope"}, "container nope is not valid for pod {pod}"),
+        ("1.5.0", {}, CHOOSE + "[container-disk-binary volumecontainerdisk-init compute guest-console-log]"),
+        ("1.6.0", {"container": "nope"}, "container nope is not valid for pod {pod}"),
+        ("1.5.0", {"container": "nope"}, "container nope is not valid for pod {pod}"),
     ],
 )
 async def test_container_errors(
-    kubevirt_cluster: KubeVirtCluster, launcher: PodRef, params: dict[str, str], message: str
+    kubevirt_cluster: KubeVirtCluster, version: str, params: dict[str, str], message: str
 ) -> None:
+    vmi = kubevirt_cluster.add_vmi("vms", "vm1", "node-1")
+    launcher = kubevirt_cluster.add_launcher_pod(vmi, kubevirt_version=version)
     url = f"{kubevirt_cluster.url}/api/v1/namespaces/vms/pods/{launcher.name}/log"
     async with aiohttp.ClientSession() as session, session.get(url, params=params) as response:
         body = await response.json()

@@ -39,6 +39,7 @@ from .container_exec import CommandResult, ExecHandler, Process
 from .errors import ApiError
 from .faults import Faults, Journal, _Entry
 from .logs import ContainerLog, PodLogOptions
+from .objects import container_names
 from .resources import NODE, POD, ResourcePath, ResourceType
 from .selectors import FieldSelector, LabelSelector
 from .stats import ContainerMemory, MemoryKey, summary
@@ -70,10 +71,13 @@ def _query(raw: web.BaseRequest) -> dict[str, str]:
 
 def pick_container(pod: Body, requested: str | None) -> str:
     """The API server's container choice for logs and exec (it ignores the default-container annotation)."""
+    # Kubernetes pkg/registry/core/pod/strategy.go ``validateContainer``: a named container may be any
+    # of the pod's (init containers and native sidecars too); without a name, only a lone container.
     names: list[str] = [spec["name"] for spec in pod.get("spec", {}).get("containers", [])]
+    everything = container_names(pod)
     pod_name = pod["metadata"]["name"]
     if requested:
-        if requested not in names:
+        if requested not in everything:
             raise errors.bad_request(f"container {requested} is not valid for pod {pod_name}")
         return requested
     if len(names) == 1:
@@ -81,7 +85,7 @@ def pick_container(pod: Body, requested: str | None) -> str:
     if not names:
         raise errors.bad_request(f"a container name must be specified for pod {pod_name}")
     raise errors.bad_request(
-        f"a container name must be specified for pod {pod_name}, choose one of: [{' '.join(names)}]"
+        f"a container name must be specified for pod {pod_name}, choose one of: [{' '.join(everything)}]"
     )
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -174,4 +175,16 @@ def test_running_init_containers_wait_and_containerless_pods_are_skipped() -> No
     skipped = plan([vm], [empty])
     assert skipped.launcher_jobs == [] and skipped.skipped == [
         (VmRef("vms", "a"), "pod e has no containers in its spec")
+    ]
+
+
+def test_a_pod_initialising_reads_only_the_init_containers_that_ran() -> None:
+    vm = vmi("a", "n1")
+    pod = dataclasses.replace(modern(vm, "p", init_done=False), phase="Pending")
+    assert [job.container for job in plan([vm], [pod]).launcher_jobs] == ["guest-console-log"]
+    done = dataclasses.replace(modern(vm, "p"), phase="Pending")
+    assert [job.container for job in plan([vm], [done]).launcher_jobs] == [
+        "guest-console-log",
+        "container-disk-binary",
+        "volumecontainerdisk-init",
     ]

@@ -118,3 +118,28 @@ async def test_odd_pod_shapes_skip_that_container_or_pod_and_the_rest_is_collect
             f"pod {empty.name} has no containers in its spec",
         ]
     )
+
+
+async def test_a_pod_stuck_initialising_has_its_console_log_collected(scenario: Scenario) -> None:
+    # kubevirt/kubevirt#15355: pods stuck in Init with guest-console-log running; its log says why
+    scenario.vm("vm-1", "node-1", kubevirt_version="1.6.0", init_lines=2)
+    pod = scenario.pods["vm-1"][0]
+    running = scenario.cluster.get_object("v1", "Pod", "vms", pod.name)
+    scenario.cluster.set_pod_initialising("vms", pod.name)
+    text = "tail error: Failed to detect creation of /var/run/kubevirt-private/x/virt-serial0-log"
+    scenario.cluster.append_log("vms", pod.name, "guest-console-log", text, scenario.stamp())
+    summary = await collect(scenario.cluster, scenario.data_dir)
+    assert not summary.failed_vms
+    collected = scenario.collected("vm-1")
+    assert list(collected) == [(pod.name, "guest-console-log")]
+    assert collected[(pod.name, "guest-console-log")][0].endswith(text.encode())
+    assert log_requests(scenario.cluster, "compute") == 0
+    # initialised at last: everything else follows, the console log goes on from where it was
+    scenario.expected["vm-1"][(pod.name, "guest-console-log")].insert(
+        0, collected[(pod.name, "guest-console-log")][0]
+    )
+    assert running is not None
+    put_pod(scenario.cluster, running)
+    scenario.launcher("vm-1")
+    await collect(scenario.cluster, scenario.data_dir)
+    scenario.assert_exact()

@@ -278,3 +278,20 @@ async def test_a_v0_59_launcher_pod_has_no_console_log_container(kubevirt_cluste
     assert body["metadata"]["labels"]["vm.kubevirt.io/name"] == body["spec"]["hostname"] == "vm"
     completed = [s["state"]["terminated"]["reason"] for s in body["status"]["initContainerStatuses"]]
     assert completed == ["Completed", "Completed"]
+
+
+async def test_a_pod_initialising_serves_its_sidecar_log_and_says_why_the_others_have_none(
+    kubevirt_cluster: KubeVirtCluster, launcher: PodRef
+) -> None:
+    kubevirt_cluster.set_pod_initialising("vms", launcher.name)
+    kubevirt_cluster.append_log("vms", launcher.name, "guest-console-log", "tail error", STAMPS[0])
+    assert await lines(kubevirt_cluster, launcher.name, container="guest-console-log") == ["tail error"]
+    for container in ("compute", "container-disk-binary"):
+        status, text, _ = await fetch(kubevirt_cluster, launcher.name, {"container": container})
+        assert status == 400
+        assert (
+            f'container \\"{container}\\" in pod \\"{launcher.name}\\" is waiting to start: PodInitializing'
+            in text
+        )
+    pod = kubevirt_cluster.get_object("v1", "Pod", "vms", launcher.name)
+    assert pod is not None and pod["status"]["phase"] == "Pending"

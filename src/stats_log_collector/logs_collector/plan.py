@@ -13,7 +13,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 from ..kube import Pod, Vmi, match_launcher_pods
-from ..kube.models import INIT
+from ..kube.models import INIT, REGULAR
 from .cursor import NANOS, Cursor
 from .handler_split import VmIdentity
 from .layout import vm_folder
@@ -147,9 +147,9 @@ def _pod_jobs(
     if not pod.containers:
         plan.skipped.append((vm, f"pod {pod.name} has no containers in its spec"))
         return
-    if pod.phase == "Pending":
-        return  # containers not started: no log yet
     for container in (*pod.init_containers, *pod.containers):
+        if pod.phase == "Pending" and not _has_run(pod, container):
+            continue  # not started (a pod initialising runs its sidecars, its containers wait): no log yet
         if pod.kind_of(container) != INIT:
             plan.launcher_jobs.append(
                 _launcher_job(vm, folder, pod, container, cursors, new_start, plan.notes)
@@ -172,6 +172,13 @@ def _pod_jobs(
             plan.launcher_jobs.append(
                 _launcher_job(vm, folder, pod, container, cursors, new_start, plan.notes, key)
             )
+
+
+def _has_run(pod: Pod, container: str) -> bool:
+    """Started at least once: an init container of a pod still initialising may have (regular ones
+    start only once every init container has finished or, for a sidecar, started)."""
+    state = pod.state(container)
+    return pod.kind_of(container) != REGULAR and state is not None and (state.running or state.terminated)
 
 
 def _launcher_job(

@@ -463,9 +463,17 @@ class KubeApi(kmock.KubernetesEmulator):
                     f'previous terminated container "{container}" in pod "{meta["name"]}" not found'
                 )
             return runs[-2]
-        if pod.get("status", {}).get("phase") == "Pending":
+        # kubelet (pkg/kubelet/kubelet_pods.go ``validateContainerLogStatus``) answers from the
+        # container's status: running or terminated has a log; waiting has none, and says why. In a
+        # pod still initialising, the native sidecars already run and the finished init containers have
+        # their log, while the other containers wait.
+        status = pod.get("status", {})
+        statuses = [*(status.get("initContainerStatuses") or ()), *(status.get("containerStatuses") or ())]
+        state = next((s.get("state") or {} for s in statuses if s.get("name") == container), {})
+        if status.get("phase") == "Pending" and not ("running" in state or "terminated" in state):
+            reason = (state.get("waiting") or {}).get("reason", "ContainerCreating")
             raise errors.bad_request(
-                f'container "{container}" in pod "{meta["name"]}" is waiting to start: ContainerCreating'
+                f'container "{container}" in pod "{meta["name"]}" is waiting to start: {reason}'
             )
         return runs[-1]
 

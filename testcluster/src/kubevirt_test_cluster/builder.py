@@ -238,6 +238,26 @@ class Builder:
         self.require_pod(namespace, name)
         self.store.delete(POD, namespace, name)
 
+    def set_pod_initialising(self, namespace: str, name: str) -> None:
+        """The pod is stuck initialising (kubevirt/kubevirt#15355, #15586): phase Pending, its native
+        sidecars running but not ready, its other init containers and its containers waiting."""
+        body = self.require_pod(namespace, name)
+        sidecars = {
+            c["name"] for c in body["spec"].get("initContainers") or () if c.get("restartPolicy") == "Always"
+        }
+        status = copy.deepcopy(body.get("status", {}))
+        waiting = {"waiting": {"reason": "PodInitializing"}}
+        for entry in status.get("initContainerStatuses") or ():
+            running = entry["name"] in sidecars
+            entry.update(ready=False, started=running, state=entry["state"] if running else waiting)
+        for entry in status.get("containerStatuses") or ():
+            entry.update(ready=False, started=False, state=waiting, containerID="")
+        for condition in status.get("conditions") or ():
+            if condition["type"] in ("Initialized", "Ready", "ContainersReady"):
+                condition["status"] = "False"
+        status["phase"] = "Pending"
+        self.store.put(POD, {**body, "status": status})
+
     def set_pod_phase(self, namespace: str, name: str, phase: str) -> None:
         body = self.require_pod(namespace, name)
         self.store.put(POD, {**body, "status": {**body.get("status", {}), "phase": phase}})

@@ -271,6 +271,10 @@ class KubeVirtCluster:
     def delete_pod(self, namespace: str, name: str) -> None:
         self._run(lambda b: b.delete_pod(namespace, name))
 
+    def set_pod_initialising(self, namespace: str, name: str) -> None:
+        """Stuck initialising: Pending, native sidecars running, the other containers waiting."""
+        self._run(lambda b: b.set_pod_initialising(namespace, name))
+
     def set_pod_phase(self, namespace: str, name: str, phase: str) -> None:
         self._run(lambda b: b.set_pod_phase(namespace, name, phase))
 

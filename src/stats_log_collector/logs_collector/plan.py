@@ -163,7 +163,7 @@ def _pod_jobs(
         if cursor is not None and state.restart_count <= cursor.restarts:
             plan.done.append(key)
             continue
-        if cursor is None:  # the whole log, from the container's start (any time before names no file)
+        if cursor is None:  # the whole log, in one file named after the start of the container's run
             started = state.started.timestamp() if state.started else new_start / NANOS
             whole = Cursor(0, 0, state.restart_count)
             start = Cursor(int(started) * NANOS, 0, state.restart_count)

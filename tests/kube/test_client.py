@@ -104,7 +104,9 @@ async def test_launcher_pods_of_a_vmi_and_migration(cluster: KubeVirtCluster, cl
     cluster.add_launcher_pod(other)
     [found] = await client.launcher_pods(await _vmi_async(client, vmi))
     assert found.name == source.name and found.node == "node1"
-    assert found.containers == ("compute", "guest-console-log")
+    # KubeVirt >= 1.6: guest-console-log is a native sidecar, after it the completed init containers
+    assert found.containers == ("compute",) and found.sidecars == {"guest-console-log"}
+    assert found.init_containers == ("guest-console-log", "container-disk-binary", "volumecontainerdisk-init")
     target = cluster.start_migration(vmi, "node2")
     pods = await client.launcher_pods(await _vmi_async(client, vmi))
     assert [pod.name for pod in pods] == [source.name, target.name]

@@ -2,10 +2,23 @@
 
 from __future__ import annotations
 
+import dataclasses
+import json
 from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
 
 from stats_log_collector.kube import match_launcher_pods
-from stats_log_collector.kube.models import Pod, Vmi, format_time, label_selector, parse_time
+from stats_log_collector.kube.models import (
+    INIT,
+    REGULAR,
+    SIDECAR,
+    Pod,
+    Vmi,
+    format_time,
+    label_selector,
+    parse_time,
+)
 
 
 def vmi_json(name="vm1", uid="u-1", node="node1", phase="Running"):
@@ -59,7 +72,8 @@ def test_match_launcher_pods_by_uid_then_name_active_first() -> None:
     source = Pod.from_json(pod_json("old", {"kubevirt.io/created-by": "u-1"}, node="node1"))
     other = Pod.from_json(pod_json("x", {"kubevirt.io/created-by": "u-2", "vm.kubevirt.io/name": "vm1"}))
     assert [p.name for p in match_launcher_pods(vmi, [target, other, source])] == ["old", "a-new"]
-    assert [p.name for p in match_launcher_pods(vmi, [other])] == ["x"]  # fallback by name
+    # another VMI's pod, even with this VMI's name in vm.kubevirt.io/name, is not this VMI's
+    assert match_launcher_pods(vmi, [other]) == []
 
 
 def test_time_helpers() -> None:
@@ -68,3 +82,85 @@ def test_time_helpers() -> None:
     assert parse_time("2026-11-23T10:00:05Z") == moment.replace(microsecond=0)
     assert parse_time("garbage") is None and parse_time(None) is None
     assert label_selector({"a": "b", "c": "d"}) == "a=b,c=d"
+
+
+FIXTURES = Path(__file__).parent / "fixtures"
+
+
+def fixture(name: str) -> dict[str, Any]:
+    loaded: dict[str, Any] = json.loads((FIXTURES / name).read_text())
+    return loaded
+
+
+def test_a_real_v1_6_launcher_pod_has_guest_console_log_as_a_native_sidecar() -> None:
+    pod = Pod.from_json(fixture("virt-launcher-v1.6.0-init.json"))  # kubevirt/kubevirt#15586
+    assert pod.problems == ()
+    assert pod.containers == ("compute",)
+    assert pod.init_containers == ("guest-console-log", "container-disk-binary", "volumecontainerdisk-init")
+    assert pod.sidecars == {"guest-console-log"}
+    assert [pod.kind_of(name) for name in ("compute", "guest-console-log", "container-disk-binary")] == [
+        REGULAR,
+        SIDECAR,
+        INIT,
+    ]
+    state = pod.state("guest-console-log")
+    assert state is not None and state.restart_count == 0 and not state.running and not state.terminated
+    assert pod.state("compute") is None  # no status yet: the pod is initialising
+
+
+def test_the_name_label_holds_the_sanitized_hostname_not_the_vmi_name() -> None:
+    pod = Pod.from_json(fixture("virt-launcher-dotted-name.json"))  # kubevirt/kubevirt#11309
+    uid = "dcf7c2a7-311d-416d-b4bb-fa98007e2492"
+    vmi = Vmi.from_json({"metadata": {"name": "cen7.9", "namespace": "default", "uid": uid}})
+    assert vmi.launcher_hostname == "cen7" == pod.labels["vm.kubevirt.io/name"]
+    assert match_launcher_pods(vmi, [pod]) == [pod]
+    # the created-by label edited away: the name label, the namespace and the owner still match
+    unlabelled = dataclasses.replace(
+        pod, labels={k: v for k, v in pod.labels.items() if "created-by" not in k}
+    )
+    assert match_launcher_pods(vmi, [unlabelled]) == [unlabelled]
+    # ... but not without the owner reference, nor in another namespace, nor for another VMI "cen7"
+    assert match_launcher_pods(vmi, [dataclasses.replace(unlabelled, owners=())]) == []
+    assert match_launcher_pods(vmi, [dataclasses.replace(unlabelled, namespace="other")]) == []
+    cen7 = Vmi.from_json({"metadata": {"name": "cen7", "namespace": "default", "uid": "another"}})
+    assert match_launcher_pods(cen7, [pod, unlabelled]) == []
+
+
+def test_spec_hostname_names_the_launcher_pods() -> None:
+    vmi = Vmi.from_json({"metadata": {"name": "vm.a", "uid": "u"}, "spec": {"hostname": "web"}})
+    assert vmi.launcher_hostname == "web"
+    assert Vmi.from_json({"metadata": {"name": "x" * 70 + ".b"}}).launcher_hostname == "x" * 63
+
+
+def launcher_with(spec: Any, status: Any) -> Pod:
+    return Pod.from_json({"metadata": {"name": "p", "namespace": "ns"}, "spec": spec, "status": status})
+
+
+def test_odd_shapes_are_reported_never_raised() -> None:
+    compute = [{"name": "compute"}]
+    assert launcher_with({"containers": compute, "initContainers": None}, None).problems == ()
+    stray = launcher_with(
+        {"containers": compute}, {"containerStatuses": [{"name": "ghost", "restartCount": 3}]}
+    )
+    assert stray.container_states == () and stray.restart_count("ghost") == 0
+    assert stray.problems == ("containerStatuses has a status for 'ghost', which the spec does not have",)
+    nameless = launcher_with({"containers": compute}, {"initContainerStatuses": [{"restartCount": 1}]})
+    assert nameless.problems == ("initContainerStatuses has a status without a name",)
+    odd = launcher_with(
+        {"containers": compute, "initContainers": [{"name": "x", "restartPolicy": "Sometimes"}]}, {}
+    )
+    assert odd.init_containers == () and odd.kind_of("x") is None
+    assert odd.problems == ("init container 'x' has an unknown restartPolicy 'Sometimes'",)
+    rules = launcher_with(
+        {"containers": compute, "initContainers": [{"name": "y", "restartPolicy": "Never"}]}, {}
+    )
+    assert rules.kind_of("y") == INIT and rules.problems == ()  # per-container restart rules (KEP-5307)
+    garbage = launcher_with("not a spec", {"containerStatuses": "nope", "initContainerStatuses": [1]})
+    assert garbage.containers == () and garbage.problems == (
+        "containerStatuses is not a list",
+        "initContainerStatuses has an entry that is not an object",
+    )
+    negative = launcher_with(
+        {"containers": compute}, {"containerStatuses": [{"name": "compute", "restartCount": -2}]}
+    )
+    assert negative.restart_count("compute") == 0

@@ -25,6 +25,7 @@ from kubevirt_test_cluster import (
     klog_line,
     launcher_line,
 )
+from kubevirt_test_cluster.objects import LAUNCHER_SHAPE_VERSION
 from stats_log_collector.config import load
 from stats_log_collector.kube import KubeClient
 from stats_log_collector.kube.retry import RetryPolicy
@@ -55,24 +56,37 @@ class Scenario:
         self.cluster.add_node(name)
         self.handlers[name] = self.cluster.add_handler_pod(name)
 
-    def vm(self, name: str, node: str, namespace: str = "vms") -> VmiRef:
+    def vm(
+        self,
+        name: str,
+        node: str,
+        namespace: str = "vms",
+        kubevirt_version: str = LAUNCHER_SHAPE_VERSION,
+        init_lines: int = 0,
+    ) -> VmiRef:
+        """A VMI and its launcher pod as ``kubevirt_version`` shapes it; ``init_lines`` lines in each of
+        its completed init containers (written before any run: they have exited)."""
         vmi = self.cluster.add_vmi(namespace, name, node)
         self.vmis[name] = vmi
-        self.pods[name] = [self.cluster.add_launcher_pod(vmi)]
+        pod = self.cluster.add_launcher_pod(vmi, kubevirt_version=kubevirt_version)
+        self.pods[name] = [pod]
+        for container in pod.init_containers:
+            self._write(name, pod, container, init_lines)
         return vmi
 
     def launcher(self, vm: str, lines: int = 3, pod: PodRef | None = None, same_stamp: bool = False) -> None:
         """``lines`` lines in each container of the VM's (current) pod; optionally all with one stamp."""
         pod = pod or self.pods[vm][-1]
         for container in pod.containers:
-            stamp = self.stamp()
-            for _ in range(lines):
-                stamp = stamp if same_stamp else self.stamp()
-                text = launcher_line(f"event {next(self._serial)}", uid=self.vmis[vm].uid, time_nanos=stamp)
-                self.cluster.append_log(pod.namespace, pod.name, container, text, stamp)
-                self.expected[vm][(pod.name, container)].append(
-                    f"{format_rfc3339_nano(stamp)} {text}".encode()
-                )
+            self._write(vm, pod, container, lines, same_stamp)
+
+    def _write(self, vm: str, pod: PodRef, container: str, lines: int, same_stamp: bool = False) -> None:
+        stamp = self.stamp()
+        for _ in range(lines):
+            stamp = stamp if same_stamp else self.stamp()
+            text = launcher_line(f"event {next(self._serial)}", uid=self.vmis[vm].uid, time_nanos=stamp)
+            self.cluster.append_log(pod.namespace, pod.name, container, text, stamp)
+            self.expected[vm][(pod.name, container)].append(f"{format_rfc3339_nano(stamp)} {text}".encode())
 
     def handler(self, node: str, about: list[str], text_lines: bool = True) -> None:
         """Interleaved handler lines on ``node``: JSON about each VM, text naming one, node noise."""

@@ -133,16 +133,21 @@ def test_kill_9_during_a_run_then_restart_is_exact(
     scenario.assert_exact()
 
 
+def kill_9_midway(logs_collector: Start, rng: random.Random, earliest: float, latest: float) -> None:
+    """A run killed with SIGKILL after a random while (one stream at a time, so it is mid-run)."""
+    process = logs_collector("--once", COLLECT_CONCURRENCY="1")
+    time.sleep(rng.uniform(earliest, latest))
+    process.kill()
+    process.wait()
+
+
 def test_kill_9_at_random_moments_never_loses_or_repeats(
     scenario: Scenario, logs_collector: Start, tmp_path: Path
 ) -> None:
     rng = random.Random(5)
     populate(scenario, vms=8, lines=200)
     for _ in range(6):
-        process = logs_collector("--once", COLLECT_CONCURRENCY="1")
-        time.sleep(rng.uniform(0.3, 1.5))
-        process.kill()
-        process.wait()
+        kill_9_midway(logs_collector, rng, 0.3, 1.5)
         populate(scenario, vms=8, lines=50)
     assert logs_collector("--once").wait(timeout=60) == 0
     scenario.assert_exact()
@@ -174,3 +179,26 @@ def test_log_verbosity_patches_hyperconverged_with_hco(
     )
     assert cr is not None
     assert cr["spec"]["logVerbosityConfig"]["kubevirt"] == {"virtLauncher": 4, "virtHandler": 4}
+
+
+def test_completed_init_containers_are_collected_once_across_kill_9_and_restarts(
+    scenario: Scenario, logs_collector: Start
+) -> None:
+    rng = random.Random(11)
+    for index in range(4):
+        scenario.vm(f"vm-{index}", f"node-{index % 2 + 1}", init_lines=150)
+    populate(scenario, vms=4, lines=150)
+    for _ in range(4):
+        kill_9_midway(logs_collector, rng, 0.2, 1.0)
+    assert logs_collector("--once").wait(timeout=60) == 0
+    scenario.assert_exact()
+    scenario.cluster.clear_requests()
+    assert logs_collector("--once").wait(timeout=60) == 0  # a restart: the store says they are done
+    init_reads = [
+        r
+        for r in scenario.cluster.requests()
+        if r.path.endswith("/log")
+        and r.param("container") in ("container-disk-binary", "volumecontainerdisk-init")
+    ]
+    assert init_reads == []
+    scenario.assert_exact()

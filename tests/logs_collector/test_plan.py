@@ -2,12 +2,21 @@
 
 from __future__ import annotations
 
+import dataclasses
+from datetime import UTC, datetime
 from pathlib import Path
 
 from stats_log_collector.kube import Pod, Vmi
 from stats_log_collector.kube.models import ContainerState
 from stats_log_collector.logs_collector.cursor import NANOS, Cursor
-from stats_log_collector.logs_collector.plan import Plan, VmRef, handler_key, launcher_key, make_plan
+from stats_log_collector.logs_collector.plan import (
+    Plan,
+    VmRef,
+    handler_key,
+    init_key,
+    launcher_key,
+    make_plan,
+)
 
 NOW = 1_795_000_000 * NANOS
 HOUR = 3600 * NANOS
@@ -110,3 +119,72 @@ def test_folders_per_namespace_when_several_are_watched() -> None:
     a, b = vmi("a", "n1"), vmi("a", "n1", namespace="other")
     result = plan([a, b], [launcher(a, "p1", "n1"), launcher(b, "p2", "n1")], per_namespace=True)
     assert {job.folder for job in result.launcher_jobs} == {DATA / "vms" / "a", DATA / "other" / "a"}
+
+
+def modern(vm: Vmi, pod: str, console_restarts: int = 0, init_done: bool = True) -> Pod:
+    """A KubeVirt >= 1.6 launcher pod: guest-console-log a native sidecar, two init containers."""
+    started = datetime.fromtimestamp(NOW // NANOS - 7200, UTC)
+    init_states = tuple(
+        ContainerState(name, 0, not init_done, init_done, started)
+        for name in ("container-disk-binary", "volumecontainerdisk-init")
+    )
+    return Pod(
+        vm.namespace,
+        pod,
+        f"uid-{pod}",
+        vm.node,
+        "Running",
+        ("compute",),
+        (ContainerState("compute", 0, True),),
+        {"kubevirt.io/created-by": vm.uid},
+        init_containers=("guest-console-log", "container-disk-binary", "volumecontainerdisk-init"),
+        sidecars=frozenset({"guest-console-log"}),
+        init_container_states=(ContainerState("guest-console-log", console_restarts, True), *init_states),
+    )
+
+
+def test_native_sidecars_like_containers_completed_init_containers_whole_then_never() -> None:
+    vm = vmi("a", "n1")
+    first = plan([vm], [modern(vm, "p")])
+    jobs = {job.container: job for job in first.launcher_jobs}
+    assert list(jobs) == ["guest-console-log", "container-disk-binary", "volumecontainerdisk-init", "compute"]
+    assert jobs["guest-console-log"].key == launcher_key(VmRef("vms", "a"), "p", "guest-console-log")
+    assert jobs["guest-console-log"].current == Cursor(NOW - HOUR)
+    whole = jobs["container-disk-binary"]
+    assert whole.key == init_key(VmRef("vms", "a"), "p", "container-disk-binary")
+    assert whole.current == Cursor(0) and whole.start == Cursor(NOW - 7200 * NANOS) and whole.previous is None
+    # collected: no job any more, but the key stays known (the store does not forget it)
+    cursors = {job.key: job.current for job in first.launcher_jobs}
+    cursors[whole.key] = Cursor(NOW - 7000 * NANOS)
+    again = plan([vm], [modern(vm, "p", console_restarts=1)], cursors)
+    assert [job.container for job in again.launcher_jobs] == ["guest-console-log", "compute"]
+    assert whole.key in again.keys and whole.key in again.done
+    sidecar = again.launcher_jobs[0]
+    assert sidecar.previous == Cursor(NOW - HOUR) and sidecar.current == Cursor(NOW - HOUR, 0, 1)
+    # a frozen init cursor is not where the VM stands: a new stream still starts an interval ago
+    assert plan([vm], [modern(vm, "q")], {whole.key: Cursor(NOW - 7000 * NANOS)}).launcher_jobs[0].start == (
+        Cursor(NOW - HOUR)
+    )
+
+
+def test_running_init_containers_wait_and_containerless_pods_are_skipped() -> None:
+    vm = vmi("a", "n1")
+    result = plan([vm], [modern(vm, "p", init_done=False)])
+    assert [job.container for job in result.launcher_jobs] == ["guest-console-log", "compute"]
+    empty = Pod("vms", "e", "uid-e", "n1", "Running", (), (), {"kubevirt.io/created-by": vm.uid})
+    skipped = plan([vm], [empty])
+    assert skipped.launcher_jobs == [] and skipped.skipped == [
+        (VmRef("vms", "a"), "pod e has no containers in its spec")
+    ]
+
+
+def test_a_pod_initialising_reads_only_the_init_containers_that_ran() -> None:
+    vm = vmi("a", "n1")
+    pod = dataclasses.replace(modern(vm, "p", init_done=False), phase="Pending")
+    assert [job.container for job in plan([vm], [pod]).launcher_jobs] == ["guest-console-log"]
+    done = dataclasses.replace(modern(vm, "p"), phase="Pending")
+    assert [job.container for job in plan([vm], [done]).launcher_jobs] == [
+        "guest-console-log",
+        "container-disk-binary",
+        "volumecontainerdisk-init",
+    ]

@@ -138,14 +138,21 @@ async def test_exec_errors_come_before_the_upgrade(
     kubevirt_cluster: KubeVirtCluster, launcher: PodRef
 ) -> None:
     base = f"{kubevirt_cluster.url}/api/v1/namespaces/vms/pods"
+    # before KubeVirt 1.6 guest-console-log was a second regular container: a name is required, and
+    # the choices are every container, init containers first (strategy.go validateContainer)
+    vmi = kubevirt_cluster.add_vmi("vms", "vm-old", "node-1")
+    old = kubevirt_cluster.add_launcher_pod(vmi, kubevirt_version="1.5.0")
     async with aiohttp.ClientSession() as session:
-        async with session.get(f"{base}/{launcher.name}/exec?command=ls") as response:
+        async with session.get(f"{base}/{old.name}/exec?command=ls") as response:
             body = await response.json()
         assert (response.status, body["message"]) == (
             400,
-            f"a container name must be specified for pod {launcher.name}, "
-            "choose one of: [compute guest-console-log]",
+            f"a container name must be specified for pod {old.name}, "
+            "choose one of: [container-disk-binary volumecontainerdisk-init compute guest-console-log]",
         )
+        # since 1.6 compute is the only regular container: it is the default (then the upgrade is due)
+        async with session.get(f"{base}/{launcher.name}/exec?command=ls") as response:
+            assert (response.status, (await response.json())["message"]) == (400, "Upgrade request required")
         async with session.get(f"{base}/ghost/exec?command=ls&container=compute") as response:
             assert response.status == 404
         async with session.get(f"{base}/{launcher.name}/exec?command=ls&container=compute") as response:

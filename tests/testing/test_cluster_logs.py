@@ -134,16 +134,22 @@ async def test_previous_after_a_restart(kubevirt_cluster: KubeVirtCluster, launc
     assert compute["restartCount"] == 1 and compute["lastState"]["terminated"]["exitCode"] == 137
 
 
+CHOOSE = "a container name must be specified for pod {pod}, choose one of: "
+
+
 @pytest.mark.parametrize(
-    ("params", "message"),
+    ("version", "params", "message"),
     [
-        ({}, "a container name must be specified for pod {pod}, choose one of: [compute guest-console-log]"),
-        ({"container": "nope"}, "container nope is not valid for pod {pod}"),
+        ("1.5.0", {}, CHOOSE + "[container-disk-binary volumecontainerdisk-init compute guest-console-log]"),
+        ("1.6.0", {"container": "nope"}, "container nope is not valid for pod {pod}"),
+        ("1.5.0", {"container": "nope"}, "container nope is not valid for pod {pod}"),
     ],
 )
 async def test_container_errors(
-    kubevirt_cluster: KubeVirtCluster, launcher: PodRef, params: dict[str, str], message: str
+    kubevirt_cluster: KubeVirtCluster, version: str, params: dict[str, str], message: str
 ) -> None:
+    vmi = kubevirt_cluster.add_vmi("vms", "vm1", "node-1")
+    launcher = kubevirt_cluster.add_launcher_pod(vmi, kubevirt_version=version)
     url = f"{kubevirt_cluster.url}/api/v1/namespaces/vms/pods/{launcher.name}/log"
     async with aiohttp.ClientSession() as session, session.get(url, params=params) as response:
         body = await response.json()
@@ -235,3 +241,57 @@ async def test_large_log_with_datetime_stamps(kubevirt_cluster: KubeVirtCluster,
         {"container": "guest-console-log", "sinceTime": "2026-11-23T11:00:00Z", "timestamps": "1"},
     )
     assert tail == "2026-11-23T11:00:00.000000000Z the end\n"
+
+
+@pytest.mark.parametrize("container", ["guest-console-log", "container-disk-binary"])
+async def test_init_containers_and_native_sidecars_have_logs_and_previous_runs(
+    kubevirt_cluster: KubeVirtCluster, launcher: PodRef, container: str
+) -> None:
+    # kubectl logs -c <init container or native sidecar> [--previous] works as for any container
+    assert launcher.containers == ("compute", "guest-console-log")
+    assert launcher.init_containers == ("container-disk-binary", "volumecontainerdisk-init")
+    kubevirt_cluster.append_log("vms", launcher.name, container, "first run", STAMPS[0])
+    assert await lines(kubevirt_cluster, launcher.name, container=container) == ["first run"]
+    status, text, _ = await fetch(
+        kubevirt_cluster, launcher.name, {"container": container, "previous": "true"}
+    )
+    assert status == 400 and f'previous terminated container \\"{container}\\"' in text
+    assert kubevirt_cluster.restart_container("vms", launcher.name, container) == 1
+    kubevirt_cluster.append_log("vms", launcher.name, container, "second run", STAMPS[1])
+    assert await lines(kubevirt_cluster, launcher.name, container=container, previous="true") == ["first run"]
+    assert await lines(kubevirt_cluster, launcher.name, container=container) == ["second run"]
+    pod = kubevirt_cluster.get_object("v1", "Pod", "vms", launcher.name)
+    assert pod is not None
+    [status_entry] = [s for s in pod["status"]["initContainerStatuses"] if s["name"] == container]
+    assert status_entry["restartCount"] == 1 and status_entry["lastState"]["terminated"]["exitCode"] == 137
+    assert all(s["restartCount"] == 0 for s in pod["status"]["containerStatuses"])
+
+
+async def test_a_v0_59_launcher_pod_has_no_console_log_container(kubevirt_cluster: KubeVirtCluster) -> None:
+    vmi = kubevirt_cluster.add_vmi("vms", "vm.with.dots", "node-1")
+    pod = kubevirt_cluster.add_launcher_pod(vmi, kubevirt_version="0.59.0")
+    assert pod.containers == ("compute",)
+    status, text, _ = await fetch(kubevirt_cluster, pod.name, {"container": "guest-console-log"})
+    assert status == 400 and "container guest-console-log is not valid" in text
+    body = kubevirt_cluster.get_object("v1", "Pod", "vms", pod.name)
+    assert body is not None
+    assert body["metadata"]["labels"]["vm.kubevirt.io/name"] == body["spec"]["hostname"] == "vm"
+    completed = [s["state"]["terminated"]["reason"] for s in body["status"]["initContainerStatuses"]]
+    assert completed == ["Completed", "Completed"]
+
+
+async def test_a_pod_initialising_serves_its_sidecar_log_and_says_why_the_others_have_none(
+    kubevirt_cluster: KubeVirtCluster, launcher: PodRef
+) -> None:
+    kubevirt_cluster.set_pod_initialising("vms", launcher.name)
+    kubevirt_cluster.append_log("vms", launcher.name, "guest-console-log", "tail error", STAMPS[0])
+    assert await lines(kubevirt_cluster, launcher.name, container="guest-console-log") == ["tail error"]
+    for container in ("compute", "container-disk-binary"):
+        status, text, _ = await fetch(kubevirt_cluster, launcher.name, {"container": container})
+        assert status == 400
+        assert (
+            f'container \\"{container}\\" in pod \\"{launcher.name}\\" is waiting to start: PodInitializing'
+            in text
+        )
+    pod = kubevirt_cluster.get_object("v1", "Pod", "vms", launcher.name)
+    assert pod is not None and pod["status"]["phase"] == "Pending"

@@ -34,8 +34,38 @@ async def get_text(url: str, **params: str) -> str:
         return await response.text()
 
 
-async def test_launcher_pods_and_vmis_are_wired_as_kubevirt_does(kubevirt_cluster: KubeVirtCluster) -> None:
-    population = kubevirt_cluster.populate(["ns1", "ns2"], nodes=2, vms_per_namespace=2, log_lines=4)
+# (KubeVirt version, spec.containers, spec.initContainers with their restartPolicy), as template.go renders
+# them (see kubevirt_test_cluster.objects.launcher_pod): no console log before 1.1, a regular container
+# until 1.5, a native sidecar since 1.6.
+SHAPES = [
+    ("0.59.0", ["compute"], [("container-disk-binary", None), ("volumecontainerdisk-init", None)]),
+    (
+        "1.5.0",
+        ["compute", "guest-console-log"],
+        [("container-disk-binary", None), ("volumecontainerdisk-init", None)],
+    ),
+    (
+        "1.6.0",
+        ["compute"],
+        [
+            ("guest-console-log", "Always"),
+            ("container-disk-binary", None),
+            ("volumecontainerdisk-init", None),
+        ],
+    ),
+]
+
+
+@pytest.mark.parametrize(("version", "containers", "init_containers"), SHAPES)
+async def test_launcher_pods_and_vmis_are_wired_as_kubevirt_does(
+    kubevirt_cluster: KubeVirtCluster,
+    version: str,
+    containers: list[str],
+    init_containers: list[tuple[str, str | None]],
+) -> None:
+    population = kubevirt_cluster.populate(
+        ["ns1", "ns2"], nodes=2, vms_per_namespace=2, log_lines=4, kubevirt_version=version
+    )
     assert [vmi.node for vmi in population.vmis] == ["node-01", "node-02", "node-01", "node-02"]
     pods = await get_json(kubevirt_cluster.url + "/api/v1/pods", labelSelector="kubevirt.io=virt-launcher")
     vmis = await get_json(kubevirt_cluster.url + "/apis/kubevirt.io/v1/virtualmachineinstances")
@@ -52,8 +82,13 @@ async def test_launcher_pods_and_vmis_are_wired_as_kubevirt_does(kubevirt_cluste
         assert meta["namespace"] == vmi["metadata"]["namespace"]
         assert meta["annotations"]["kubectl.kubernetes.io/default-container"] == "compute"
         assert pod["spec"]["nodeName"] == vmi["status"]["nodeName"] == meta["labels"]["kubevirt.io/nodeName"]
-        assert [c["name"] for c in pod["spec"]["containers"]] == ["compute", "guest-console-log"]
-        assert [s["restartCount"] for s in pod["status"]["containerStatuses"]] == [0, 0]
+        assert [c["name"] for c in pod["spec"]["containers"]] == containers
+        assert [(c["name"], c.get("restartPolicy")) for c in pod["spec"]["initContainers"]] == init_containers
+        assert [s["restartCount"] for s in pod["status"]["containerStatuses"]] == [0] * len(containers)
+        init_states = {s["name"]: s["state"] for s in pod["status"]["initContainerStatuses"]}
+        assert list(init_states) == [name for name, _ in init_containers]
+        for name, policy in init_containers:  # sidecars run, the others have completed
+            assert ("running" if policy == "Always" else "terminated") in init_states[name]
         assert vmi["status"]["activePods"] == {meta["uid"]: pod["spec"]["nodeName"]}
         assert vmi["status"]["interfaces"][0]["ipAddress"] == pod["status"]["podIP"]
     handlers = await get_json(

@@ -44,6 +44,8 @@ KUBEVIRT_API = "/apis/kubevirt.io/v1"
 HCO_API = "/apis/hco.kubevirt.io/v1beta1"
 LAUNCHER_LABELS = {"kubevirt.io": "virt-launcher"}
 HANDLER_LABELS = {"kubevirt.io": "virt-handler"}
+CREATED_BY_LABEL = "kubevirt.io/created-by"
+VM_NAME_LABEL = "vm.kubevirt.io/name"  # KubeVirt's DeprecatedVirtualMachineNameLabel
 LIST_PAGE_SIZE = 500
 
 
@@ -114,9 +116,11 @@ class KubeClient:
 
     async def launcher_pods(self, vmi: Vmi) -> list[Pod]:
         """The virt-launcher pod(s) of one VMI: two while it migrates, the active one first."""
-        pods = await self.list_pods(vmi.namespace, {**LAUNCHER_LABELS, "kubevirt.io/created-by": vmi.uid})
-        if not pods:  # pods created before the created-by label carried the VMI's UID
-            pods = await self.list_pods(vmi.namespace, {**LAUNCHER_LABELS, "vm.kubevirt.io/name": vmi.name})
+        pods = await self.list_pods(vmi.namespace, {**LAUNCHER_LABELS, CREATED_BY_LABEL: vmi.uid})
+        if not pods:  # a pod whose created-by label was removed: see match_launcher_pods
+            pods = await self.list_pods(
+                vmi.namespace, {**LAUNCHER_LABELS, VM_NAME_LABEL: vmi.launcher_hostname}
+            )
         return match_launcher_pods(vmi, pods)
 
     async def handler_pod(self, node: str, namespace: str) -> Pod | None:
@@ -380,15 +384,27 @@ async def _lines(chunks: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
 
 
 def match_launcher_pods(vmi: Vmi, pods: Iterable[Pod]) -> list[Pod]:
-    """The launcher pods of ``vmi`` among ``pods``, by the VMI's UID, else by name.
+    """The launcher pods of ``vmi`` among ``pods``: its namespace, and its UID in the created-by label.
+
+    KubeVirt's virt-controller (pkg/virt-controller/services/template.go, ``podLabels`` and the pod it
+    renders, from v0.10 through v1.7) gives every launcher pod ``kubevirt.io/created-by=<VMI UID>`` and a
+    controller owner reference to the VMI. ``vm.kubevirt.io/name`` holds ``SanitizeHostname`` (the name
+    cut at its first dot, or ``spec.hostname``), which VMIs can share, so it is only a fallback for a pod
+    whose created-by label was edited away, and only with an owner reference to this very VMI.
 
     The pod on the VMI's node comes first: during a live migration that is the source, still running
     the guest; the target follows. Creation time (second precision) and name break ties.
     """
     in_namespace = [pod for pod in pods if pod.namespace == vmi.namespace]
-    mine = [pod for pod in in_namespace if pod.labels.get("kubevirt.io/created-by") == vmi.uid]
+    mine = [pod for pod in in_namespace if pod.labels.get(CREATED_BY_LABEL) == vmi.uid]
     if not mine:
-        mine = [pod for pod in in_namespace if pod.labels.get("vm.kubevirt.io/name") == vmi.name]
+        mine = [
+            pod
+            for pod in in_namespace
+            if CREATED_BY_LABEL not in pod.labels
+            and pod.labels.get(VM_NAME_LABEL) == vmi.launcher_hostname
+            and ("VirtualMachineInstance", vmi.uid) in pod.owners
+        ]
     return sorted(mine, key=lambda pod: (pod.node != vmi.node, pod.created or _EPOCH, pod.name))
 
 

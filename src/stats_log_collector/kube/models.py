@@ -26,23 +26,46 @@ class Vmi:
     # Every node the VMI runs or ran on lately: its node, a migration's source and target, the nodes of
     # its active pods (a virt-handler on each of them logs about it).
     nodes: tuple[str, ...] = dataclasses.field(default=(), compare=False)
+    hostname: str = ""  # spec.hostname
 
     @classmethod
     def from_json(cls, obj: JSON) -> Vmi:
-        meta, status = obj.get("metadata", {}), obj.get("status") or {}
-        node = status.get("nodeName") or (meta.get("labels") or {}).get("kubevirt.io/nodeName")
-        migration = status.get("migrationState") or {}
+        meta, status = _object(obj.get("metadata")), _object(obj.get("status"))
+        node = status.get("nodeName") or _object(meta.get("labels")).get("kubevirt.io/nodeName")
+        migration = _object(status.get("migrationState"))
         candidates = [node, migration.get("sourceNode"), migration.get("targetNode")]
-        candidates += list((status.get("activePods") or {}).values())
+        candidates += list(_object(status.get("activePods")).values())
+        hostname = _object(obj.get("spec")).get("hostname")
         return cls(
             namespace=meta.get("namespace", ""),
             name=meta.get("name", ""),
             uid=meta.get("uid", ""),
             node=node,
             phase=status.get("phase", "Unknown"),
-            labels=dict(meta.get("labels") or {}),
+            labels=dict(_object(meta.get("labels"))),
             nodes=tuple(dict.fromkeys(n for n in candidates if isinstance(n, str) and n)),
+            hostname=hostname if isinstance(hostname, str) else "",
         )
+
+    @property
+    def launcher_hostname(self) -> str:
+        """What virt-controller writes in its launcher pods' ``vm.kubevirt.io/name`` label.
+
+        KubeVirt pkg/util/net/dns/sanitize.go ``SanitizeHostname`` (v0.59 through v1.7): the VMI name cut
+        at its first dot and to 63 characters, replaced by ``spec.hostname`` when set; template.go
+        ``podLabels`` puts it in the label (``DeprecatedVirtualMachineNameLabel`` since v1.7).
+        """
+        return self.hostname or self.name.split(".")[0][:63]
+
+
+# A container's place in its pod. Kubernetes runs init containers one after the other to completion
+# before the others, except those with ``restartPolicy: Always`` (native sidecars, KEP-753, beta in
+# 1.29): they keep running beside the regular containers and restart on their own.
+REGULAR, SIDECAR, INIT = "container", "sidecar", "init"
+# An init container's restartPolicy: unset, or Always (a native sidecar); Never and OnFailure come with
+# per-container restart rules (KEP-5307, alpha in 1.34) and leave it a plain init container. Kubernetes
+# pkg/apis/core/validation/validation.go ``validateInitContainerRestartPolicy`` rejects anything else.
+_INIT_POLICIES = (None, "Always", "Never", "OnFailure")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -50,13 +73,20 @@ class ContainerState:
     name: str
     restart_count: int
     running: bool
+    terminated: bool = False
+    started: datetime | None = None  # when the current (or, terminated, the last) run started
 
     @classmethod
     def from_json(cls, obj: JSON) -> ContainerState:
+        state = _object(obj.get("state"))
+        current = _object(state.get("running") or state.get("terminated"))
+        count = obj.get("restartCount", 0)
         return cls(
-            name=obj.get("name", ""),
-            restart_count=int(obj.get("restartCount", 0)),
-            running="running" in (obj.get("state") or {}),
+            name=obj.get("name") or "",
+            restart_count=count if isinstance(count, int) and count >= 0 else 0,
+            running="running" in state,
+            terminated="terminated" in state,
+            started=parse_time(current.get("startedAt")),
         )
 
 
@@ -67,30 +97,116 @@ class Pod:
     uid: str
     node: str | None
     phase: str
-    containers: tuple[str, ...]
+    containers: tuple[str, ...]  # spec.containers
     container_states: tuple[ContainerState, ...] = ()
     labels: dict[str, str] = dataclasses.field(default_factory=dict, compare=False)
     created: datetime | None = None
+    init_containers: tuple[str, ...] = ()  # spec.initContainers, native sidecars included, in order
+    sidecars: frozenset[str] = frozenset()  # the init containers with restartPolicy: Always
+    init_container_states: tuple[ContainerState, ...] = ()
+    owners: tuple[tuple[str, str], ...] = ()  # (kind, uid) of metadata.ownerReferences
+    # What does not fit the Pod API (a status for a container not in the spec, a status without a
+    # name, an unknown restartPolicy...): one sentence each, for the caller to log.
+    problems: tuple[str, ...] = dataclasses.field(default=(), compare=False)
 
     @classmethod
     def from_json(cls, obj: JSON) -> Pod:
-        meta, spec, status = obj.get("metadata", {}), obj.get("spec") or {}, obj.get("status") or {}
+        meta, spec, status = (
+            _object(obj.get("metadata")),
+            _object(obj.get("spec")),
+            _object(obj.get("status")),
+        )
+        problems: list[str] = []
+        containers = _names(spec, "containers", problems)
+        init_specs = _entries(spec, "initContainers", problems)
+        sidecars: set[str] = set()
+        unknown: set[str] = set()
+        for entry in init_specs:
+            name, policy = entry.get("name") or "", entry.get("restartPolicy")
+            if policy == "Always":
+                sidecars.add(name)
+            elif policy not in _INIT_POLICIES:
+                unknown.add(name)
+                problems.append(f"init container {name!r} has an unknown restartPolicy {policy!r}")
+        listed = tuple(entry.get("name") or "" for entry in init_specs)
+        if "" in containers or "" in listed:
+            problems.append("a container without a name")
+        states = _states(status, "containerStatuses", containers, problems)
+        init_states = _states(status, "initContainerStatuses", listed, problems)
+        init_containers = tuple(name for name in listed if name and name not in unknown)
+        owners = tuple(
+            (str(ref.get("kind", "")), str(ref.get("uid", "")))
+            for ref in _entries(meta, "ownerReferences", problems)
+        )
         return cls(
             namespace=meta.get("namespace", ""),
             name=meta.get("name", ""),
             uid=meta.get("uid", ""),
             node=spec.get("nodeName"),
             phase=status.get("phase", "Unknown"),
-            containers=tuple(c.get("name", "") for c in spec.get("containers") or ()),
-            container_states=tuple(
-                ContainerState.from_json(c) for c in status.get("containerStatuses") or ()
-            ),
-            labels=dict(meta.get("labels") or {}),
+            containers=tuple(name for name in containers if name),
+            container_states=states,
+            labels={k: v for k, v in _object(meta.get("labels")).items() if isinstance(v, str)},
             created=parse_time(meta.get("creationTimestamp")),
+            init_containers=init_containers,
+            sidecars=frozenset(name for name in sidecars if name),
+            init_container_states=init_states,
+            owners=owners,
+            problems=tuple(problems),
         )
 
+    def kind_of(self, container: str) -> str | None:
+        """REGULAR, SIDECAR or INIT; None for a name the pod's spec does not have."""
+        if container in self.containers:
+            return REGULAR
+        if container in self.sidecars:
+            return SIDECAR
+        return INIT if container in self.init_containers else None
+
+    def state(self, container: str) -> ContainerState | None:
+        states = self.container_states if container in self.containers else self.init_container_states
+        return next((c for c in states if c.name == container), None)
+
     def restart_count(self, container: str) -> int:
-        return next((c.restart_count for c in self.container_states if c.name == container), 0)
+        state = self.state(container)
+        return state.restart_count if state else 0
+
+
+def _object(value: Any) -> JSON:
+    """A JSON object, or an empty one for a missing, null or wrongly typed field."""
+    return value if isinstance(value, dict) else {}
+
+
+def _entries(parent: JSON, field: str, problems: list[str]) -> list[JSON]:
+    """The objects of a list field (null is an empty list, as the API server renders omitted lists)."""
+    value = parent.get(field)
+    if value is None:
+        return []
+    if not isinstance(value, list):
+        problems.append(f"{field} is not a list")
+        return []
+    if not all(isinstance(item, dict) for item in value):
+        problems.append(f"{field} has an entry that is not an object")
+    return [item for item in value if isinstance(item, dict)]
+
+
+def _names(parent: JSON, field: str, problems: list[str]) -> tuple[str, ...]:
+    return tuple(entry.get("name") or "" for entry in _entries(parent, field, problems))
+
+
+def _states(
+    status: JSON, field: str, spec_names: tuple[str, ...], problems: list[str]
+) -> tuple[ContainerState, ...]:
+    states: list[ContainerState] = []
+    for entry in _entries(status, field, problems):
+        state = ContainerState.from_json(entry)
+        if not state.name:
+            problems.append(f"{field} has a status without a name")
+        elif state.name not in spec_names:
+            problems.append(f"{field} has a status for {state.name!r}, which the spec does not have")
+        else:
+            states.append(state)
+    return tuple(states)
 
 
 @dataclasses.dataclass(frozen=True)

@@ -36,6 +36,7 @@ class RunSummary:
     failed_vms: set[str] = dataclasses.field(default_factory=set)
     seconds: float = 0.0
     removed_files: int = 0
+    skipped: int = 0  # containers or pods whose shape was not understood (each logged)
 
 
 class Collector:
@@ -75,6 +76,9 @@ class Collector:
             self._failed(summary, vm, reason)
         for vm, note in plan.notes:
             log.warning("lines lost before collection", extra={"vm": str(vm), "reason": note})
+        for vm, reason in plan.skipped:
+            log.warning("launcher pod shape not understood, skipped", extra={"vm": str(vm), "reason": reason})
+        summary.skipped = len(plan.skipped)
         await asyncio.gather(
             *(self._launcher(job, summary) for job in plan.launcher_jobs),
             *(self._handler(job, summary) for job in plan.handler_jobs),
@@ -90,6 +94,7 @@ class Collector:
                 "files": summary.files,
                 "bytes": summary.bytes,
                 "removed_files": summary.removed_files,
+                "skipped": summary.skipped,
                 "duration_s": round(summary.seconds, 3),
             },
         )

@@ -1,8 +1,9 @@
 """What one run reads, decided from the API's objects and the stored cursors: pure, tested directly.
 
-Every container of every launcher pod of a VMI, from its cursor, and one virt-handler target per node
-the VMI is on (grouped by node); a stream seen for the first time starts COLLECT_INTERVAL_SECS ago, or
-at its VM's oldest cursor. Details: docs/logs-collector.md, "What a run reads".
+Every container that ran in every launcher pod of a VMI: regular containers and native sidecars from
+their cursors, init containers once, whole, when they have completed; and one virt-handler target per
+node the VMI is on (grouped by node). A stream seen for the first time starts COLLECT_INTERVAL_SECS
+ago, or at its VM's oldest cursor. Details: docs/logs-collector.md, "What a run reads".
 """
 
 from __future__ import annotations
@@ -12,7 +13,8 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 from ..kube import Pod, Vmi, match_launcher_pods
-from .cursor import Cursor
+from ..kube.models import INIT, REGULAR
+from .cursor import NANOS, Cursor
 from .handler_split import VmIdentity
 from .layout import vm_folder
 
@@ -65,16 +67,24 @@ class Plan:
     handler_jobs: list[HandlerJob] = dataclasses.field(default_factory=list)
     problems: list[tuple[VmRef, str]] = dataclasses.field(default_factory=list)  # failures found planning
     notes: list[tuple[VmRef, str]] = dataclasses.field(default_factory=list)  # lines the API no longer has
+    skipped: list[tuple[VmRef, str]] = dataclasses.field(default_factory=list)  # shapes not understood
+    done: list[str] = dataclasses.field(default_factory=list)  # init containers collected in a past run
     vms: int = 0
 
     @property
     def keys(self) -> list[str]:
-        keys = [job.key for job in self.launcher_jobs]
+        """Every stream still there, read this run or not (the store forgets the others in time)."""
+        keys = [job.key for job in self.launcher_jobs] + self.done
         return keys + [target.key for job in self.handler_jobs for target in job.targets]
 
 
 def launcher_key(vm: VmRef, pod: str, container: str) -> str:
     return f"launcher/{vm.namespace}/{vm.name}/{pod}/{container}"
+
+
+def init_key(vm: VmRef, pod: str, container: str) -> str:
+    """An init container's cursor: its presence is the durable record that it was collected."""
+    return f"init/{vm.namespace}/{vm.name}/{pod}/{container}"
 
 
 def handler_key(vm: VmRef, uid: str, handler_pod: str) -> str:
@@ -96,6 +106,8 @@ def make_plan(
     first_start = now_nanos - interval_nanos
     by_vm_prefix: dict[str, int] = {}
     for key, cursor in cursors.items():
+        if key.startswith("init/"):  # frozen at the end of a finished container: not where a VM stands
+            continue
         prefix = _vm_prefix(key)
         by_vm_prefix[prefix] = min(by_vm_prefix.get(prefix, cursor.nanos), cursor.nanos)
     handler_targets: dict[str, list[HandlerTarget]] = {}
@@ -108,12 +120,7 @@ def make_plan(
         if not pods:
             plan.problems.append((vm, "no virt-launcher pod"))
         for pod in pods:
-            if pod.phase == "Pending":
-                continue  # containers not started: no log yet
-            for container in pod.containers:
-                plan.launcher_jobs.append(
-                    _launcher_job(vm, folder, pod, container, cursors, new_start, plan.notes)
-                )
+            _pod_jobs(plan, vm, folder, pod, cursors, new_start)
         nodes = list(vmi.nodes) + [pod.node for pod in pods if pod.node and pod.node not in vmi.nodes]
         for node in nodes:
             handler = handlers.get(node)
@@ -130,6 +137,50 @@ def make_plan(
     return plan
 
 
+def _pod_jobs(
+    plan: Plan, vm: VmRef, folder: Path, pod: Pod, cursors: Mapping[str, Cursor], new_start: int
+) -> None:
+    """The jobs of one launcher pod: its regular containers and native sidecars, its finished init
+    containers; what does not fit the Pod API is skipped (that container, or the pod) and said."""
+    for problem in pod.problems:
+        plan.skipped.append((vm, f"pod {pod.name}: {problem}"))
+    if not pod.containers:
+        plan.skipped.append((vm, f"pod {pod.name} has no containers in its spec"))
+        return
+    for container in (*pod.init_containers, *pod.containers):
+        if pod.phase == "Pending" and not _has_run(pod, container):
+            continue  # not started (a pod initialising runs its sidecars, its containers wait): no log yet
+        if pod.kind_of(container) != INIT:
+            plan.launcher_jobs.append(
+                _launcher_job(vm, folder, pod, container, cursors, new_start, plan.notes)
+            )
+            continue
+        key = init_key(vm, pod.name, container)
+        state = pod.state(container)
+        cursor = cursors.get(key)
+        if state is None or not state.terminated:
+            continue  # still running or never started (the pod failed before): collected once finished
+        if cursor is not None and state.restart_count <= cursor.restarts:
+            plan.done.append(key)
+            continue
+        if cursor is None:  # the whole log, in one file named after the start of the container's run
+            started = state.started.timestamp() if state.started else new_start / NANOS
+            whole = Cursor(0, 0, state.restart_count)
+            start = Cursor(int(started) * NANOS, 0, state.restart_count)
+            plan.launcher_jobs.append(LauncherJob(vm, folder, pod.name, container, key, start, None, whole))
+        else:  # it ran again (a pod restartPolicy other than Never): its new run, after its old one
+            plan.launcher_jobs.append(
+                _launcher_job(vm, folder, pod, container, cursors, new_start, plan.notes, key)
+            )
+
+
+def _has_run(pod: Pod, container: str) -> bool:
+    """Started at least once: an init container of a pod still initialising may have (regular ones
+    start only once every init container has finished or, for a sidecar, started)."""
+    state = pod.state(container)
+    return pod.kind_of(container) != REGULAR and state is not None and (state.running or state.terminated)
+
+
 def _launcher_job(
     vm: VmRef,
     folder: Path,
@@ -138,8 +189,9 @@ def _launcher_job(
     cursors: Mapping[str, Cursor],
     new_start: int,
     notes: list[tuple[VmRef, str]],
+    key: str | None = None,
 ) -> LauncherJob:
-    key = launcher_key(vm, pod.name, container)
+    key = key or launcher_key(vm, pod.name, container)
     restarts = pod.restart_count(container)
     cursor = cursors.get(key)
     if cursor is None:

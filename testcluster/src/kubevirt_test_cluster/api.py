@@ -39,6 +39,7 @@ from .container_exec import CommandResult, ExecHandler, Process
 from .errors import ApiError
 from .faults import Faults, Journal, _Entry
 from .logs import ContainerLog, PodLogOptions
+from .objects import container_names
 from .resources import NODE, POD, ResourcePath, ResourceType
 from .selectors import FieldSelector, LabelSelector
 from .stats import ContainerMemory, MemoryKey, summary
@@ -70,10 +71,13 @@ def _query(raw: web.BaseRequest) -> dict[str, str]:
 
 def pick_container(pod: Body, requested: str | None) -> str:
     """The API server's container choice for logs and exec (it ignores the default-container annotation)."""
+    # Kubernetes pkg/registry/core/pod/strategy.go ``validateContainer``: a named container may be any
+    # of the pod's (init containers and native sidecars too); without a name, only a lone container.
     names: list[str] = [spec["name"] for spec in pod.get("spec", {}).get("containers", [])]
+    everything = container_names(pod)
     pod_name = pod["metadata"]["name"]
     if requested:
-        if requested not in names:
+        if requested not in everything:
             raise errors.bad_request(f"container {requested} is not valid for pod {pod_name}")
         return requested
     if len(names) == 1:
@@ -81,7 +85,7 @@ def pick_container(pod: Body, requested: str | None) -> str:
     if not names:
         raise errors.bad_request(f"a container name must be specified for pod {pod_name}")
     raise errors.bad_request(
-        f"a container name must be specified for pod {pod_name}, choose one of: [{' '.join(names)}]"
+        f"a container name must be specified for pod {pod_name}, choose one of: [{' '.join(everything)}]"
     )
 
 
@@ -459,9 +463,17 @@ class KubeApi(kmock.KubernetesEmulator):
                     f'previous terminated container "{container}" in pod "{meta["name"]}" not found'
                 )
             return runs[-2]
-        if pod.get("status", {}).get("phase") == "Pending":
+        # kubelet (pkg/kubelet/kubelet_pods.go ``validateContainerLogStatus``) answers from the
+        # container's status: running or terminated has a log; waiting has none, and says why. In a
+        # pod still initialising, the native sidecars already run and the finished init containers have
+        # their log, while the other containers wait.
+        status = pod.get("status", {})
+        statuses = [*(status.get("initContainerStatuses") or ()), *(status.get("containerStatuses") or ())]
+        state = next((s.get("state") or {} for s in statuses if s.get("name") == container), {})
+        if status.get("phase") == "Pending" and not ("running" in state or "terminated" in state):
+            reason = (state.get("waiting") or {}).get("reason", "ContainerCreating")
             raise errors.bad_request(
-                f'container "{container}" in pod "{meta["name"]}" is waiting to start: ContainerCreating'
+                f'container "{container}" in pod "{meta["name"]}" is waiting to start: {reason}'
             )
         return runs[-1]
 

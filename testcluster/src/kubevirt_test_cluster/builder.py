@@ -19,12 +19,15 @@ from . import objects
 from .api import KubeApi
 from .container_exec import Process, ProcessEntry, launcher_processes
 from .logs import Stamp, iter_entries
-from .objects import new_uid, now_rfc3339, random_suffix
+from .objects import LAUNCHER_SHAPE_VERSION, launcher_containers, new_uid, now_rfc3339, random_suffix
 from .resources import HYPERCONVERGED, KUBEVIRT, NAMESPACE, NODE, POD, VMI
 from .stats import ContainerMemory
 from .store import Body
 
 LAUNCHER_CONTAINERS = ("compute", "guest-console-log")
+# template.go renders these when the VMI has a containerDisk (ours do) and ImageVolume is off; they
+# copy a binary and pre-pull the disk image, then exit 0 (see objects._init_container_spec).
+LAUNCHER_INIT_CONTAINERS = ("container-disk-binary", "volumecontainerdisk-init")
 
 
 @dataclass(frozen=True)
@@ -41,7 +44,9 @@ class PodRef:
     name: str
     uid: str
     node: str
-    containers: tuple[str, ...]
+    containers: tuple[str, ...]  # what keeps running: regular containers and native sidecars
+    init_containers: tuple[str, ...] = ()  # init containers that ran to completion
+    kubevirt_version: str = LAUNCHER_SHAPE_VERSION
 
 
 class Builder:
@@ -107,23 +112,39 @@ class Builder:
         self,
         vmi: VmiRef,
         node: str | None = None,
-        containers: Sequence[str] = LAUNCHER_CONTAINERS,
+        containers: Sequence[str] | None = None,
         name: str | None = None,
+        init_containers: Sequence[str] = LAUNCHER_INIT_CONTAINERS,
+        kubevirt_version: str = LAUNCHER_SHAPE_VERSION,
     ) -> PodRef:
+        """A launcher pod shaped as ``kubevirt_version`` renders it (see ``objects.launcher_pod``);
+        ``containers`` defaults to what that version runs (no guest-console-log before v1.1.0)."""
         node = node or vmi.node
+        containers = tuple(launcher_containers(kubevirt_version) if containers is None else containers)
         name = name or f"virt-launcher-{vmi.name}-{random_suffix(self.rng)}"
         uid = new_uid(self.rng)
         vmi_body = self.store.require(VMI, vmi.namespace, vmi.name)
         pod_ip = self._pod_ip(node)
         body = objects.launcher_pod(
-            vmi_body, name, uid, node, containers, self.node_ip(node), pod_ip, self.rng
+            vmi_body,
+            name,
+            uid,
+            node,
+            containers,
+            self.node_ip(node),
+            pod_ip,
+            self.rng,
+            init_containers,
+            kubevirt_version,
         )
         body["metadata"]["creationTimestamp"] = now_rfc3339()
         self.store.put(POD, body)
+        for container in init_containers:  # they have exited: their only run is closed
+            self.api.pod_logs.runs(vmi.namespace, name, container)[-1].close()
         self._attach_pod(vmi_body, uid, node, pod_ip)
         if "compute" in containers:
             self.api.processes[(vmi.namespace, name)] = launcher_processes(vmi.name, namespace=vmi.namespace)
-        return PodRef(vmi.namespace, name, uid, node, tuple(containers))
+        return PodRef(vmi.namespace, name, uid, node, containers, tuple(init_containers), kubevirt_version)
 
     def _attach_pod(self, vmi_body: Body, pod_uid: str, node: str, pod_ip: str) -> None:
         status = copy.deepcopy(vmi_body.get("status", {}))
@@ -209,7 +230,7 @@ class Builder:
 
     def require_container(self, namespace: str, pod: str, container: str) -> Body:
         body = self.require_pod(namespace, pod)
-        if container not in [spec["name"] for spec in body["spec"].get("containers", [])]:
+        if container not in objects.container_names(body):
             raise KeyError(f"pod {namespace}/{pod} has no container {container!r}")
         return body
 
@@ -217,20 +238,49 @@ class Builder:
         self.require_pod(namespace, name)
         self.store.delete(POD, namespace, name)
 
+    def set_pod_initialising(self, namespace: str, name: str) -> None:
+        """The pod is stuck initialising (kubevirt/kubevirt#15355, #15586): phase Pending, its native
+        sidecars running but not ready, its other init containers and its containers waiting."""
+        body = self.require_pod(namespace, name)
+        sidecars = {
+            c["name"] for c in body["spec"].get("initContainers") or () if c.get("restartPolicy") == "Always"
+        }
+        status = copy.deepcopy(body.get("status", {}))
+        waiting = {"waiting": {"reason": "PodInitializing"}}
+        for entry in status.get("initContainerStatuses") or ():
+            running = entry["name"] in sidecars
+            entry.update(ready=False, started=running, state=entry["state"] if running else waiting)
+        for entry in status.get("containerStatuses") or ():
+            entry.update(ready=False, started=False, state=waiting, containerID="")
+        for condition in status.get("conditions") or ():
+            if condition["type"] in ("Initialized", "Ready", "ContainersReady"):
+                condition["status"] = "False"
+        status["phase"] = "Pending"
+        self.store.put(POD, {**body, "status": status})
+
     def set_pod_phase(self, namespace: str, name: str, phase: str) -> None:
         body = self.require_pod(namespace, name)
         self.store.put(POD, {**body, "status": {**body.get("status", {}), "phase": phase}})
 
     def restart_container(self, namespace: str, pod: str, container: str) -> int:
-        """The container died and was restarted: its log becomes ``previous``; returns the restart count."""
+        """The container died and was restarted: its log becomes ``previous``; returns the restart count.
+
+        A native sidecar (or any init container) keeps its status in ``initContainerStatuses``, with its
+        own ``restartCount`` and ``lastState``, as kubelet reports it (KEP-753).
+        """
         body = self.require_container(namespace, pod, container)
         self.api.pod_logs.restart(namespace, pod, container)
-        statuses = copy.deepcopy(body.get("status", {}).get("containerStatuses", []))
+        in_init = container in [spec.get("name") for spec in body["spec"].get("initContainers") or ()]
+        field = "initContainerStatuses" if in_init else "containerStatuses"
+        statuses = copy.deepcopy(body.get("status", {}).get(field, []))
         count = 0
         for status in statuses:
             if status["name"] == container:
                 count = status["restartCount"] = status.get("restartCount", 0) + 1
-                started = status.get("state", {}).get("running", {}).get("startedAt", now_rfc3339())
+                state = status.get("state", {})
+                started = (state.get("running") or state.get("terminated") or {}).get(
+                    "startedAt", now_rfc3339()
+                )
                 status["lastState"] = {
                     "terminated": {
                         "exitCode": 137,
@@ -242,7 +292,7 @@ class Builder:
                 }
                 status["state"] = {"running": {"startedAt": now_rfc3339()}}
                 status["containerID"] = objects.container_id(self.rng)
-        self.store.put(POD, {**body, "status": {**body["status"], "containerStatuses": statuses}})
+        self.store.put(POD, {**body, "status": {**body["status"], field: statuses}})
         return count
 
     def append_lines(

@@ -27,10 +27,11 @@ import yaml
 from aiohttp import web
 
 from .api import KubeApi
-from .builder import LAUNCHER_CONTAINERS, Builder, PodRef, VmiRef
+from .builder import LAUNCHER_INIT_CONTAINERS, Builder, PodRef, VmiRef
 from .container_exec import ExecHandler, ProcessEntry
 from .faults import Fault, RequestRecord, compile_pattern
 from .logs import Stamp
+from .objects import LAUNCHER_SHAPE_VERSION
 from .populate import Population, populate
 from .resources import by_kind
 from .stats import ContainerMemory
@@ -209,10 +210,15 @@ class KubeVirtCluster:
         self,
         vmi: VmiRef,
         node: str | None = None,
-        containers: Sequence[str] = LAUNCHER_CONTAINERS,
+        containers: Sequence[str] | None = None,
         name: str | None = None,
+        init_containers: Sequence[str] = LAUNCHER_INIT_CONTAINERS,
+        kubevirt_version: str = LAUNCHER_SHAPE_VERSION,
     ) -> PodRef:
-        return self._run(lambda b: b.add_launcher_pod(vmi, node, containers, name))
+        """A launcher pod as ``kubevirt_version`` renders it; see ``Builder.add_launcher_pod``."""
+        return self._run(
+            lambda b: b.add_launcher_pod(vmi, node, containers, name, init_containers, kubevirt_version)
+        )
 
     def add_handler_pod(self, node: str, namespace: str = "kubevirt") -> PodRef:
         return self._run(lambda b: b.add_handler_pod(node, namespace))
@@ -245,11 +251,18 @@ class KubeVirtCluster:
         log_lines: int = 20,
         *,
         handler_namespace: str = "kubevirt",
+        kubevirt_version: str = LAUNCHER_SHAPE_VERSION,
     ) -> Population:
         """A realistic cluster in one call; see :func:`~.populate.populate`."""
         return self._run(
             lambda b: populate(
-                b, namespaces, nodes, vms_per_namespace, log_lines, handler_namespace=handler_namespace
+                b,
+                namespaces,
+                nodes,
+                vms_per_namespace,
+                log_lines,
+                handler_namespace=handler_namespace,
+                kubevirt_version=kubevirt_version,
             )
         )
 
@@ -257,6 +270,10 @@ class KubeVirtCluster:
 
     def delete_pod(self, namespace: str, name: str) -> None:
         self._run(lambda b: b.delete_pod(namespace, name))
+
+    def set_pod_initialising(self, namespace: str, name: str) -> None:
+        """Stuck initialising: Pending, native sidecars running, the other containers waiting."""
+        self._run(lambda b: b.set_pod_initialising(namespace, name))
 
     def set_pod_phase(self, namespace: str, name: str, phase: str) -> None:
         self._run(lambda b: b.set_pod_phase(namespace, name, phase))

@@ -20,6 +20,15 @@ HANDLER_IMAGE = "quay.io/kubevirt/virt-handler:v1.4.0"
 KUBEVIRT_VERSION = "v1.4.0"
 _SUFFIX_ALPHABET = "bcdfghjklmnpqrstvwxz2456789"  # apimachinery's generateName alphabet
 
+# The launcher pod's shape by KubeVirt version (pkg/virt-controller/services/template.go, the pod its
+# ``renderLaunchManifest`` builds, and serialconsolelog.go ``generateSerialConsoleLogContainer``):
+# guest-console-log appeared in v1.1.0 as a regular container; since v1.6.0 (commit da149f3faf,
+# kubevirt/kubevirt#13422) it is a native sidecar, first in ``initContainers`` with restartPolicy Always.
+LAUNCHER_SHAPE_VERSION = "1.6.0"  # the default: the modern shape
+CONSOLE_LOG_SINCE = (1, 1, 0)
+NATIVE_SIDECAR_SINCE = (1, 6, 0)
+NATIVE_SIDECARS = ("guest-console-log",)
+
 
 def now_rfc3339() -> str:
     """Second-precision UTC time, as ``metadata.creationTimestamp`` is written."""
@@ -225,11 +234,57 @@ def container_status(
     }
 
 
+def completed_status(name: str, image: str, started_at: str, cid: str) -> dict[str, Any]:
+    """An init container that ran to completion: kubelet reports it terminated, Completed, ready."""
+    return {
+        **container_status(name, image, started_at, cid),
+        "started": False,
+        "state": {
+            "terminated": {
+                "exitCode": 0,
+                "reason": "Completed",
+                "startedAt": started_at,
+                "finishedAt": started_at,
+                "containerID": cid,
+            }
+        },
+    }
+
+
+def parse_version(version: str) -> tuple[int, ...]:
+    """``"v1.6.0"``, ``"1.5"``, ``"0.59"`` -> ``(1, 6, 0)``, ``(1, 5)``, ``(0, 59)``."""
+    return tuple(int(part) for part in version.lstrip("v").split("-")[0].split("."))
+
+
+def launcher_containers(version: str) -> tuple[str, ...]:
+    """What a launcher pod of that KubeVirt version runs beside ``compute`` by default."""
+    return ("compute", "guest-console-log") if parse_version(version) >= CONSOLE_LOG_SINCE else ("compute",)
+
+
+def _init_container_spec(name: str, image: str) -> dict[str, Any]:
+    """template.go ``newInitContainerRenderer`` (``container-disk-binary``: copies the binary) and
+    pkg/container-disk/container-disk.go ``GenerateInitContainers`` (``volume<name>-init``: pre-pulls
+    the disk image, ``--no-op``)."""
+    if name == "container-disk-binary":
+        command = ["/usr/bin/cp", "/usr/bin/container-disk", "/init/usr/bin/container-disk"]
+        return {"name": name, "image": image, "command": command}
+    return {
+        "name": name,
+        "image": "quay.io/containerdisks/fedora:41",
+        "command": ["/usr/bin/container-disk"],
+        "args": ["--no-op"],
+    }
+
+
 def _pod_status(
-    containers: Sequence[dict[str, Any]], host_ip: str, pod_ip: str, rng: random.Random
+    containers: Sequence[dict[str, Any]],
+    host_ip: str,
+    pod_ip: str,
+    rng: random.Random,
+    init_containers: Sequence[dict[str, Any]] = (),
 ) -> dict[str, Any]:
     started = now_rfc3339()
-    return {
+    status: dict[str, Any] = {
         "phase": "Running",
         "hostIP": host_ip,
         "podIP": pod_ip,
@@ -250,6 +305,15 @@ def _pod_status(
             container_status(spec["name"], spec["image"], started, container_id(rng)) for spec in containers
         ],
     }
+    if init_containers:
+        # Native sidecars keep running (with their own restartCount); the others have completed.
+        status["initContainerStatuses"] = [
+            (container_status if spec.get("restartPolicy") == "Always" else completed_status)(
+                spec["name"], spec["image"], started, container_id(rng)
+            )
+            for spec in init_containers
+        ]
+    return status
 
 
 def launcher_pod(
@@ -261,10 +325,36 @@ def launcher_pod(
     host_ip: str,
     pod_ip: str,
     rng: random.Random,
+    init_containers: Sequence[str] = (),
+    kubevirt_version: str = LAUNCHER_SHAPE_VERSION,
 ) -> dict[str, Any]:
-    """The virt-launcher pod of a VMI, labelled and owned as virt-controller creates it."""
+    """The virt-launcher pod of a VMI, labelled and owned as virt-controller creates it.
+
+    ``containers`` are what runs; ``kubevirt_version`` decides where: since v1.6.0 the native sidecars
+    (guest-console-log) come first in ``initContainers``, with restartPolicy Always, then the completed
+    ``init_containers``. Labels: template.go ``podLabels`` (``vm.kubevirt.io/name`` is
+    ``dns.SanitizeHostname``: ``spec.hostname``, else the name cut at its first dot).
+    """
     meta = vmi_obj["metadata"]
-    specs = [_container_spec(container, meta["uid"]) for container in containers]
+    native = parse_version(kubevirt_version) >= NATIVE_SIDECAR_SINCE
+    sidecars = [c for c in containers if native and c in NATIVE_SIDECARS]
+    specs = [_container_spec(c, meta["uid"]) for c in containers if c not in sidecars]
+    init_specs = [{**_container_spec(c, meta["uid"]), "restartPolicy": "Always"} for c in sidecars]
+    init_specs += [_init_container_spec(c, LAUNCHER_IMAGE) for c in init_containers]
+    hostname = (vmi_obj.get("spec") or {}).get("hostname") or meta["name"].split(".")[0][:63]
+    spec: dict[str, Any] = {
+        "nodeName": node_name,
+        "containers": specs,
+        "hostname": hostname,
+        "restartPolicy": "Never",
+        "schedulerName": "default-scheduler",
+        "serviceAccountName": "default",
+        "terminationGracePeriodSeconds": 210,
+        "automountServiceAccountToken": False,
+        "nodeSelector": {"kubevirt.io/schedulable": "true"},
+    }
+    if init_specs:
+        spec["initContainers"] = init_specs
     return {
         "apiVersion": "v1",
         "kind": "Pod",
@@ -277,7 +367,7 @@ def launcher_pod(
                 "kubevirt.io": "virt-launcher",
                 "kubevirt.io/created-by": meta["uid"],
                 "kubevirt.io/nodeName": node_name,
-                "vm.kubevirt.io/name": meta["name"],
+                "vm.kubevirt.io/name": hostname,
                 "vmi.kubevirt.io/id": meta["name"],
             },
             "annotations": {
@@ -298,17 +388,8 @@ def launcher_pod(
                 }
             ],
         },
-        "spec": {
-            "nodeName": node_name,
-            "containers": specs,
-            "restartPolicy": "Never",
-            "schedulerName": "default-scheduler",
-            "serviceAccountName": "default",
-            "terminationGracePeriodSeconds": 210,
-            "automountServiceAccountToken": False,
-            "nodeSelector": {"kubevirt.io/schedulable": "true"},
-        },
-        "status": _pod_status(specs, host_ip, pod_ip, rng),
+        "spec": spec,
+        "status": _pod_status(specs, host_ip, pod_ip, rng, init_specs),
     }
 
 
@@ -427,3 +508,13 @@ def hco_cr(namespace_name: str) -> dict[str, Any]:
             "versions": [{"name": "operator", "version": "1.13.0"}],
         },
     }
+
+
+def container_names(pod: dict[str, Any]) -> list[str]:
+    """Every container of a pod, as the API server visits them for logs and exec: init containers
+    (native sidecars among them), containers, ephemeral containers (Kubernetes
+    pkg/api/pod/util.go ``VisitContainers``, used by registry/core/pod/strategy.go
+    ``podHasContainerWithName``)."""
+    spec = pod.get("spec", {})
+    kinds = ("initContainers", "containers", "ephemeralContainers")
+    return [entry["name"] for kind in kinds for entry in spec.get(kind) or ()]

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from .builder import Builder, PodRef, VmiRef
 from .container_exec import launcher_processes
 from .logs import NANOS, handler_line, klog_line, launcher_line
+from .objects import LAUNCHER_SHAPE_VERSION
 from .stats import ContainerMemory, MiB
 
 WINDOW_SECONDS = 3600
@@ -88,8 +89,11 @@ def populate(
     log_lines: int,
     *,
     handler_namespace: str = "kubevirt",
+    kubevirt_version: str = LAUNCHER_SHAPE_VERSION,
 ) -> Population:
-    """Build the cluster; ``log_lines`` is per launcher container and per VM in its node's handler log."""
+    """Build the cluster; ``log_lines`` is per launcher container and per VM in its node's handler log.
+
+    Launcher pods take the shape of ``kubevirt_version`` (see ``objects.launcher_pod``)."""
     width = max(2, len(str(nodes)))
     population = Population(list(namespaces), [f"node-{i:0{width}d}" for i in range(1, nodes + 1)])
     end = time.time_ns()
@@ -105,7 +109,7 @@ def populate(
             node = population.nodes[serial % len(population.nodes)] if population.nodes else "node-01"
             serial += 1
             vmi = builder.add_vmi(namespace, f"vm-{index:03d}", node)
-            pod = builder.add_launcher_pod(vmi)
+            pod = builder.add_launcher_pod(vmi, kubevirt_version=kubevirt_version)
             population.vmis.append(vmi)
             population.launcher_pods.append(pod)
             _fill_launcher(builder, vmi, pod, log_lines, start, end)
@@ -137,7 +141,9 @@ def _fill_launcher(builder: Builder, vmi: VmiRef, pod: PodRef, lines: int, start
         builder.append_lines(pod.namespace, pod.name, "compute", compute)
         rss = rng.randrange(180, 420) * MiB
         builder.set_memory(pod.namespace, pod.name, "compute", ContainerMemory.of(rss, rss + 24 * MiB))
-        builder.api.processes[(pod.namespace, pod.name)] = launcher_processes(vmi.name, rss // 1024 - 123_000)
+        builder.api.processes[(pod.namespace, pod.name)] = launcher_processes(
+            vmi.name, rss // 1024 - 123_000, namespace=pod.namespace
+        )
     if "guest-console-log" in pod.containers:
         builder.append_lines(pod.namespace, pod.name, "guest-console-log", console)
         rss = rng.randrange(8, 14) * MiB

@@ -68,7 +68,7 @@ def _pod_stats(
     started = pod.get("status", {}).get("startTime", meta.get("creationTimestamp", at))
     figures = {
         spec["name"]: memory.get((meta["namespace"], meta["name"], spec["name"]), DEFAULT_MEMORY)
-        for spec in pod.get("spec", {}).get("containers", [])
+        for spec in _running_containers(pod.get("spec", {}))
     }
     containers = [
         {
@@ -136,3 +136,10 @@ def summary(
         },
         "pods": pod_stats,
     }
+
+
+def _running_containers(spec: Mapping[str, Any]) -> list[Mapping[str, Any]]:
+    """The containers kubelet's Summary API reports for a running pod: native sidecars (init
+    containers with restartPolicy Always, still running) and the regular containers."""
+    sidecars = [c for c in spec.get("initContainers") or () if c.get("restartPolicy") == "Always"]
+    return [*sidecars, *spec.get("containers", [])]

@@ -54,10 +54,19 @@ def age(obj: dict[str, Any], now: float) -> str:
 
 def _pod_row(pod: dict[str, Any], now: float) -> list[Any]:
     status = pod.get("status", {})
+    # kubectl counts native sidecars (restartPolicy: Always init containers) as containers, and every
+    # init container's restarts (Kubernetes pkg/printers/internalversion/printers.go ``printPod``).
+    sidecars = {
+        c["name"]
+        for c in pod.get("spec", {}).get("initContainers") or ()
+        if c.get("restartPolicy") == "Always"
+    }
+    init_statuses = status.get("initContainerStatuses") or []
     statuses = status.get("containerStatuses", [])
     ready = sum(1 for item in statuses if item.get("ready"))
-    total = len(pod.get("spec", {}).get("containers", []))
-    restarts = sum(item.get("restartCount", 0) for item in statuses)
+    ready += sum(1 for item in init_statuses if item["name"] in sidecars and item.get("ready"))
+    total = len(pod.get("spec", {}).get("containers", [])) + len(sidecars)
+    restarts = sum(item.get("restartCount", 0) for item in [*statuses, *init_statuses])
     phase = status.get("reason") or status.get("phase", "Unknown")
     if pod.get("metadata", {}).get("deletionTimestamp"):
         phase = "Terminating"

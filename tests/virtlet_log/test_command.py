@@ -354,3 +354,36 @@ def test_rotation_during_an_inotify_overflow_is_not_missed(logger) -> None:
     expected = b"before\nold file tail\n" + b"".join(f"new file {n}\n".encode() for n in range(30))
     wait_for(lambda: console_text(output) == expected, "old tail then the whole new file")
     wait_for(lambda: b"inotify queue overflowed" in node.stderr, "overflow noticed")
+
+
+@pytest.mark.parametrize("both", [False, True], ids=["old name only", "both names, equal"])
+def test_the_original_variable_name_vm_logs_works(logger, both: bool) -> None:
+    """Virtlet's own virtlet-log read the folder as VIRTLET_VM_LOGS (Mirantis/virtlet v0.8.2,
+    cmd/virtlet_log/virtlet_log.go: main): a manifest written for it keeps working."""
+    node = logger()
+    node.env["VIRTLET_VM_LOGS"] = node.env["VIRTLET_VM_LOG_LOCATION"]
+    if not both:
+        del node.env["VIRTLET_VM_LOG_LOCATION"]
+    node.start()
+    (node.pods / UID).mkdir()
+    write(node.vms / UID / "vm_0.log", b"found by the old name\n")
+    wait_for(lambda: console_text(node.pods / UID / "vm_0.log") == b"found by the old name\n", "forwarded")
+
+
+def test_both_names_set_differently_is_a_configuration_error(tmp_path: Path) -> None:
+    env = {
+        **os.environ,
+        "VIRTLET_VM_LOG_LOCATION": str(tmp_path / "vms"),
+        "VIRTLET_VM_LOGS": str(tmp_path / "other"),
+        "STATE_DIR": str(tmp_path / "state"),
+    }
+    command = [sys.executable, "-m", "stats_log_collector", "virtlet-log"]
+    result = subprocess.run(command, env=env, capture_output=True, text=True, timeout=30)
+    assert result.returncode == 2
+    assert result.stderr.count("\n") == 1
+    assert "VIRTLET_VM_LOG_LOCATION and VIRTLET_VM_LOGS" in result.stderr
+    result = subprocess.run(
+        [*command, "--help"], env={**env, "COLUMNS": "400"}, capture_output=True, text=True
+    )
+    assert result.returncode == 0
+    assert "env VIRTLET_VM_LOG_LOCATION or VIRTLET_VM_LOGS" in result.stdout

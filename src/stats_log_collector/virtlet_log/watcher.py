@@ -35,7 +35,15 @@ from inotify_simple import INotify, flags
 from ..tail.slot_store import SlotFileStore
 from ..tail.tailer import Progress, Status, Tailer
 from ..tail_log import LoggingObserver
-from .paths import PodLogDirs, Source, created_output_path, output_path, source_of
+from .paths import (
+    PodDirListing,
+    PodLogDirs,
+    Source,
+    created_output_path,
+    output_path,
+    pod_dir_of,
+    source_of,
+)
 
 log = logging.getLogger(__name__)
 
@@ -101,6 +109,7 @@ class ConsoleLogWatcher:
         self._waiting: set[Path] = set()  # sources whose pod log directory does not exist yet
         self._pod_dirs = PodLogDirs()
         self._skipped: set[Path] = set()  # not regular files: warned about once, retried on rescans
+        self._refused: set[str] = set()  # pod log directories that are symlinks or files: warned about once
         self._timers: list[tuple[float, str]] = []  # (due, source): idle flushes
         self._again: set[Path] = set()  # sources that ran out of budget
         self._wakeup = asyncio.Event()
@@ -254,16 +263,54 @@ class ConsoleLogWatcher:
         return False
 
     def _output_for(self, source: Source) -> Path | None:
+        """The kubelet log ``source`` goes to (paths.py decides the layout); None: wait for kubelet."""
         root = self._config.pod_log_root
-        output = output_path(root, source, self._pod_dirs)
-        if output is not None and not output.parent.is_dir():
-            # Today's layout: kubelet makes <pod dir>/<container>/ when the container starts.
-            self._watch(output.parent.parent, POD_DIR_EVENTS)
-            output = None
-        if output is None and self._config.create_pod_log_dirs:
-            output = created_output_path(root, source)
-            output.parent.mkdir(parents=True, exist_ok=True)
-        return output
+        pod_dir = pod_dir_of(source, self._pod_dirs)
+        listing = PodDirListing()
+        if pod_dir is not None:
+            found = self._listing(root / pod_dir)
+            if found is None:
+                return None  # not a real directory: never followed, never created over
+            listing = found
+            output = output_path(root, source, pod_dir, listing)
+            if output is not None:
+                return output
+            # Waiting for the container directory kubelet makes just before it creates the container.
+            self._watch(root / pod_dir, POD_DIR_EVENTS)
+        if not self._config.create_pod_log_dirs:
+            return None
+        created = created_output_path(root, source, pod_dir, listing)
+        if created is not None:
+            created.parent.mkdir(parents=True, exist_ok=True)
+        return created
+
+    def _listing(self, pod_dir: Path) -> PodDirListing | None:
+        """What kubelet's pod log directory holds; None if it is not a real directory (a symlink is not)."""
+        try:
+            mode = os.lstat(pod_dir).st_mode
+        except OSError:
+            return None
+        if not stat.S_ISDIR(mode):
+            if str(pod_dir) not in self._refused:
+                self._refused.add(str(pod_dir))
+                self.stats.errors += 1
+                kind = _FILE_KINDS.get(stat.S_IFMT(mode), "not a directory")
+                log.warning("refusing pod log directory", extra={"directory": str(pod_dir), "kind": kind})
+            return None
+        directories, files, others = set(), set(), set()
+        try:
+            with os.scandir(pod_dir) as entries:
+                for entry in entries:
+                    with contextlib.suppress(OSError):
+                        if entry.is_dir(follow_symlinks=False):
+                            directories.add(entry.name)
+                        elif entry.is_file(follow_symlinks=False):
+                            files.add(entry.name)
+                        else:
+                            others.add(entry.name)
+        except OSError:
+            return None
+        return PodDirListing(frozenset(directories), frozenset(files), frozenset(others))
 
     def _watch(self, directory: Path | str, mask: int) -> int | None:
         key = str(directory)

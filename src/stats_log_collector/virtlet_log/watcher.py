@@ -10,7 +10,7 @@ What is watched:
 * the source root, for new sandbox directories;
 * each sandbox directory, for new, written, renamed and deleted console files;
 * the pod log root, for the pod directories kubelet creates, which sources wait for, and each such
-  directory of a waiting source, for the container directory of today's layout.
+  directory of a waiting source, for the container directory kubelet 1.10 and later make (paths.py).
 
 Everything runs on the asyncio loop thread: ``Tailer.poll`` does plain reads and appends on regular files,
 bounded by a byte budget, so the loop stays responsive; a tailer that hit its budget is polled again on the
@@ -277,6 +277,9 @@ class ConsoleLogWatcher:
                 return output
             # Waiting for the container directory kubelet makes just before it creates the container.
             self._watch(root / pod_dir, POD_DIR_EVENTS)
+            split = source.container_attempt
+            if split is not None and split[0] in listing.others:
+                self._refuse(root / pod_dir / split[0], "not a directory (a symlink?)")
         if not self._config.create_pod_log_dirs:
             return None
         created = created_output_path(root, source, pod_dir, listing)
@@ -291,11 +294,7 @@ class ConsoleLogWatcher:
         except OSError:
             return None
         if not stat.S_ISDIR(mode):
-            if str(pod_dir) not in self._refused:
-                self._refused.add(str(pod_dir))
-                self.stats.errors += 1
-                kind = _FILE_KINDS.get(stat.S_IFMT(mode), "not a directory")
-                log.warning("refusing pod log directory", extra={"directory": str(pod_dir), "kind": kind})
+            self._refuse(pod_dir, _FILE_KINDS.get(stat.S_IFMT(mode), "not a directory"))
             return None
         directories, files, others = set(), set(), set()
         try:
@@ -311,6 +310,13 @@ class ConsoleLogWatcher:
         except OSError:
             return None
         return PodDirListing(frozenset(directories), frozenset(files), frozenset(others))
+
+    def _refuse(self, directory: Path, kind: str) -> None:
+        """A kubelet directory that is not a real one is never followed: warned about once."""
+        if str(directory) not in self._refused:
+            self._refused.add(str(directory))
+            self.stats.errors += 1
+            log.warning("refusing pod log directory", extra={"directory": str(directory), "kind": kind})
 
     def _watch(self, directory: Path | str, mask: int) -> int | None:
         key = str(directory)

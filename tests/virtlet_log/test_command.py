@@ -486,3 +486,16 @@ def test_symlinked_kubelet_directories_are_never_followed(logger, tmp_path: Path
     assert list(node.pods.rglob("*.log")) == [node.pods / UID2 / "vm_0.log"]
     assert node.process is not None and node.process.poll() is None
     assert node.stderr.count(b"refusing pod log directory") == 1
+
+
+def test_a_pod_log_directory_that_cannot_be_made_fails_that_console_only(logger, tmp_path: Path) -> None:
+    node = logger(CREATE_POD_LOG_DIRS="true").start()
+    (node.pods / f"default_virtlet-vm_{UID}").mkdir()
+    (node.pods / f"default_virtlet-vm_{UID}" / "vm").write_bytes(b"")  # a file where vm/ must go
+    (node.pods / f"default_virtlet-vm_{UID2}").mkdir()
+    write(node.vms / UID / "vm_0.log", b"nowhere to go\n")
+    write(node.vms / UID2 / "vm_0.log", b"made and written\n")
+    made = node.pods / f"default_virtlet-vm_{UID2}" / "vm" / "0.log"
+    wait_for(lambda: console_text(made) == b"made and written\n", "the other console")
+    wait_for(lambda: b"refusing pod log directory" in node.stderr, "the refusal logged")
+    assert node.process is not None and node.process.poll() is None

@@ -109,7 +109,7 @@ class ConsoleLogWatcher:
         self._waiting: set[Path] = set()  # sources whose pod log directory does not exist yet
         self._pod_dirs = PodLogDirs()
         self._skipped: set[Path] = set()  # not regular files: warned about once, retried on rescans
-        self._refused: set[str] = set()  # pod log directories that are symlinks or files: warned about once
+        self._refused: set[str] = set()  # kubelet directories we will not use: warned about once
         self._timers: list[tuple[float, str]] = []  # (due, source): idle flushes
         self._again: set[Path] = set()  # sources that ran out of budget
         self._wakeup = asyncio.Event()
@@ -283,9 +283,19 @@ class ConsoleLogWatcher:
         if not self._config.create_pod_log_dirs:
             return None
         created = created_output_path(root, source, pod_dir, listing)
-        if created is not None:
-            created.parent.mkdir(parents=True, exist_ok=True)
-        return created
+        return created if created is not None and self._made_directory(created.parent) else None
+
+    def _made_directory(self, directory: Path) -> bool:
+        """CREATE_POD_LOG_DIRS: make ``directory``; one that cannot be made fails its console only."""
+        try:
+            directory.mkdir(parents=True, exist_ok=True)
+            if stat.S_ISDIR(os.lstat(directory).st_mode):
+                return True
+        except OSError as exc:
+            self._refuse(directory, f"cannot be created: {exc.strerror}")
+            return False
+        self._refuse(directory, "a symlink")  # made by someone else meanwhile: never followed
+        return False
 
     def _listing(self, pod_dir: Path) -> PodDirListing | None:
         """What kubelet's pod log directory holds; None if it is not a real directory (a symlink is not)."""

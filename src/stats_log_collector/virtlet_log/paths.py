@@ -5,13 +5,13 @@ pkg/libvirttools/virtualization.go: ``addSerialDevicesToDomain``), and the sandb
 kubelet reads a container's log in one of three layouts, by version (kubernetes pkg/kubelet/kuberuntime,
 helpers.go: ``buildContainerLogsPath``, ``BuildContainerLogsDirectory``, ``BuildPodLogsDirectory``):
 
-========  =============================================================  ==============================
-kubelet   file                                                           changed by
-========  =============================================================  ==============================
-< 1.10    ``<dst>/<podUID>/<container>_<attempt>.log``                   (Virtlet's own virtlet-log)
-1.10-13   ``<dst>/<podUID>/<container>/<attempt>.log``                   kubernetes#59906, #62015
+========  =============================================================  =================================
+kubelet   file                                                           introduced by
+========  =============================================================  =================================
+< 1.10    ``<dst>/<podUID>/<container>_<attempt>.log``                   (what Virtlet's virtlet-log wrote)
+1.10-13   ``<dst>/<podUID>/<container>/<attempt>.log``                   kubernetes#59906 (doc: #62015)
 >= 1.14   ``<dst>/<namespace>_<pod>_<podUID>/<container>/<attempt>.log``  kubernetes#74441
-========  =============================================================  ==============================
+========  =============================================================  =================================
 
 The layout is read from the directories kubelet made, never guessed from a version: kubelet makes the pod
 directory before it asks the runtime for the sandbox (kuberuntime_sandbox.go: ``createPodSandbox``,

@@ -133,3 +133,48 @@ def test_handler_namespace_prefers_hco(tmp_path: Path) -> None:
         LogsCollectorSettings, {"data_dir": str(tmp_path)}, {"HCO_NAMESPACE": "kubevirt-hyperconverged"}
     )
     assert hco.handler_namespace == "kubevirt-hyperconverged"
+
+
+# VIRTLET_VM_LOGS: the name Virtlet's own virtlet-log read the console folder by (Mirantis/virtlet v0.8.2,
+# cmd/virtlet_log/virtlet_log.go: main).
+@pytest.mark.parametrize(
+    "env",
+    [
+        {"VIRTLET_VM_LOG_LOCATION": "/var/log/virtlet/vms"},
+        {"VIRTLET_VM_LOGS": "/var/log/virtlet/vms"},
+        {"VIRTLET_VM_LOG_LOCATION": "/var/log/virtlet/vms", "VIRTLET_VM_LOGS": "/var/log/virtlet/vms"},
+    ],
+)
+def test_a_setting_answers_to_its_alias(tmp_path: Path, env: dict[str, str]) -> None:
+    settings = load(VirtletLogSettings, {"state_dir": str(tmp_path)}, env)
+    assert settings.virtlet_vm_log_location == "/var/log/virtlet/vms"
+
+
+def test_alias_and_name_that_disagree_name_both(tmp_path: Path) -> None:
+    env = {"VIRTLET_VM_LOG_LOCATION": "/var/log/vms", "VIRTLET_VM_LOGS": "/var/log/virtlet/vms"}
+    with pytest.raises(ConfigError) as info:
+        load(VirtletLogSettings, {"state_dir": str(tmp_path)}, env)
+    message = str(info.value)
+    assert message.startswith("VIRTLET_VM_LOG_LOCATION and VIRTLET_VM_LOGS: ")
+    assert "'/var/log/vms'" in message and "'/var/log/virtlet/vms'" in message
+    assert "\n" not in message
+
+
+def test_the_flag_wins_over_name_and_alias(tmp_path: Path) -> None:
+    env = {"VIRTLET_VM_LOG_LOCATION": "/a", "VIRTLET_VM_LOGS": "/b"}  # disagree, but the flag decides
+    flags = {"state_dir": str(tmp_path), "virtlet_vm_log_location": "/c"}
+    assert load(VirtletLogSettings, flags, env).virtlet_vm_log_location == "/c"
+
+
+def test_a_bad_value_under_the_alias_names_the_alias() -> None:
+    @dataclasses.dataclass(frozen=True)
+    class Group:
+        period: int = config.setting("PERIOD_SECS", 5, "a period", config.positive_int, aliases=("PERIOD",))
+
+    assert load(Group, {}, {"PERIOD": "7"}).period == 7
+    assert load(Group, {}, {"PERIOD": "7", "PERIOD_SECS": "07"}).period == 7  # equal once parsed
+    with pytest.raises(ConfigError, match=r"^PERIOD: must be an integer"):
+        load(Group, {}, {"PERIOD": "soon"})
+    spec = config.spec_of(dataclasses.fields(Group)[0])
+    assert spec.variables == ("PERIOD_SECS", "PERIOD")
+    assert spec.source == "env PERIOD_SECS or PERIOD"

@@ -170,8 +170,7 @@ def _add_group(parser: argparse.ArgumentParser, group: type) -> None:
     section = parser.add_argument_group(title)
     for field in dataclasses.fields(group):
         spec = spec_of(field)
-        source = "flag only" if spec.flag_only else f"env {spec.env}"
-        help_text = f"{spec.help} [{source}, default: {shown_default(field)}]"
+        help_text = f"{spec.help} [{spec.source}, default: {shown_default(field)}]"
         if spec.flag_only:
             section.add_argument(
                 spec.flag, dest=field.name, action="store_const", const="true", help=help_text

@@ -5,6 +5,9 @@ field's metadata (see ``setting()``). The CLI turns each field into a ``--kebab-
 resolves the value. Flags are taken as plain strings and go through the same parser as the variable, so
 a bad value gives the same one-line error whichever way it came in, naming the variable.
 
+A setting may also answer to older names of its variable (``aliases``, e.g. the name the tool it
+replaces read): any one of them may be set; two set to different values is a configuration error.
+
 Parsers are plain functions ``str -> value`` that raise ``ValueError`` with a short reason; they are
 pure so they can be tested directly.
 """
@@ -12,6 +15,7 @@ pure so they can be tested directly.
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import os
 import re
 from collections.abc import Callable, Mapping
@@ -47,10 +51,21 @@ class SettingSpec:
     flag_only: bool = False  # e.g. --once: a switch, not a variable
     ensure_dir: bool = False  # create it at load time; failure is a ConfigError
     flag_name: str | None = None  # when the flag is not the variable in kebab-case
+    aliases: tuple[str, ...] = ()  # other names of the variable, e.g. the name the original tool read
 
     @property
     def flag(self) -> str:
         return self.flag_name or "--" + self.env.lower().replace("_", "-")
+
+    @property
+    def variables(self) -> tuple[str, ...]:
+        """The variable and its aliases, the variable first."""
+        return (self.env, *self.aliases)
+
+    @property
+    def source(self) -> str:
+        """Where the value comes from, as --help shows it: ``env A or B`` or ``flag only``."""
+        return "flag only" if self.flag_only else "env " + " or ".join(self.variables)
 
 
 def setting(
@@ -62,9 +77,12 @@ def setting(
     flag_only: bool = False,
     ensure_dir: bool = False,
     flag: str | None = None,
+    aliases: tuple[str, ...] = (),
 ) -> Any:
     """Declare a dataclass field as a setting (returns a ``dataclasses.field``)."""
-    spec = SettingSpec(env, parse, help, flag_only=flag_only, ensure_dir=ensure_dir, flag_name=flag)
+    spec = SettingSpec(
+        env, parse, help, flag_only=flag_only, ensure_dir=ensure_dir, flag_name=flag, aliases=aliases
+    )
     return dataclasses.field(default=default, metadata={"setting": spec})
 
 
@@ -96,18 +114,17 @@ def load(group: type[T], flags: Mapping[str, str | None], environ: Mapping[str, 
     for field in dataclasses.fields(group):  # type: ignore[arg-type]
         spec = spec_of(field)
         raw = flags.get(field.name)
-        if raw is None and not spec.flag_only:
-            raw = environ.get(spec.env)
-        if raw is None:
+        if raw is not None:
+            values[field.name] = _parse(spec, spec.env, raw)
+            continue
+        given = {} if spec.flag_only else _from_environment(spec, environ)
+        if not given:
             if isinstance(field.default, Derived):
                 derived.append((field, field.default))
                 continue
             values[field.name] = field.default
             continue
-        try:
-            values[field.name] = spec.parse(raw.strip())
-        except ValueError as exc:
-            raise ConfigError(spec.env, f"{exc} (got {raw!r})") from None
+        values[field.name] = next(iter(given.values()))
     for field, rule in derived:
         values[field.name] = rule.compute(values)
     for field in dataclasses.fields(group):  # type: ignore[arg-type]
@@ -115,6 +132,26 @@ def load(group: type[T], flags: Mapping[str, str | None], environ: Mapping[str, 
         if spec.ensure_dir and values[field.name] is not None:
             make_directory(spec.env, values[field.name])
     return group(**values)
+
+
+def _parse(spec: SettingSpec, variable: str, raw: str) -> Any:
+    try:
+        return spec.parse(raw.strip())
+    except ValueError as exc:
+        raise ConfigError(variable, f"{exc} (got {raw!r})") from None
+
+
+def _from_environment(spec: SettingSpec, environ: Mapping[str, str]) -> dict[str, Any]:
+    """The parsed value of each of the setting's variables that is set; several must agree."""
+    given = {name: _parse(spec, name, environ[name]) for name in spec.variables if name in environ}
+    for first, other in itertools.pairwise(given):
+        if given[other] != given[first]:
+            raise ConfigError(
+                f"{first} and {other}",
+                f"two names of one setting set to different values ({environ[first]!r} and "
+                f"{environ[other]!r}): set one of them",
+            )
+    return given
 
 
 def make_directory(variable: str, path: Path) -> None:

@@ -178,8 +178,14 @@ class LogsCollectorSettings:
 class VirtletLogSettings:
     """virtlet-log: raw VM console files rewritten where kubelet reads container logs."""
 
+    # VIRTLET_VM_LOG_LOCATION is what Virtlet's own container called the folder (and "pty" when unset);
+    # Virtlet's virtlet-log read the same folder as VIRTLET_VM_LOGS (Mirantis/virtlet v0.8.2,
+    # cmd/virtlet_log/virtlet_log.go: main; pkg/libvirttools/virtualization.go: vmLogLocation).
     virtlet_vm_log_location: str = setting(
-        "VIRTLET_VM_LOG_LOCATION", "/var/log/vms", "raw console logs; 'pty' means there are none"
+        "VIRTLET_VM_LOG_LOCATION",
+        "/var/log/vms",
+        "raw console logs; 'pty' means there are none",
+        aliases=("VIRTLET_VM_LOGS",),
     )
     kubernetes_pod_logs: Path = setting(
         "KUBERNETES_POD_LOGS", Path("/var/log/pods"), "where kubelet reads container logs", path

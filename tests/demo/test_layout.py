@@ -6,7 +6,13 @@ from pathlib import Path
 
 from stats_log_collector.demo.children import KUBE_VARIABLES, child_environment
 from stats_log_collector.demo.layout import Layout
-from stats_log_collector.virtlet_log.paths import PodLogDirs, output_path, source_of
+from stats_log_collector.virtlet_log.paths import (
+    PodDirListing,
+    PodLogDirs,
+    output_path,
+    pod_dir_of,
+    source_of,
+)
 
 
 def test_sandbox_ids_are_stable_uuids_per_vm() -> None:
@@ -19,7 +25,10 @@ def test_virtlet_log_writes_each_console_to_the_demos_pod_log(tmp_path: Path) ->
     source = source_of(layout.vms, layout.console_log("demo-vm1"))
     assert source is not None and source.container_attempt == ("demo-vm1", "0")
     dirs = PodLogDirs([layout.pod_dir("demo-vm1").name, layout.pod_dir("demo-vm2").name])
-    assert output_path(layout.pods, source, dirs) == layout.pod_log("demo-vm1")
+    pod_dir = pod_dir_of(source, dirs)
+    assert pod_dir == layout.pod_dir("demo-vm1").name
+    kubelets = PodDirListing(directories=frozenset({"demo-vm1"}))  # the container directory kubelet makes
+    assert output_path(layout.pods, source, pod_dir, kubelets) == layout.pod_log("demo-vm1")
 
 
 def test_components_get_no_cluster_settings() -> None:

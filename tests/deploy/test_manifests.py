@@ -48,6 +48,8 @@ NOT_DEFAULT = {
     ("memstat-procfs-ds.yaml", "memstat", "MEMSTAT_SOURCE"): "procfs",
     ("memstat-procfs-ds.yaml", "memstat", "PROC_ROOT"): "/host/proc",
     ("memstat-procfs-ds.yaml", "memstat", "DATA_DIR"): "/var/lib/stats-log-collector/memstat",
+    # The node's folder of Virtlet's consoles; the default, /var/log/vms, is how Virtlet's containers see it.
+    ("virtlet-log-ds.yaml", "virtlet-log", "VIRTLET_VM_LOG_LOCATION"): "/var/log/virtlet/vms",
 }
 # The settings of the original stats-logs-collector (github.com/fossedihelm/stats-logs-collector: its
 # deployment.yaml and README): all must be in ours.
@@ -235,6 +237,27 @@ def test_hostpaths_are_where_the_settings_point() -> None:
     [node_name] = [e for e in container["env"] if e["name"] == "NODE_NAME"]
     assert node_name["valueFrom"] == {"fieldRef": {"fieldPath": "spec.nodeName"}}
     assert "NODE_NAME" in settings_of(command_of(container))  # memstat reads it (MemstatSettings.node_name)
+
+
+def test_virtlet_log_reads_the_folder_virtlet_writes_on_the_node() -> None:
+    """Virtlet's DaemonSet keeps the consoles in the host's /var/log/virtlet/vms, seen as /var/log/vms only in
+    its own containers (Mirantis/virtlet deploy/data/virtlet-ds.yaml: the vms-log volume; v0.8.2
+    deploy/virtlet-ds.yaml gave its virtlet-log container the same hostPath). What install applies must
+    mount that host folder, read-only, where VIRTLET_VM_LOG_LOCATION points."""
+    [daemonset] = [
+        obj
+        for obj in render()
+        if obj["kind"] == "DaemonSet" and obj["metadata"]["name"] == "stats-log-collector-virtlet-log"
+    ]
+    container = pod_spec(daemonset)["containers"][0]
+    [mount] = [
+        m
+        for m in container["volumeMounts"]
+        if m["mountPath"] == env_values(container)["VIRTLET_VM_LOG_LOCATION"]
+    ]
+    [volume] = [v for v in pod_spec(daemonset)["volumes"] if v["name"] == mount["name"]]
+    assert volume["hostPath"]["path"] == "/var/log/virtlet/vms"
+    assert mount["readOnly"] is True
 
 
 def test_daemonsets_run_on_every_node() -> None:

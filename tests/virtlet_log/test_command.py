@@ -354,3 +354,148 @@ def test_rotation_during_an_inotify_overflow_is_not_missed(logger) -> None:
     expected = b"before\nold file tail\n" + b"".join(f"new file {n}\n".encode() for n in range(30))
     wait_for(lambda: console_text(output) == expected, "old tail then the whole new file")
     wait_for(lambda: b"inotify queue overflowed" in node.stderr, "overflow noticed")
+
+
+@pytest.mark.parametrize("both", [False, True], ids=["old name only", "both names, equal"])
+def test_the_original_variable_name_vm_logs_works(logger, both: bool) -> None:
+    """Virtlet's own virtlet-log read the folder as VIRTLET_VM_LOGS (Mirantis/virtlet v0.8.2,
+    cmd/virtlet_log/virtlet_log.go: main): a manifest written for it keeps working."""
+    node = logger()
+    node.env["VIRTLET_VM_LOGS"] = node.env["VIRTLET_VM_LOG_LOCATION"]
+    if not both:
+        del node.env["VIRTLET_VM_LOG_LOCATION"]
+    node.start()
+    (node.pods / UID).mkdir()
+    write(node.vms / UID / "vm_0.log", b"found by the old name\n")
+    wait_for(lambda: console_text(node.pods / UID / "vm_0.log") == b"found by the old name\n", "forwarded")
+
+
+def test_both_names_set_differently_is_a_configuration_error(tmp_path: Path) -> None:
+    env = {
+        **os.environ,
+        "VIRTLET_VM_LOG_LOCATION": str(tmp_path / "vms"),
+        "VIRTLET_VM_LOGS": str(tmp_path / "other"),
+        "STATE_DIR": str(tmp_path / "state"),
+    }
+    command = [sys.executable, "-m", "stats_log_collector", "virtlet-log"]
+    result = subprocess.run(command, env=env, capture_output=True, text=True, timeout=30)
+    assert result.returncode == 2
+    assert result.stderr.count("\n") == 1
+    assert "VIRTLET_VM_LOG_LOCATION and VIRTLET_VM_LOGS" in result.stderr
+    result = subprocess.run(
+        [*command, "--help"], env={**env, "COLUMNS": "400"}, capture_output=True, text=True
+    )
+    assert result.returncode == 0
+    assert "env VIRTLET_VM_LOG_LOCATION or VIRTLET_VM_LOGS" in result.stdout
+
+
+# --- kubelet's three layouts -----------------------------------------------------------------------------
+# kubelet makes the pod directory before the sandbox and, from 1.10, the container directory before the
+# container (kubernetes pkg/kubelet/kuberuntime: createPodSandbox, generateContainerConfig); paths.py reads
+# the layout from them. Each case: the directories kubelet makes for pod UID, container vm, and where the
+# console of attempt N must then be.
+LAYOUTS = {
+    "kubelet<1.10": ((UID,), "{uid}/vm_{n}.log"),
+    "kubelet1.10-1.13": ((UID, f"{UID}/vm"), "{uid}/vm/{n}.log"),
+    "kubelet>=1.14": (
+        (f"default_virtlet-vm_{UID}", f"default_virtlet-vm_{UID}/vm"),
+        "default_virtlet-vm_{uid}/vm/{n}.log",
+    ),
+}
+
+
+def kubelet_makes(pods: Path, directories: tuple[str, ...], staging: Path) -> None:
+    """kubelet's directories appear at once (as they do for a watcher that looks after its MkdirAll)."""
+    staging.mkdir()
+    for directory in directories:
+        (staging / directory).mkdir()
+    os.rename(staging / directories[0], pods / directories[0])
+
+
+@pytest.mark.parametrize("layout", LAYOUTS)
+def test_each_layout_with_kubelets_directories_first(logger, layout: str) -> None:
+    directories, output = LAYOUTS[layout]
+    node = logger().start()
+    for directory in directories:
+        (node.pods / directory).mkdir()
+    for attempt in (0, 1):  # a restarted VM container: the next attempt's file
+        write(node.vms / UID / f"vm_{attempt}.log", f"attempt {attempt}\r\n".encode())
+        target = node.pods / output.format(uid=UID, n=attempt)
+        wait_for(lambda: console_text(target) == f"attempt {attempt}\n".encode(), f"{layout} {target}")  # noqa: B023
+    assert sorted(str(p.relative_to(node.pods)) for p in node.pods.rglob("*.log")) == [
+        output.format(uid=UID, n=0),
+        output.format(uid=UID, n=1),
+    ]
+
+
+@pytest.mark.parametrize("layout", LAYOUTS)
+def test_each_layout_when_the_pod_directory_appears_after_the_console(
+    logger, tmp_path: Path, layout: str
+) -> None:
+    directories, output = LAYOUTS[layout]
+    node = logger().start()
+    write(node.vms / UID / "vm_0.log", b"before kubelet\n")
+    wait_for(lambda: b"waiting for kubelet's pod log directory" in node.stderr, "waiting")
+    kubelet_makes(node.pods, directories, tmp_path / "staging")
+    target = node.pods / output.format(uid=UID, n=0)
+    wait_for(lambda: console_text(target) == b"before kubelet\n", f"{layout} after the pod directory")
+    assert [str(p.relative_to(node.pods)) for p in node.pods.rglob("*.log")] == [output.format(uid=UID, n=0)]
+
+
+def test_kubelet_1_10_container_directory_made_later(logger) -> None:
+    """kubelet 1.10-1.13 has made another container's directory in the pod's: ours is coming, wait for it."""
+    node = logger().start()
+    (node.pods / UID / "sidecar").mkdir(parents=True)
+    write(node.vms / UID / "vm_0.log", b"waited for vm/\n")
+    wait_for(lambda: b"waiting for kubelet's pod log directory" in node.stderr, "waiting")
+    time.sleep(0.3)
+    assert list(node.pods.rglob("*.log")) == []  # not flat: kubelet 1.10-1.13 reads <uid>/vm/0.log
+    (node.pods / UID / "vm").mkdir()
+    target = node.pods / UID / "vm" / "0.log"
+    wait_for(lambda: console_text(target) == b"waited for vm/\n", "output once kubelet made vm/")
+
+
+def test_create_pod_log_dirs_makes_the_container_directory_kubelet_wants(logger) -> None:
+    node = logger(CREATE_POD_LOG_DIRS="true").start()
+    (node.pods / UID / "sidecar").mkdir(parents=True)  # kubelet 1.10-1.13's pod directory
+    (node.pods / f"default_virtlet-vm_{UID2}").mkdir()  # kubelet 1.14+'s
+    write(node.vms / UID / "vm_0.log", b"one\n")
+    write(node.vms / UID2 / "vm_0.log", b"two\n")
+    wait_for(lambda: console_text(node.pods / UID / "vm" / "0.log") == b"one\n", "created <uid>/vm/")
+    modern = node.pods / f"default_virtlet-vm_{UID2}" / "vm" / "0.log"
+    wait_for(lambda: console_text(modern) == b"two\n", "created <ns>_<pod>_<uid>/vm/")
+    assert not (node.pods / UID2).exists()  # never a directory kubelet does not read
+
+
+@pytest.mark.parametrize("symlinked", ["pod directory", "container directory"])
+def test_symlinked_kubelet_directories_are_never_followed(logger, tmp_path: Path, symlinked: str) -> None:
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    node = logger(CREATE_POD_LOG_DIRS="true").start()
+    if symlinked == "pod directory":
+        (node.pods / UID).symlink_to(elsewhere)
+    else:
+        (node.pods / UID).mkdir()
+        (node.pods / UID / "vm").symlink_to(elsewhere)
+    write(node.vms / UID / "vm_0.log", b"must not leave the pod log root\n")
+    (node.pods / UID2).mkdir()
+    write(node.vms / UID2 / "vm_0.log", b"others go on\n")
+    wait_for(lambda: console_text(node.pods / UID2 / "vm_0.log") == b"others go on\n", "other console")
+    time.sleep(0.3)
+    assert list(elsewhere.iterdir()) == []
+    assert list(node.pods.rglob("*.log")) == [node.pods / UID2 / "vm_0.log"]
+    assert node.process is not None and node.process.poll() is None
+    assert node.stderr.count(b"refusing pod log directory") == 1
+
+
+def test_a_pod_log_directory_that_cannot_be_made_fails_that_console_only(logger, tmp_path: Path) -> None:
+    node = logger(CREATE_POD_LOG_DIRS="true").start()
+    (node.pods / f"default_virtlet-vm_{UID}").mkdir()
+    (node.pods / f"default_virtlet-vm_{UID}" / "vm").write_bytes(b"")  # a file where vm/ must go
+    (node.pods / f"default_virtlet-vm_{UID2}").mkdir()
+    write(node.vms / UID / "vm_0.log", b"nowhere to go\n")
+    write(node.vms / UID2 / "vm_0.log", b"made and written\n")
+    made = node.pods / f"default_virtlet-vm_{UID2}" / "vm" / "0.log"
+    wait_for(lambda: console_text(made) == b"made and written\n", "the other console")
+    wait_for(lambda: b"refusing pod log directory" in node.stderr, "the refusal logged")
+    assert node.process is not None and node.process.poll() is None

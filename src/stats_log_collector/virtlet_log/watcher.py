@@ -10,7 +10,7 @@ What is watched:
 * the source root, for new sandbox directories;
 * each sandbox directory, for new, written, renamed and deleted console files;
 * the pod log root, for the pod directories kubelet creates, which sources wait for, and each such
-  directory of a waiting source, for the container directory of today's layout.
+  directory of a waiting source, for the container directory kubelet 1.10 and later make (paths.py).
 
 Everything runs on the asyncio loop thread: ``Tailer.poll`` does plain reads and appends on regular files,
 bounded by a byte budget, so the loop stays responsive; a tailer that hit its budget is polled again on the
@@ -35,7 +35,15 @@ from inotify_simple import INotify, flags
 from ..tail.slot_store import SlotFileStore
 from ..tail.tailer import Progress, Status, Tailer
 from ..tail_log import LoggingObserver
-from .paths import PodLogDirs, Source, created_output_path, output_path, source_of
+from .paths import (
+    PodDirListing,
+    PodLogDirs,
+    Source,
+    created_output_path,
+    output_path,
+    pod_dir_of,
+    source_of,
+)
 
 log = logging.getLogger(__name__)
 
@@ -101,6 +109,7 @@ class ConsoleLogWatcher:
         self._waiting: set[Path] = set()  # sources whose pod log directory does not exist yet
         self._pod_dirs = PodLogDirs()
         self._skipped: set[Path] = set()  # not regular files: warned about once, retried on rescans
+        self._refused: set[str] = set()  # kubelet directories we will not use: warned about once
         self._timers: list[tuple[float, str]] = []  # (due, source): idle flushes
         self._again: set[Path] = set()  # sources that ran out of budget
         self._wakeup = asyncio.Event()
@@ -254,16 +263,70 @@ class ConsoleLogWatcher:
         return False
 
     def _output_for(self, source: Source) -> Path | None:
+        """The kubelet log ``source`` goes to (paths.py decides the layout); None: wait for kubelet."""
         root = self._config.pod_log_root
-        output = output_path(root, source, self._pod_dirs)
-        if output is not None and not output.parent.is_dir():
-            # Today's layout: kubelet makes <pod dir>/<container>/ when the container starts.
-            self._watch(output.parent.parent, POD_DIR_EVENTS)
-            output = None
-        if output is None and self._config.create_pod_log_dirs:
-            output = created_output_path(root, source)
-            output.parent.mkdir(parents=True, exist_ok=True)
-        return output
+        pod_dir = pod_dir_of(source, self._pod_dirs)
+        listing = PodDirListing()
+        if pod_dir is not None:
+            found = self._listing(root / pod_dir)
+            if found is None:
+                return None  # not a real directory: never followed, never created over
+            listing = found
+            output = output_path(root, source, pod_dir, listing)
+            if output is not None:
+                return output
+            # Waiting for the container directory kubelet makes just before it creates the container.
+            self._watch(root / pod_dir, POD_DIR_EVENTS)
+            split = source.container_attempt
+            if split is not None and split[0] in listing.others:
+                self._refuse(root / pod_dir / split[0], "not a directory (a symlink?)")
+        if not self._config.create_pod_log_dirs:
+            return None
+        created = created_output_path(root, source, pod_dir, listing)
+        return created if created is not None and self._made_directory(created.parent) else None
+
+    def _made_directory(self, directory: Path) -> bool:
+        """CREATE_POD_LOG_DIRS: make ``directory``; one that cannot be made fails its console only."""
+        try:
+            directory.mkdir(parents=True, exist_ok=True)
+            if stat.S_ISDIR(os.lstat(directory).st_mode):
+                return True
+        except OSError as exc:
+            self._refuse(directory, f"cannot be created: {exc.strerror}")
+            return False
+        self._refuse(directory, "a symlink")  # made by someone else meanwhile: never followed
+        return False
+
+    def _listing(self, pod_dir: Path) -> PodDirListing | None:
+        """What kubelet's pod log directory holds; None if it is not a real directory (a symlink is not)."""
+        try:
+            mode = os.lstat(pod_dir).st_mode
+        except OSError:
+            return None
+        if not stat.S_ISDIR(mode):
+            self._refuse(pod_dir, _FILE_KINDS.get(stat.S_IFMT(mode), "not a directory"))
+            return None
+        directories, files, others = set(), set(), set()
+        try:
+            with os.scandir(pod_dir) as entries:
+                for entry in entries:
+                    with contextlib.suppress(OSError):
+                        if entry.is_dir(follow_symlinks=False):
+                            directories.add(entry.name)
+                        elif entry.is_file(follow_symlinks=False):
+                            files.add(entry.name)
+                        else:
+                            others.add(entry.name)
+        except OSError:
+            return None
+        return PodDirListing(frozenset(directories), frozenset(files), frozenset(others))
+
+    def _refuse(self, directory: Path, kind: str) -> None:
+        """A kubelet directory that is not a real one is never followed: warned about once."""
+        if str(directory) not in self._refused:
+            self._refused.add(str(directory))
+            self.stats.errors += 1
+            log.warning("refusing pod log directory", extra={"directory": str(directory), "kind": kind})
 
     def _watch(self, directory: Path | str, mask: int) -> int | None:
         key = str(directory)

@@ -26,7 +26,9 @@ def run_cli(*args: str, env: dict[str, str] | None = None) -> subprocess.Complet
     )
 
 
-_ALL_VARIABLES = {spec_of(f).env for c in COMMANDS for g in c.groups for f in dataclasses.fields(g)}
+_ALL_VARIABLES = {
+    name for c in COMMANDS for g in c.groups for f in dataclasses.fields(g) for name in spec_of(f).variables
+}
 
 
 def test_top_level_help_lists_every_subcommand() -> None:

@@ -64,13 +64,13 @@ def command_of(container: Obj) -> Command[Any]:
 
 
 def settings_of(command: Command[Any]) -> dict[str, tuple[dataclasses.Field[Any], SettingSpec]]:
-    """Environment variable -> (field, spec) for every setting the subcommand reads."""
+    """Environment variable (and each alias) -> (field, spec) for every setting the subcommand reads."""
     found: dict[str, tuple[dataclasses.Field[Any], SettingSpec]] = {}
     for group in command.groups:
         for field in dataclasses.fields(group):
             spec = spec_of(field)
             if not spec.flag_only:
-                found[spec.env] = (field, spec)
+                found.update(dict.fromkeys(spec.variables, (field, spec)))
     return found
 
 

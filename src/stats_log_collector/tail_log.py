@@ -19,6 +19,8 @@ _REPAIRS: Final = {
     RepairAction.WRITE: "interrupted batch was not written; writing it",
     RepairAction.WRITE_AGAIN: "interrupted batch may be partly on the stream; writing it again",
 }
+#: Blocks that are about the source's side (the VM's files), not a fault of ours.
+_WARNINGS: Final = (BlockKind.SOURCE_UNUSABLE, BlockKind.SOURCE_REFUSED)
 
 
 class LoggingObserver(NullObserver):
@@ -55,7 +57,7 @@ class LoggingObserver(NullObserver):
         self.log.info("output was rotated or removed, reopening", extra={"output": str(output)})
 
     def blocked(self, source: str, output: Path, block: Block) -> None:
-        level = logging.WARNING if block.kind is BlockKind.SOURCE_UNUSABLE else logging.ERROR
+        level = logging.WARNING if block.kind in _WARNINGS else logging.ERROR
         self.log.log(level, block.message, extra={"source": source, "output": str(output)})
 
     def unblocked(self, source: str, block: Block) -> None:

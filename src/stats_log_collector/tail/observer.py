@@ -22,7 +22,8 @@ class BlockKind(enum.Enum):
     """Why a tailer cannot go on for now (it retries on its next poll)."""
 
     IO_ERROR = "io-error"
-    SOURCE_UNUSABLE = "source-unusable"  # not a regular file, no permission...
+    SOURCE_UNUSABLE = "source-unusable"  # no permission, I/O error...
+    SOURCE_REFUSED = "source-refused"  # a symbolic link, FIFO, device...: never followed
     OUTPUT_REFUSED = "output-refused"  # not a regular file, cannot be opened
     MIXED_FORMAT = "mixed-format"  # the output already holds another format
     CHECKPOINT_NOT_SAVED = "checkpoint-not-saved"

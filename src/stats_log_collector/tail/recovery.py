@@ -12,7 +12,7 @@ from pathlib import Path
 
 from .batch import Batch, SourceMark
 from .checkpoint import MARK_BYTES, Checkpoint, CheckpointStore, fingerprint
-from .fileid import FileId, open_regular, read_at, rotated_siblings
+from .fileid import FileId, Rotation, open_regular, read_at, rotated_siblings
 from .formats import LineAssembler
 from .observer import Block, BlockKind, Observer, RepairAction
 from .output import Output
@@ -34,9 +34,16 @@ class Recovery:
     """Recovery for one source and its output, at a tailer's (re)start."""
 
     def __init__(
-        self, source: Path, out: Output, store: CheckpointStore, observer: Observer, max_piece: int
+        self,
+        source: Path,
+        out: Output,
+        store: CheckpointStore,
+        observer: Observer,
+        max_piece: int,
+        rotation: Rotation = Rotation.ANY,
     ) -> None:
         self._source = source
+        self._rotation = rotation
         self._key = str(source)
         self._out = out
         self._store = store
@@ -52,7 +59,7 @@ class Recovery:
         if path is not None and path.ident == ident and matches_checkpoint(path.fd, ck):
             path.seek(ck.offset)
             return path, []
-        siblings = open_siblings(self._source, path.ident if path else None, self._observer)
+        siblings = open_siblings(self._source, path.ident if path else None, self._observer, self._rotation)
         if path is not None:
             # Taken again after the listing: a copy-truncate in between put what the path held into a copy
             # we will read; the path's head must describe what it holds now, or that copy comes twice.

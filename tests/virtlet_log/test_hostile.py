@@ -7,29 +7,28 @@ import os
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
-import pytest
-
+from tests.virtlet_log import test_command
 from tests.virtlet_log.test_command import UID, Logger, console_text, wait_for, write
 
 SECRET = b"root:SECRET-HASH:19000:0:99999:7:::\n"
 
 
-@pytest.fixture
-def node(tmp_path: Path) -> Iterator[Callable[..., Logger]]:
-    started: list[Logger] = []
+#: The logger processes of a test (test_command's fixture), killed at its end.
+logger = test_command.logger
 
-    def make(**env: str) -> Logger:
-        instance = Logger(tmp_path, **env)
-        started.append(instance)
-        (instance.pods / UID).mkdir(exist_ok=True)
-        return instance
 
-    yield make
-    for instance in started:
-        instance.kill()
+def started(make: Callable[..., Logger], first: bytes) -> tuple[Logger, Path, Path]:
+    """A running virtlet-log following ``vm_0.log``, which holds ``first``: (it, the source, the output)."""
+    node = make()
+    (node.pods / UID).mkdir(exist_ok=True)
+    node.start()
+    source, output = node.vms / UID / "vm_0.log", node.pods / UID / "vm_0.log"
+    write(source, first)
+    wait_for(lambda: console_text(output) == first, "console forwarded")
+    return node, source, output
 
 
 def swap_in(path: Path, make: Callable[[Path], None]) -> None:
@@ -39,38 +38,32 @@ def swap_in(path: Path, make: Callable[[Path], None]) -> None:
     os.rename(temporary, path)
 
 
-def test_console_swapped_for_a_symlink_is_refused_and_never_read(node, tmp_path: Path) -> None:
+def test_console_swapped_for_a_symlink_is_refused_and_never_read(logger, tmp_path: Path) -> None:
     """``ln -s /etc/shadow t && mv -T t <src>/<sandbox>/vm_0.log`` must not put the file in the pod log."""
     secret = tmp_path / "shadow"
     secret.write_bytes(SECRET)
-    logger = node().start()
-    source, output = logger.vms / UID / "vm_0.log", logger.pods / UID / "vm_0.log"
-    write(source, b"boot\n")
-    wait_for(lambda: console_text(output) == b"boot\n", "console forwarded")
+    node, source, output = started(logger, b"boot\n")
     swap_in(source, lambda path: path.symlink_to(secret))
-    wait_for(lambda: b"source refused" in logger.stderr or SECRET in output.read_bytes(), "the swap seen")
+    wait_for(lambda: b"source refused" in node.stderr or SECRET in output.read_bytes(), "the swap seen")
     time.sleep(0.3)
     assert SECRET not in output.read_bytes()
     assert console_text(output) == b"boot\n"
-    assert logger.stderr.count(b"source refused") == 1
-    assert b"symbolic link" in logger.stderr
+    assert node.stderr.count(b"source refused") == 1
+    assert b"symbolic link" in node.stderr
     swap_in(source, lambda path: path.write_bytes(b"after\n"))  # a real console again: followed
     wait_for(lambda: console_text(output) == b"boot\nafter\n", "the regular file after the link")
 
 
-def test_rotated_sibling_that_is_a_symlink_is_never_read(node, tmp_path: Path) -> None:
+def test_rotated_sibling_that_is_a_symlink_is_never_read(logger, tmp_path: Path) -> None:
     secret = tmp_path / "shadow"
     secret.write_bytes(SECRET)
-    logger = node().start()
-    source, output = logger.vms / UID / "vm_0.log", logger.pods / UID / "vm_0.log"
-    write(source, b"one\n")
-    wait_for(lambda: console_text(output) == b"one\n", "console forwarded")
-    assert logger.stop() == 0
+    node, source, output = started(logger, b"one\n")
+    assert node.stop() == 0
     # While virtlet-log is down: rotated twice, the newer rotated name a link to a secret.
     os.rename(source, source.with_name("vm_0.log.2"))
     (source.with_name("vm_0.log.1")).symlink_to(secret)
     write(source, b"two\n")
-    logger.start()
+    node.start()
     wait_for(lambda: console_text(output) == b"one\ntwo\n", "the current file after restart")
     write(source, b"three\n")
     os.rename(source, source.with_name("vm_0.log.0"))  # a live rotation next to the link
@@ -80,58 +73,54 @@ def test_rotated_sibling_that_is_a_symlink_is_never_read(node, tmp_path: Path) -
     assert SECRET not in output.read_bytes()
 
 
-def test_console_swapped_for_a_fifo_does_not_hang_the_others(node) -> None:
-    logger = node().start()
-    source, output = logger.vms / UID / "vm_0.log", logger.pods / UID / "vm_0.log"
-    write(source, b"boot\n")
-    wait_for(lambda: console_text(output) == b"boot\n", "console forwarded")
+def test_console_swapped_for_a_fifo_does_not_hang_the_others(logger) -> None:
+    node, source, output = started(logger, b"boot\n")
     swap_in(source, os.mkfifo)
-    wait_for(lambda: b"source refused" in logger.stderr, "the FIFO refused")
-    other, other_output = logger.vms / UID / "other_0.log", logger.pods / UID / "other_0.log"
+    wait_for(lambda: b"source refused" in node.stderr, "the FIFO refused")
+    other, other_output = node.vms / UID / "other_0.log", node.pods / UID / "other_0.log"
     write(other, b"still served\n")
     wait_for(lambda: console_text(other_output) == b"still served\n", "another console after the FIFO")
-    assert logger.process is not None and logger.process.poll() is None
+    assert node.process is not None and node.process.poll() is None
     assert console_text(output) == b"boot\n"
 
 
-def test_console_name_with_a_newline_is_refused_once_and_blocks_nothing(node) -> None:
-    logger = node().start()
-    bad = logger.vms / UID / "evil\nname_0.log"
+def test_console_name_with_a_newline_is_refused_once_and_blocks_nothing(logger) -> None:
+    node = logger()
+    (node.pods / UID).mkdir()
+    node.start()
+    bad = node.vms / UID / "evil\nname_0.log"
     write(bad, b"forged\n")
-    write(logger.vms / UID / "vm_0.log", b"good\n")
-    output = logger.pods / UID / "vm_0.log"
+    write(node.vms / UID / "vm_0.log", b"good\n")
+    output = node.pods / UID / "vm_0.log"
     wait_for(lambda: console_text(output) == b"good\n", "the other console")
     for _ in range(3):
         write(bad, b"more\n")  # every event about it: still one log line
         time.sleep(0.05)
-    wait_for(lambda: b"control character" in logger.stderr, "the refusal")
+    wait_for(lambda: b"control character" in node.stderr, "the refusal")
     time.sleep(0.3)
-    assert logger.stderr.count(b"control character") == 1
-    assert sorted(p.name for p in (logger.pods / UID).iterdir()) == ["vm_0.log"]
+    assert node.stderr.count(b"control character") == 1
+    assert sorted(p.name for p in (node.pods / UID).iterdir()) == ["vm_0.log"]
 
 
-def test_one_instance_per_state_dir(node) -> None:
-    logger = node().start()
-    source, output = logger.vms / UID / "vm_0.log", logger.pods / UID / "vm_0.log"
-    write(source, b"one\n")
-    wait_for(lambda: console_text(output) == b"one\n", "console forwarded")
-    state_before = {p.name: p.read_bytes() for p in logger.state.iterdir() if p.suffix == ".json"}
+def test_one_instance_per_state_dir(logger) -> None:
+    node, source, output = started(logger, b"one\n")
+    state_before = {p.name: p.read_bytes() for p in node.state.iterdir() if p.suffix == ".json"}
     second = subprocess.run(
         [sys.executable, "-m", "stats_log_collector", "virtlet-log"],
-        env=logger.env,
+        env=node.env,
         capture_output=True,
         timeout=30,
     )
     assert second.returncode == 2
     message = second.stderr.decode().strip()
     assert "\n" not in message
-    assert "STATE_DIR" in message and str(logger.state) in message and "in use" in message
-    assert {p.name: p.read_bytes() for p in logger.state.iterdir() if p.suffix == ".json"} == state_before
+    assert "STATE_DIR" in message and str(node.state) in message and "in use" in message
+    assert {p.name: p.read_bytes() for p in node.state.iterdir() if p.suffix == ".json"} == state_before
     write(source, b"two\n")
     wait_for(lambda: console_text(output) == b"one\ntwo\n", "the first instance goes on")
-    logger.kill()  # kill -9: the kernel frees the lock
+    node.kill()  # kill -9: the kernel frees the lock
     write(source, b"three\n")
-    logger.start()
+    node.start()
     wait_for(lambda: console_text(output) == b"one\ntwo\nthree\n", "a new instance after kill -9")
     time.sleep(0.3)
     assert console_text(output) == b"one\ntwo\nthree\n"

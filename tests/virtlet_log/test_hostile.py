@@ -31,7 +31,7 @@ def started(make: Callable[..., Logger], first: bytes) -> tuple[Logger, Path, Pa
     return node, source, output
 
 
-def swap_in(path: Path, make: Callable[[Path], None]) -> None:
+def swap_in(path: Path, make: Callable[[Path], object]) -> None:
     """``make`` a file next to ``path``, then rename it over ``path`` (``mv -T``): one atomic swap."""
     temporary = path.with_name("swap.tmp")
     make(temporary)

@@ -79,6 +79,18 @@ class LoggingObserver(NullObserver):
             extra={"source": source, "offset": offset},
         )
 
+    def resumed_from_output(self, source: str, output: str, offset: int) -> None:
+        self.log.warning(
+            "no checkpoint: going on where the output ends in the source",
+            extra={"source": source, "output": output, "offset": offset},
+        )
+
+    def output_end_not_found(self, source: str, output: str, why: str) -> None:
+        self.log.warning(
+            f"no checkpoint, and the output's end is not in the source ({why}): reading it from the start",
+            extra={"source": source, "output": output},
+        )
+
     def batch_output_gone(self, source: str, output: str) -> None:
         self.log.warning(
             "interrupted batch: its output file is gone (rotated, compressed?); assuming it was written",

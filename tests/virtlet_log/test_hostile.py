@@ -10,6 +10,8 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+import pytest
+
 from tests.virtlet_log import test_command
 from tests.virtlet_log.test_command import UID, Logger, console_text, wait_for, write
 
@@ -124,3 +126,80 @@ def test_one_instance_per_state_dir(logger) -> None:
     wait_for(lambda: console_text(output) == b"one\ntwo\nthree\n", "a new instance after kill -9")
     time.sleep(0.3)
     assert console_text(output) == b"one\ntwo\nthree\n"
+
+
+def numbered(first: int, count: int, end: bytes = b"\r\n") -> bytes:
+    return b"".join(b"console line %05d \xc3\xa9 \xff%s" % (i, end) for i in range(first, first + count))
+
+
+def as_read(console: bytes, fmt: str) -> bytes:
+    """What kubelet reads of ``console``: CRLF folded, and in JSON invalid UTF-8 replaced."""
+    folded = console.replace(b"\r\n", b"\n")
+    return folded.replace(b"\xff", "\ufffd".encode()) if fmt == "json" else folded
+
+
+def slots(node: Logger) -> list[Path]:
+    return sorted(node.state.glob("*.json"))
+
+
+@pytest.mark.parametrize("fmt", ["cri", "json"])
+def test_checkpoints_deleted_after_kill_9_resume_where_the_output_ends(logger, fmt: str) -> None:
+    node = logger(LOG_FORMAT=fmt)
+    (node.pods / UID).mkdir()
+    node.start()
+    source, output = node.vms / UID / "vm_0.log", node.pods / UID / "vm_0.log"
+    long_line = b"L" * 40_000 + b"\n"  # three records: split at 16 KiB
+    written = numbered(0, 300) + long_line + numbered(300, 10)
+    write(source, written)
+    wait_for(lambda: console_text(output) == as_read(written, fmt), "console forwarded")
+    node.kill()
+    assert slots(node)
+    for slot in slots(node):
+        slot.unlink()
+    write(source, numbered(310, 5))
+    written += numbered(310, 5)
+    node.start()
+    expected = written.replace(b"\r\n", b"\n").replace(
+        b"\xff", "\ufffd".encode() if fmt == "json" else b"\xff"
+    )
+    wait_for(lambda: console_text(output) == expected, "every line once after the restart")
+    time.sleep(0.3)
+    assert console_text(output) == expected
+    assert node.stderr.count(b"going on where the output ends") == 1
+
+
+def test_corrupt_checkpoints_and_a_partial_line_resume_mid_line(logger) -> None:
+    node = logger()
+    (node.pods / UID).mkdir()
+    node.start()
+    source, output = node.vms / UID / "vm_0.log", node.pods / UID / "vm_0.log"
+    write(source, numbered(0, 50) + b"login: ")
+    wait_for(lambda: console_text(output).endswith(b"login: "), "the idle prompt as a partial record")
+    assert node.stop() == 0
+    for slot in slots(node):
+        slot.write_bytes(b"\x00garbage" * 200)
+    write(source, b"root\r\n" + numbered(50, 5))
+    node.start()
+    expected = (numbered(0, 50) + b"login: root\r\n" + numbered(50, 5)).replace(b"\r\n", b"\n")
+    wait_for(lambda: console_text(output) == expected, "the line completed, every line once")
+    time.sleep(0.3)
+    assert console_text(output) == expected
+    assert b"corrupt checkpoint ignored" in node.stderr
+    assert b"going on where the output ends" in node.stderr
+
+
+def test_without_checkpoint_a_console_rotated_away_is_read_from_its_start(logger) -> None:
+    node = logger()
+    (node.pods / UID).mkdir()
+    node.start()
+    source, output = node.vms / UID / "vm_0.log", node.pods / UID / "vm_0.log"
+    write(source, numbered(0, 20))
+    wait_for(lambda: console_text(output) == numbered(0, 20, b"\n"), "console forwarded")
+    assert node.stop() == 0
+    for slot in slots(node):
+        slot.unlink()
+    os.rename(source, source.with_name("vm_0.log.1"))
+    write(source, numbered(20, 5))  # what the output ends with is not in the current file
+    node.start()
+    wait_for(lambda: console_text(output) == numbered(0, 25, b"\n"), "the new file whole, once")
+    assert b"reading it from the start" in node.stderr

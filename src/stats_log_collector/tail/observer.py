@@ -94,6 +94,13 @@ class Observer(Protocol):
         """The checkpointed file is gone, or ``rewritten`` (same inode, other content): the current file is
         read from its start."""
 
+    def resumed_from_output(self, source: str, output: str, offset: int) -> None:
+        """No checkpoint: the output's last records were found in the current file, read from ``offset``."""
+
+    def output_end_not_found(self, source: str, output: str, why: str) -> None:
+        """No checkpoint, and where the output ends is not in the current file (``why``): it is read from its
+        start."""
+
     def batch_output_gone(self, source: str, output: str) -> None:
         """The interrupted batch's output file cannot be found: assumed written."""
 
@@ -164,6 +171,12 @@ class NullObserver:
         pass
 
     def checkpoint_file_lost(self, source: str, offset: int, rewritten: bool) -> None:
+        pass
+
+    def resumed_from_output(self, source: str, output: str, offset: int) -> None:
+        pass
+
+    def output_end_not_found(self, source: str, output: str, why: str) -> None:
         pass
 
     def batch_output_gone(self, source: str, output: str) -> None:

@@ -111,7 +111,7 @@ class Tailer:
         self._out: Output = OutputFile(output, fmt, self._observer) if isinstance(output, Path) else output
         self._store = store
         self._rotation = rotation
-        self._recovery = Recovery(source, self._out, store, self._observer, max_piece, rotation)
+        self._recovery = Recovery(source, self._out, store, self._observer, max_piece, rotation, fmt)
         self._fmt = fmt
         self._encode = ENCODERS[fmt]
         self._chunk = chunk_bytes

@@ -8,6 +8,7 @@ from hypothesis import strategies as st
 
 from stats_log_collector.tail.formats import ENCODERS, LineAssembler, Pieces
 from stats_log_collector.tail.resume import Record, decode_records, resume_offset
+from tests.tail.tailing import Env
 
 TS = b"2026-12-01T04:00:00.000000000Z"
 # Line ends, CRs, a two-byte character, invalid UTF-8 and a literal U+FFFD: what the folding, the Go-style
@@ -77,3 +78,49 @@ def test_records_of_another_format_are_none() -> None:
     assert decode_records(TS + b" stdout F x\n", "json") is None
     assert decode_records(TS + b" stdout X x\n", "cri") is None
     assert decode_records(TS + b" stdout F x\n" + TS + b" stdout F to", "cri") == [(b"x", True)]  # torn end
+
+
+# --------------------------------------------------------------------------------------------------------
+# The engine: a tailer that starts without a checkpoint next to an output that holds something
+
+
+def lines(first: int, count: int) -> bytes:
+    return b"".join(b"line %04d\r\n" % i for i in range(first, first + count))
+
+
+def forget_checkpoints(env: Env) -> None:
+    for slot in env.state.glob("*.json"):
+        slot.unlink()
+
+
+def test_output_rotated_by_kubelet_holds_the_middle_of_the_source(env: Env) -> None:
+    t = env.tailer()
+    env.append(lines(0, 100))
+    env.drain(t)
+    t.close()
+    rotated = env.output.with_name(env.output.name + ".20261201-040000")
+    env.output.rename(rotated)  # kubelet's rotation: the next output starts in the middle of the source
+    t = env.tailer()
+    env.append(lines(100, 100))
+    env.drain(t)
+    t.close()
+    forget_checkpoints(env)
+    env.append(lines(200, 10))
+    env.drain(env.tailer())
+    assert env.rebuilt(rotated, env.output) == env.expected()
+
+
+def test_a_torn_last_record_is_ended_and_its_line_written_again(cri: Env) -> None:
+    """(CRI: kubelet reads a torn CRI record as a shorter line; a torn JSON record is unreadable.)"""
+    env = cri
+    t = env.tailer()
+    env.append(lines(0, 10))
+    env.drain(t)
+    t.close()
+    forget_checkpoints(env)
+    with env.output.open("r+b") as output:  # a write cut short by a crash, then the checkpoint lost
+        output.truncate(env.output.stat().st_size - 6)
+    env.append(lines(10, 2))
+    env.drain(env.tailer())
+    torn = env.expected(lines(9, 1))[:-6]
+    assert env.rebuilt() == env.expected(lines(0, 9)) + torn + b"\n" + env.expected(lines(9, 3))

@@ -26,7 +26,7 @@ __all__ = ["RESUME_OUTPUT_BYTES", "RESUME_SOURCE_BYTES", "Recovery", "Repaired"]
 #: Without a checkpoint: how much of the output's end is matched against the source (a record is at most
 #: 16 KiB of content, six times that escaped in JSON), and how much of the source's end it is looked for in.
 RESUME_OUTPUT_BYTES: Final = 256 << 10
-RESUME_SOURCE_BYTES: Final = 64 << 20
+RESUME_SOURCE_BYTES: Final = 16 << 20
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -101,6 +101,9 @@ class Recovery:
             tail = tail[tail.find(b"\n") + 1 :]  # the first record is cut
         records = decode_records(tail, self._fmt)
         output = str(self._out.path)
+        if not tail.endswith(b"\n"):  # a torn record (not decoded): ended, so that the next one is whole
+            self._observer.torn_line_ended(self._key, output)
+            self._append_newline(self._out.path, FileId.of(os.fstat(fd)))
         if not records:
             self._observer.output_end_not_found(self._key, output, f"no whole {self._fmt} record at its end")
             return

@@ -11,7 +11,15 @@ import pytest
 from stats_log_collector.tail.observer import Block, BlockKind, NullObserver, Observer, RepairAction
 from stats_log_collector.tail.slot_store import SlotFileStore
 from stats_log_collector.tail.tailer import Status
-from tests.tail.tailing import Crash, Env, abandon, copy_truncate, crash_in_write, rename_rotate
+from tests.tail.tailing import (
+    Crash,
+    Env,
+    abandon,
+    copy_truncate,
+    crash_in_write,
+    rename_rotate,
+    written_then_forgotten,
+)
 
 
 class Recorder(NullObserver):
@@ -174,12 +182,7 @@ def test_a_source_swapped_for_a_link_is_refused_once_and_not_read(cri: Env, tmp_
 
 
 def test_a_start_without_checkpoint_is_reported(cri: Env) -> None:
-    t = cri.tailer()
-    cri.append(b"one\r\ntwo\r\n")
-    cri.drain(t)
-    t.close()
-    for slot in cri.state.glob("*.json"):
-        slot.unlink()
+    written_then_forgotten(cri, b"one\r\ntwo\r\n")
     recorder = Recorder()
     cri.drain(cri.tailer(observer=recorder))
     assert recorder.named("resumed_from_output") == [(str(cri.source), str(cri.output), 10)]

@@ -8,7 +8,7 @@ from hypothesis import strategies as st
 
 from stats_log_collector.tail.formats import ENCODERS, LineAssembler, Pieces
 from stats_log_collector.tail.resume import Record, decode_records, resume_offset
-from tests.tail.tailing import Env
+from tests.tail.tailing import Env, written_then_forgotten
 
 TS = b"2026-12-01T04:00:00.000000000Z"
 # Line ends, CRs, a two-byte character, invalid UTF-8 and a literal U+FFFD: what the folding, the Go-style
@@ -88,11 +88,6 @@ def lines(first: int, count: int) -> bytes:
     return b"".join(b"line %04d\r\n" % i for i in range(first, first + count))
 
 
-def forget_checkpoints(env: Env) -> None:
-    for slot in env.state.glob("*.json"):
-        slot.unlink()
-
-
 def test_output_rotated_by_kubelet_holds_the_middle_of_the_source(env: Env) -> None:
     t = env.tailer()
     env.append(lines(0, 100))
@@ -100,11 +95,7 @@ def test_output_rotated_by_kubelet_holds_the_middle_of_the_source(env: Env) -> N
     t.close()
     rotated = env.output.with_name(env.output.name + ".20261201-040000")
     env.output.rename(rotated)  # kubelet's rotation: the next output starts in the middle of the source
-    t = env.tailer()
-    env.append(lines(100, 100))
-    env.drain(t)
-    t.close()
-    forget_checkpoints(env)
+    written_then_forgotten(env, lines(100, 100))
     env.append(lines(200, 10))
     env.drain(env.tailer())
     assert env.rebuilt(rotated, env.output) == env.expected()
@@ -113,11 +104,7 @@ def test_output_rotated_by_kubelet_holds_the_middle_of_the_source(env: Env) -> N
 def test_a_torn_last_record_is_ended_and_its_line_written_again(cri: Env) -> None:
     """(CRI: kubelet reads a torn CRI record as a shorter line; a torn JSON record is unreadable.)"""
     env = cri
-    t = env.tailer()
-    env.append(lines(0, 10))
-    env.drain(t)
-    t.close()
-    forget_checkpoints(env)
+    written_then_forgotten(env, lines(0, 10))
     with env.output.open("r+b") as output:  # a write cut short by a crash, then the checkpoint lost
         output.truncate(env.output.stat().st_size - 6)
     env.append(lines(10, 2))

@@ -19,6 +19,8 @@ _REPAIRS: Final = {
     RepairAction.WRITE: "interrupted batch was not written; writing it",
     RepairAction.WRITE_AGAIN: "interrupted batch may be partly on the stream; writing it again",
 }
+#: Blocks that are about the source's side (the VM's files), not a fault of ours.
+_WARNINGS: Final = (BlockKind.SOURCE_UNUSABLE, BlockKind.SOURCE_REFUSED)
 
 
 class LoggingObserver(NullObserver):
@@ -55,7 +57,7 @@ class LoggingObserver(NullObserver):
         self.log.info("output was rotated or removed, reopening", extra={"output": str(output)})
 
     def blocked(self, source: str, output: Path, block: Block) -> None:
-        level = logging.WARNING if block.kind is BlockKind.SOURCE_UNUSABLE else logging.ERROR
+        level = logging.WARNING if block.kind in _WARNINGS else logging.ERROR
         self.log.log(level, block.message, extra={"source": source, "output": str(output)})
 
     def unblocked(self, source: str, block: Block) -> None:
@@ -75,6 +77,18 @@ class LoggingObserver(NullObserver):
         self.log.warning(
             f"checkpointed file is {what}; reading the current file from the start",
             extra={"source": source, "offset": offset},
+        )
+
+    def resumed_from_output(self, source: str, output: str, offset: int) -> None:
+        self.log.warning(
+            "no checkpoint: going on where the output ends in the source",
+            extra={"source": source, "output": output, "offset": offset},
+        )
+
+    def output_end_not_found(self, source: str, output: str, why: str) -> None:
+        self.log.warning(
+            f"no checkpoint, and the output's end is not in the source ({why}): reading it from the start",
+            extra={"source": source, "output": output},
         )
 
     def batch_output_gone(self, source: str, output: str) -> None:

@@ -16,7 +16,6 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -176,20 +175,6 @@ def steady_writer(log: Virtlogd, first: int, count: int, per_ms: int) -> threadi
     thread = threading.Thread(target=run, daemon=True)
     thread.start()
     return thread
-
-
-@pytest.fixture
-def tails(tmp_path: Path) -> Iterator[Callable[..., Tail]]:
-    started: list[Tail] = []
-
-    def start(path: Path, state: Path | None = None, **kwargs: float) -> Tail:
-        tail = Tail(path, tmp_path / f"console-tail.{len(started)}.stderr", state, **kwargs)
-        started.append(tail)
-        return tail
-
-    yield start
-    for tail in started:
-        tail.kill()
 
 
 def test_prints_existing_and_appended_lines_crlf_long_and_partial(tmp_path: Path, tails) -> None:

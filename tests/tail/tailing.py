@@ -83,6 +83,16 @@ class Env:
         return SlotFileStore(self.state).load(str(self.source))
 
 
+def written_then_forgotten(env: Env, data: bytes) -> None:
+    """``data`` appended and written to the output, then every checkpoint lost (deleted slots)."""
+    t = env.tailer()
+    env.append(data)
+    env.drain(t)
+    t.close()
+    for slot in env.state.glob("*.json"):
+        slot.unlink()
+
+
 def make_checkpoint(
     offset: int,
     intent: Intent | None = None,

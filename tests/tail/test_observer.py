@@ -11,7 +11,15 @@ import pytest
 from stats_log_collector.tail.observer import Block, BlockKind, NullObserver, Observer, RepairAction
 from stats_log_collector.tail.slot_store import SlotFileStore
 from stats_log_collector.tail.tailer import Status
-from tests.tail.tailing import Crash, Env, abandon, copy_truncate, crash_in_write, rename_rotate
+from tests.tail.tailing import (
+    Crash,
+    Env,
+    abandon,
+    copy_truncate,
+    crash_in_write,
+    rename_rotate,
+    written_then_forgotten,
+)
 
 
 class Recorder(NullObserver):
@@ -49,6 +57,12 @@ class Recorder(NullObserver):
 
     def checkpoint_corrupt(self, path: Path, error: str) -> None:
         self.events.append(("checkpoint_corrupt", (path,)))
+
+    def resumed_from_output(self, source: str, output: str, offset: int) -> None:
+        self.events.append(("resumed_from_output", (source, output, offset)))
+
+    def output_end_not_found(self, source: str, output: str, why: str) -> None:
+        self.events.append(("output_end_not_found", (source, output)))
 
 
 def test_a_null_observer_is_an_observer() -> None:
@@ -149,3 +163,34 @@ def test_the_slot_store_reports_a_corrupt_slot(tmp_path: Path) -> None:
     (tmp_path / f"{SlotFileStore.key(source)}.a.json").write_bytes(b"garbage")
     assert SlotFileStore(tmp_path, observer=recorder).load(source) is None
     assert recorder.named("checkpoint_corrupt") == [(tmp_path / f"{SlotFileStore.key(source)}.a.json",)]
+
+
+def test_a_source_swapped_for_a_link_is_refused_once_and_not_read(cri: Env, tmp_path: Path) -> None:
+    secret = tmp_path / "secret"
+    secret.write_bytes(b"secret\n")
+    recorder = Recorder()
+    t = cri.tailer(observer=recorder)
+    cri.append(b"one\n")
+    cri.poll(t)
+    link = cri.source.with_name("link")
+    link.symlink_to(secret)
+    link.rename(cri.source)
+    for _ in range(3):
+        assert cri.poll(t).status is Status.BLOCKED
+    assert recorder.named("blocked") == [(str(cri.source), cri.output, BlockKind.SOURCE_REFUSED)]
+    assert cri.rebuilt() == b"one\n"
+
+
+def test_a_start_without_checkpoint_is_reported(cri: Env) -> None:
+    written_then_forgotten(cri, b"one\r\ntwo\r\n")
+    recorder = Recorder()
+    cri.drain(cri.tailer(observer=recorder))
+    assert recorder.named("resumed_from_output") == [(str(cri.source), str(cri.output), 10)]
+    cri.source.unlink()
+    cri.append(b"other\n")  # a new file: what the output ends with is not in it
+    for slot in cri.state.glob("*.json"):
+        slot.unlink()
+    recorder = Recorder()
+    cri.drain(cri.tailer(observer=recorder))
+    assert recorder.named("output_end_not_found") == [(str(cri.source), str(cri.output))]
+    assert cri.rebuilt() == b"one\ntwo\nother\n"

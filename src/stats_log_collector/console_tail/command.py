@@ -11,8 +11,12 @@ What it guarantees and why: docs/tailing.md, "console-tail".
   watched with inotify once it exists, and looked for every :data:`DIR_POLL_SECONDS` before that; there is
   no timeout, and one log line per wait, not one per check.
 * **The state file.** ``STATE_FILE`` names the two checkpoint slots: ``<STATE_FILE>.a.json`` and
-  ``<STATE_FILE>.b.json`` in its directory (created if missing). Without a state file the checkpoint lives
-  in memory only and each start prints the current file from its beginning, as virt-tail does.
+  ``<STATE_FILE>.b.json`` in its directory (created if missing), and the lock ``<STATE_FILE>.lock`` taken
+  before anything else (one writer per state: a second instance exits 2). Without a state file the
+  checkpoint lives in memory only and each start prints the current file from its beginning, as virt-tail
+  does.
+* **Rotation.** Only virtlogd's names are rotated files (``<file>.0``, ``<file>.1``...): a state file next
+  to the console (``<file>.state.a.json``) is never taken for one.
 * **Memory.** Nothing heavier than inotify_simple is imported (no asyncio, aiohttp or prometheus).
 * **Stopping.** SIGTERM or SIGINT stops after the current batch, commits and exits 0. A write blocked on a
   reader that takes nothing is given up after :data:`WRITE_GRACE_SECONDS` (that batch is then written again
@@ -35,15 +39,25 @@ from typing import Final
 
 from inotify_simple import INotify, flags
 
+from ..instance_lock import InstanceLock
 from ..settings import ConsoleTailSettings
 from ..tail.checkpoint import CheckpointStore, MemoryStore
+from ..tail.fileid import Rotation
 from ..tail.observer import Observer
 from ..tail.slot_store import SlotFileStore
 from ..tail.stream import StreamClosed, StreamOutput, WriteAborted
 from ..tail.tailer import Progress, Status, Tailer
 from ..tail_log import LoggingObserver
 
-__all__ = ["CHUNK_BYTES", "DIR_POLL_SECONDS", "WRITE_GRACE_SECONDS", "ConsoleTail", "run", "state_store"]
+__all__ = [
+    "CHUNK_BYTES",
+    "DIR_POLL_SECONDS",
+    "WRITE_GRACE_SECONDS",
+    "ConsoleTail",
+    "lock_state",
+    "run",
+    "state_store",
+]
 
 log = logging.getLogger(__name__)
 
@@ -150,6 +164,7 @@ class ConsoleTail:
             chunk_bytes=CHUNK_BYTES,
             poll_budget=CHUNK_BYTES,
             observer=self._observer,
+            rotation=Rotation.NUMBERED,
         )
 
     def _loop(self) -> None:
@@ -262,11 +277,19 @@ class ConsoleTail:
         self._sink.abort_write()
 
 
+def lock_state(state_file: Path) -> InstanceLock:
+    """Hold ``<STATE_FILE>.lock`` (making its directory): InstanceLocked if another instance has it."""
+    state_file.parent.mkdir(parents=True, exist_ok=True)
+    return InstanceLock(state_file.with_name(state_file.name + ".lock"), "STATE_FILE").acquire()
+
+
 def run(config: ConsoleTailSettings) -> int:
     if config.file is None:
         error = "configuration error: --file (CONSOLE_LOG_FILE) is required"
         print(f"stats-log-collector console-tail: {error}", file=sys.stderr)
         return 2
+    # The first thing done with the state; cli.py turns InstanceLocked into one line and exit code 2.
+    lock = lock_state(config.state_file) if config.state_file is not None else None
     try:
         sink = StreamOutput(STDOUT)
     except OSError as exc:
@@ -280,4 +303,8 @@ def run(config: ConsoleTailSettings) -> int:
             "cannot keep the state file", extra={"state_file": str(config.state_file), "error": str(exc)}
         )
         return 1
-    return ConsoleTail(config.file, store, sink, state_file=config.state_file, observer=observer).run()
+    try:
+        return ConsoleTail(config.file, store, sink, state_file=config.state_file, observer=observer).run()
+    finally:
+        if lock is not None:
+            lock.release()

@@ -12,6 +12,8 @@ still have to be read (loki#14462) and which ones were finished before (fluent-b
 from __future__ import annotations
 
 import dataclasses
+import enum
+import errno
 import os
 import stat
 from pathlib import Path
@@ -21,6 +23,7 @@ __all__ = [
     "HEAD_BYTES",
     "FileId",
     "NotRegularFile",
+    "Rotation",
     "Sibling",
     "open_regular",
     "read_at",
@@ -47,17 +50,24 @@ class FileId:
 
 
 class NotRegularFile(OSError):
-    """The path is a directory, FIFO, socket or device: nothing a tailer can follow."""
+    """The path is a symbolic link, directory, FIFO, socket or device: nothing a tailer may follow."""
 
 
 def open_regular(path: Path | str, flags: int = os.O_RDONLY, mode: int = 0o640) -> tuple[int, os.stat_result]:
     """Open ``path`` and insist on a regular file; return the descriptor and its stat.
 
+    ``O_NOFOLLOW``: a symbolic link is refused (:class:`NotRegularFile`), never followed. The directories
+    we read are writable by the VMs' side (virtlet-log runs as root): a console swapped for
+    ``ln -s /etc/shadow`` must not be copied into a pod log, at discovery or after a rotation.
     ``O_NONBLOCK`` because opening a FIFO for reading would otherwise wait for a writer and hang the one
-    event loop; it changes nothing for a regular file. Symlinks are followed (a loop raises ELOOP). ``mode``
-    applies when ``flags`` create the file.
+    event loop; it changes nothing for a regular file. ``mode`` applies when ``flags`` create the file.
     """
-    fd = os.open(path, flags | os.O_NONBLOCK | os.O_CLOEXEC, mode)
+    try:
+        fd = os.open(path, flags | os.O_NONBLOCK | os.O_CLOEXEC | os.O_NOFOLLOW, mode)
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:  # what O_NOFOLLOW answers for a symbolic link
+            raise NotRegularFile(errno.ELOOP, "a symbolic link, refused", str(path)) from exc
+        raise
     try:
         st = os.fstat(fd)
     except BaseException:
@@ -65,7 +75,7 @@ def open_regular(path: Path | str, flags: int = os.O_RDONLY, mode: int = 0o640) 
         raise
     if not stat.S_ISREG(st.st_mode):
         os.close(fd)
-        raise NotRegularFile(f"not a regular file: {path}")
+        raise NotRegularFile(errno.EINVAL, "not a regular file, refused", str(path))
     return fd, st
 
 
@@ -92,8 +102,29 @@ class Sibling:
     size: int
 
 
-def rotated_siblings(path: Path) -> list[Sibling]:
-    """The regular files rotation made of ``path`` (``<name>.*``, ``<name>-*``, not compressed), oldest first.
+class Rotation(enum.Enum):
+    """How the rotating writer names the files it renames away: which siblings of a path are candidates."""
+
+    #: logrotate, Virtlet and kubelet: ``<name>.<suffix>`` or ``<name>-<suffix>`` (numbers, dates...).
+    ANY = "any"
+    #: virtlogd: ``<name>.0``, ``<name>.1``... and nothing else (libvirt ``src/util/virrotatingfile.c``,
+    #: ``virRotatingFileWriterRollover``: ``<basepath>.<i>`` for ``i < maxbackup``). Anything else next
+    #: to the file (console-tail's own state and lock files, ``<file>.state.a.json``) is no candidate.
+    NUMBERED = "numbered"
+
+    def names(self, base: str, name: str) -> bool:
+        """Is ``name`` a rotated name of ``base``?"""
+        if len(name) <= len(base) + 1 or not name.startswith(base):
+            return False
+        if self is Rotation.NUMBERED:
+            return name[len(base)] == "." and name[len(base) + 1 :].isdigit() and name.isascii()
+        if name[len(base)] not in ".-":
+            return False
+        return not (name.endswith(_COMPRESSED) or name.endswith(".tmp"))
+
+
+def rotated_siblings(path: Path, rotation: Rotation = Rotation.ANY) -> list[Sibling]:
+    """The regular files rotation made of ``path`` (named as ``rotation`` says), oldest first.
 
     Age is the modification time: a rotated file stops being written when the next one starts. Files touched
     within the same clock tick are ordered by their suffix: a larger ``.N`` is older (logrotate, virtlogd),
@@ -104,10 +135,7 @@ def rotated_siblings(path: Path) -> list[Sibling]:
     try:
         with os.scandir(path.parent) as entries:
             for entry in entries:
-                name = entry.name
-                if len(name) <= len(base) + 1 or not name.startswith(base) or name[len(base)] not in ".-":
-                    continue
-                if name.endswith(_COMPRESSED) or name.endswith(".tmp"):
+                if not rotation.names(base, entry.name):
                     continue
                 try:
                     st = entry.stat(follow_symlinks=False)

@@ -22,7 +22,8 @@ class BlockKind(enum.Enum):
     """Why a tailer cannot go on for now (it retries on its next poll)."""
 
     IO_ERROR = "io-error"
-    SOURCE_UNUSABLE = "source-unusable"  # not a regular file, no permission...
+    SOURCE_UNUSABLE = "source-unusable"  # no permission, I/O error...
+    SOURCE_REFUSED = "source-refused"  # a symbolic link, FIFO, device...: never followed
     OUTPUT_REFUSED = "output-refused"  # not a regular file, cannot be opened
     MIXED_FORMAT = "mixed-format"  # the output already holds another format
     CHECKPOINT_NOT_SAVED = "checkpoint-not-saved"
@@ -92,6 +93,13 @@ class Observer(Protocol):
     def checkpoint_file_lost(self, source: str, offset: int, rewritten: bool) -> None:
         """The checkpointed file is gone, or ``rewritten`` (same inode, other content): the current file is
         read from its start."""
+
+    def resumed_from_output(self, source: str, output: str, offset: int) -> None:
+        """No checkpoint: the output's last records were found in the current file, read from ``offset``."""
+
+    def output_end_not_found(self, source: str, output: str, why: str) -> None:
+        """No checkpoint, and where the output ends is not in the current file (``why``): it is read from its
+        start."""
 
     def batch_output_gone(self, source: str, output: str) -> None:
         """The interrupted batch's output file cannot be found: assumed written."""
@@ -163,6 +171,12 @@ class NullObserver:
         pass
 
     def checkpoint_file_lost(self, source: str, offset: int, rewritten: bool) -> None:
+        pass
+
+    def resumed_from_output(self, source: str, output: str, offset: int) -> None:
+        pass
+
+    def output_end_not_found(self, source: str, output: str, why: str) -> None:
         pass
 
     def batch_output_gone(self, source: str, output: str) -> None:

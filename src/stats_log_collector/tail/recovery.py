@@ -9,17 +9,24 @@ from __future__ import annotations
 import dataclasses
 import os
 from pathlib import Path
+from typing import Final
 
 from .batch import Batch, SourceMark
 from .checkpoint import MARK_BYTES, Checkpoint, CheckpointStore, fingerprint
-from .fileid import FileId, open_regular, read_at, rotated_siblings
+from .fileid import FileId, Rotation, open_regular, read_at, rotated_siblings
 from .formats import LineAssembler
 from .observer import Block, BlockKind, Observer, RepairAction
 from .output import Output
 from .plan import RebuildFailure, Rebuilt, RepairPlan, bytes_present, plan_repair, rebuild_batch, resume_point
+from .resume import decode_records, resume_offset
 from .sources import SourceFile, candidates, close_all, matches_checkpoint, open_path, open_siblings
 
-__all__ = ["Recovery", "Repaired"]
+__all__ = ["RESUME_OUTPUT_BYTES", "RESUME_SOURCE_BYTES", "Recovery", "Repaired"]
+
+#: Without a checkpoint: how much of the output's end is matched against the source (a record is at most
+#: 16 KiB of content, six times that escaped in JSON), and how much of the source's end it is looked for in.
+RESUME_OUTPUT_BYTES: Final = 256 << 10
+RESUME_SOURCE_BYTES: Final = 16 << 20
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -34,9 +41,18 @@ class Recovery:
     """Recovery for one source and its output, at a tailer's (re)start."""
 
     def __init__(
-        self, source: Path, out: Output, store: CheckpointStore, observer: Observer, max_piece: int
+        self,
+        source: Path,
+        out: Output,
+        store: CheckpointStore,
+        observer: Observer,
+        max_piece: int,
+        rotation: Rotation = Rotation.ANY,
+        fmt: str = "json",
     ) -> None:
         self._source = source
+        self._fmt = fmt
+        self._rotation = rotation
         self._key = str(source)
         self._out = out
         self._store = store
@@ -47,12 +63,14 @@ class Recovery:
         """The checkpointed file positioned at its offset (or None), and the files to read after it."""
         path = open_path(self._source)
         if ck is None:
+            if path is not None and self._out.inspectable:
+                self._resume_from_output(path)
             return None, [path] if path else []
         ident = FileId(ck.dev, ck.ino)
         if path is not None and path.ident == ident and matches_checkpoint(path.fd, ck):
             path.seek(ck.offset)
             return path, []
-        siblings = open_siblings(self._source, path.ident if path else None, self._observer)
+        siblings = open_siblings(self._source, path.ident if path else None, self._observer, self._rotation)
         if path is not None:
             # Taken again after the listing: a copy-truncate in between put what the path held into a copy
             # we will read; the path's head must describe what it holds now, or that copy comes twice.
@@ -69,6 +87,36 @@ class Recovery:
         rest = siblings[index + 1 :] + ([path] if path else [])
         self._observer.resumed_in_rotated(self._key, anchor.name, ck.offset, len(rest))
         return anchor, rest
+
+    def _resume_from_output(self, path: SourceFile) -> None:
+        """No checkpoint (lost, deleted, corrupt) but an output that holds something: read ``path`` on from
+        where the output ends in it, or from its start if that cannot be told (docs/tailing.md)."""
+        fd = self._out.fd
+        size = self._out.size() if fd is not None else 0
+        if fd is None or size == 0:
+            return
+        start = max(0, size - RESUME_OUTPUT_BYTES)
+        tail = read_at(fd, size - start, start)
+        if start:
+            tail = tail[tail.find(b"\n") + 1 :]  # the first record is cut
+        records = decode_records(tail, self._fmt)
+        output = str(self._out.path)
+        if not tail.endswith(b"\n"):  # a torn record (not decoded): ended, so that the next one is whole
+            self._observer.torn_line_ended(self._key, output)
+            self._append_newline(self._out.path, FileId.of(os.fstat(fd)))
+        if not records:
+            self._observer.output_end_not_found(self._key, output, f"no whole {self._fmt} record at its end")
+            return
+        length = path.size()
+        begin = max(0, length - RESUME_SOURCE_BYTES)
+        found = resume_offset(
+            read_at(path.fd, length - begin, begin), records, replaced=self._fmt == "json", start=begin == 0
+        )
+        if found is None:
+            self._observer.output_end_not_found(self._key, output, "rotated away, or other content")
+            return
+        path.seek(begin + found)
+        self._observer.resumed_from_output(self._key, output, begin + found)
 
     def repair(self, ck: Checkpoint, anchor: SourceFile | None) -> Repaired | Block:
         """Repair the batch ``ck.intent`` describes: write it, complete it, or accept it; a Block if the

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Final
 
 from .checkpoint import MARK_BYTES, Checkpoint, fingerprint
-from .fileid import HEAD_BYTES, FileId, Sibling, open_regular, rotated_siblings
+from .fileid import HEAD_BYTES, FileId, Rotation, Sibling, open_regular, rotated_siblings
 from .observer import Observer
 from .plan import Candidate
 
@@ -104,8 +104,11 @@ def open_path(source: Path) -> SourceFile | None:
     return SourceFile(fd, FileId.of(st), str(source))
 
 
-def open_siblings(source: Path, exclude: FileId | None, observer: Observer) -> list[SourceFile]:
-    """The rotated siblings of ``source`` (but ``exclude``), oldest first, all opened at once.
+def open_siblings(
+    source: Path, exclude: FileId | None, observer: Observer, rotation: Rotation = Rotation.ANY
+) -> list[SourceFile]:
+    """The rotated siblings of ``source`` (named as ``rotation`` says, but ``exclude``), oldest first, all
+    opened at once.
 
     Rotation renames them while we look (``x.log.1`` becomes ``x.log.2``): a name that no longer holds the
     file listed makes us list again, so that none is missed or taken for another; after that only the open
@@ -114,7 +117,7 @@ def open_siblings(source: Path, exclude: FileId | None, observer: Observer) -> l
     opened: list[SourceFile] = []
     listed: list[Sibling] = []
     for attempt in range(_LIST_ATTEMPTS):
-        listed = [s for s in rotated_siblings(source) if s.ident != exclude]
+        listed = [s for s in rotated_siblings(source, rotation) if s.ident != exclude]
         opened = [f for f in map(_open_sibling, listed) if f is not None]
         if len(opened) == len(listed) or attempt == _LIST_ATTEMPTS - 1:
             break
@@ -128,7 +131,7 @@ def _open_sibling(sibling: Sibling) -> SourceFile | None:
     """A rotated sibling, opened if it is still the file that was listed."""
     try:
         fd, st = open_regular(sibling.path)
-    except OSError:
+    except OSError:  # gone, or swapped for a symbolic link or FIFO since it was listed: never followed
         return None
     if FileId.of(st) != sibling.ident:
         os.close(fd)

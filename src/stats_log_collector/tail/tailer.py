@@ -25,7 +25,7 @@ from typing import Final
 
 from .batch import Batch, SourceMark
 from .checkpoint import MARK_BYTES, Checkpoint, CheckpointStore, FlushMode, Intent, fingerprint
-from .fileid import FileId, open_regular, read_at
+from .fileid import FileId, NotRegularFile, Rotation, open_regular, read_at
 from .formats import ENCODERS, MAX_PIECE_BYTES, LineAssembler, Pieces, format_timestamp
 from .observer import Block, BlockKind, NullObserver, Observer
 from .output import Output, OutputFile, OutputState
@@ -98,9 +98,11 @@ class Tailer:
         max_piece: int = MAX_PIECE_BYTES,
         clock: Callable[[], int] = time.time_ns,
         observer: Observer | None = None,
+        rotation: Rotation = Rotation.ANY,
     ) -> None:
         """``output`` is a file path or an :class:`~.output.Output` (a stream); ``clock`` gives the wall time
-        (ns) written on the lines; ``poll(now)`` times the idle flush; ``observer`` hears the events."""
+        (ns) written on the lines; ``poll(now)`` times the idle flush; ``observer`` hears the events;
+        ``rotation`` says how the source's writer names its rotated files."""
         if fmt not in ENCODERS:
             raise ValueError(f"unknown log format {fmt!r}")
         self._source = source
@@ -108,7 +110,8 @@ class Tailer:
         self._observer: Observer = observer or NullObserver()
         self._out: Output = OutputFile(output, fmt, self._observer) if isinstance(output, Path) else output
         self._store = store
-        self._recovery = Recovery(source, self._out, store, self._observer, max_piece)
+        self._rotation = rotation
+        self._recovery = Recovery(source, self._out, store, self._observer, max_piece, rotation, fmt)
         self._fmt = fmt
         self._encode = ENCODERS[fmt]
         self._chunk = chunk_bytes
@@ -238,8 +241,8 @@ class Tailer:
             return self._truncated(cur)
         if cur.final:
             return self._finish_file(cur, st)
-        try:
-            at_path: FileId | None = FileId.of(os.stat(self._source))
+        try:  # lstat: a symbolic link swapped in is another file, which _open_new_path refuses
+            at_path: FileId | None = FileId.of(os.lstat(self._source))
         except FileNotFoundError:
             at_path = None
         if at_path == cur.ident:
@@ -271,7 +274,7 @@ class Tailer:
         """What rotation made after ``cur``: the newer rotated siblings (two rotations between polls), then
         the file at the path."""
         path = self._open_new_path(cur.ident)
-        siblings = open_siblings(self._source, path.ident if path else None, self._observer)
+        siblings = open_siblings(self._source, path.ident if path else None, self._observer, self._rotation)
         index = next((i for i, f in enumerate(siblings) if f.ident == cur.ident), None)
         if index is not None:
             newer = siblings[index + 1 :]
@@ -300,7 +303,9 @@ class Tailer:
             return read_at(fd, len(head), 0) == head and read_at(fd, len(tail), pos - len(tail)) == tail
 
         # The copy made by this truncation is the newest sibling, looked at first: any known byte will do.
-        siblings = open_siblings(self._source, cur.ident, self._observer) if head or tail else []
+        siblings: list[SourceFile] = []
+        if head or tail:
+            siblings = open_siblings(self._source, cur.ident, self._observer, self._rotation)
         index = pick_file(candidates(siblings, same_content), None, pos)
         restart = SourceFile(cur.fd, cur.ident, cur.name, final=cur.final)
         if index is not None:
@@ -330,7 +335,7 @@ class Tailer:
         except FileNotFoundError:
             return None
         except OSError as exc:
-            self._block(Block(BlockKind.SOURCE_UNUSABLE, f"source unusable: {exc}"))
+            self._block(_source_block(exc))
             return None
         if FileId.of(st) == old:
             os.close(fd)
@@ -514,7 +519,7 @@ class Tailer:
         try:
             anchor, rest = self._recovery.locate(checkpoint)
         except OSError as exc:
-            self._block(Block(BlockKind.SOURCE_UNUSABLE, f"source unusable: {exc}"))
+            self._block(_source_block(exc))
             return False
         files = [anchor, *rest] if anchor else rest
         if checkpoint is not None and checkpoint.intent is not None and not self._recover(checkpoint, anchor):
@@ -544,3 +549,10 @@ class Tailer:
             self._offset = ck.offset
             self._pending = repaired.pending
         return True
+
+
+def _source_block(exc: OSError) -> Block:
+    """Why a source file cannot be opened: refused (a symbolic link, FIFO...) or unusable (permission...)."""
+    if isinstance(exc, NotRegularFile):
+        return Block(BlockKind.SOURCE_REFUSED, f"source refused: {exc}")
+    return Block(BlockKind.SOURCE_UNUSABLE, f"source unusable: {exc}")

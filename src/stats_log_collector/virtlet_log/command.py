@@ -11,12 +11,15 @@ import contextlib
 import logging
 
 from .. import lifecycle
+from ..instance_lock import InstanceLock
 from ..settings import VirtletLogSettings
 from .watcher import ConsoleLogWatcher, WatcherConfig
 
 log = logging.getLogger(__name__)
 
 PTY = "pty"
+#: In STATE_DIR: held while virtlet-log runs, so that a second instance on the same state stops at once.
+LOCK_NAME = ".virtlet-log.lock"
 
 
 def run(config: VirtletLogSettings) -> int:
@@ -24,6 +27,9 @@ def run(config: VirtletLogSettings) -> int:
         log.info("VIRTLET_VM_LOG_LOCATION is pty: VM consoles are ptys, there are no log files to forward")
         lifecycle.run(_idle)
         return 0
+    # The first thing done with the state; cli.py turns InstanceLocked into one line and exit code 2.
+    config.state_dir.mkdir(parents=True, exist_ok=True)
+    lock = InstanceLock(config.state_dir / LOCK_NAME, "STATE_DIR").acquire()
     watcher = ConsoleLogWatcher(
         WatcherConfig(
             source_root=config.vm_log_root,
@@ -56,7 +62,10 @@ def run(config: VirtletLogSettings) -> int:
             "stopped", extra={"lines": stats.lines, "bytes": stats.bytes_written, "errors": stats.errors}
         )
 
-    lifecycle.run(run)
+    try:
+        lifecycle.run(run)
+    finally:
+        lock.release()
     return 0
 
 

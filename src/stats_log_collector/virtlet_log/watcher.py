@@ -25,6 +25,7 @@ import dataclasses
 import heapq
 import logging
 import os
+import re
 import stat
 import time
 from collections.abc import Callable
@@ -67,6 +68,10 @@ _FILE_KINDS = {
     stat.S_IFCHR: "a character device",
     stat.S_IFBLK: "a block device",
 }
+
+# No kubelet log is named after a control character (container names are DNS labels): such a console
+# would wait for its pod log forever, and a newline in it would forge our own log lines.
+_CONTROL_CHARACTER = re.compile(r"[\x00-\x1f\x7f]")
 
 
 @dataclasses.dataclass
@@ -225,7 +230,12 @@ class ConsoleLogWatcher:
         if path in self._tailers:
             return
         source = source_of(self._config.source_root, path)
-        if source is None or not self._is_regular(path):
+        if source is None:
+            return
+        if _CONTROL_CHARACTER.search(path.name):
+            self._skip(path, "refusing console log whose name holds a control character", "its name")
+            return
+        if not self._is_regular(path):
             return
         output = self._output_for(source)
         if output is None:
@@ -254,13 +264,15 @@ class ConsoleLogWatcher:
                 self._skipped.discard(path)
                 return True
             kind = _FILE_KINDS.get(stat.S_IFMT(mode), "not a regular file")
+        self._skip(path, "skipping console log that is not a regular file", kind)
+        return False
+
+    def _skip(self, path: Path, message: str, kind: str) -> None:
+        """Report a console we do not follow once (and count it); it is looked at again on rescans."""
         if path not in self._skipped:
             self._skipped.add(path)
             self.stats.errors += 1
-            log.warning(
-                "skipping console log that is not a regular file", extra={"source": str(path), "kind": kind}
-            )
-        return False
+            log.warning(message, extra={"source": str(path), "kind": kind})
 
     def _output_for(self, source: Source) -> Path | None:
         """The kubelet log ``source`` goes to (paths.py decides the layout); None: wait for kubelet."""

@@ -29,9 +29,10 @@ class InstanceLocked(Exception):
 class InstanceLock:
     """An exclusive, non-blocking ``flock`` on ``path``, held until :meth:`release` or the process ends."""
 
-    def __init__(self, path: Path, setting: str) -> None:
+    def __init__(self, path: Path, setting: str, state: Path | None = None) -> None:
         self.path = path
         self._setting = setting  # the variable that names the state, for the error message
+        self._state = path.parent if state is None else state  # what is in use: a folder or a file
         self._fd: int | None = None
 
     def acquire(self) -> Self:
@@ -48,7 +49,7 @@ class InstanceLock:
             os.close(fd)
             if exc.errno in (errno.EWOULDBLOCK, errno.EAGAIN):
                 by = f"another instance (pid {holder})" if holder else "another instance"
-                raise InstanceLocked(f"{self._setting}: {self.path.parent} is in use by {by}") from exc
+                raise InstanceLocked(f"{self._setting}: {self._state} is in use by {by}") from exc
             raise InstanceLocked(f"{self._setting}: cannot lock {self.path}: {exc.strerror}") from exc
         os.ftruncate(fd, 0)
         os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)

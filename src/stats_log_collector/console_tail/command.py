@@ -280,7 +280,8 @@ class ConsoleTail:
 def lock_state(state_file: Path) -> InstanceLock:
     """Hold ``<STATE_FILE>.lock`` (making its directory): InstanceLocked if another instance has it."""
     state_file.parent.mkdir(parents=True, exist_ok=True)
-    return InstanceLock(state_file.with_name(state_file.name + ".lock"), "STATE_FILE").acquire()
+    lock_file = state_file.with_name(state_file.name + ".lock")
+    return InstanceLock(lock_file, "STATE_FILE", state=state_file).acquire()
 
 
 def run(config: ConsoleTailSettings) -> int:

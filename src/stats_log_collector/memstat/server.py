@@ -24,6 +24,7 @@ from .metrics import registry_for
 from .sample import Sample
 from .series import FIGURES, Query
 from .state import LiveState
+from .transfers import TransferPool, transfers_of
 
 STATIC = resources.files("stats_log_collector.memstat") / "static"
 
@@ -39,15 +40,18 @@ def build_app(
     state: LiveState,
     logs_dir: Path,
     add_csv_routes: Callable[[web.Application], None] | None = None,
+    transfers: TransferPool | None = None,
 ) -> web.Application:
     registry = registry_for(state.collector)
 
     async def healthz(request: web.Request) -> web.Response:
+        if (reason := state.not_alive()) is not None:
+            return web.Response(status=503, text=f"{reason}\n")
         return web.Response(text="ok\n")
 
     async def readyz(request: web.Request) -> web.Response:
-        if not state.ready:
-            return web.Response(status=503, text="waiting for the first good poll\n")
+        if (reason := state.not_ready()) is not None:
+            return web.Response(status=503, text=f"{reason}\n")
         return web.Response(text="ready\n")
 
     async def api_vms(request: web.Request) -> web.Response:
@@ -92,6 +96,7 @@ def build_app(
         return web.FileResponse(Path(str(STATIC / name)))  # the package is installed as files
 
     app = web.Application()
+    transfers_of(app, transfers)  # before the routes that use it take the default
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)
     app.router.add_get("/metrics", metrics_handler(registry))

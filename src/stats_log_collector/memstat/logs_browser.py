@@ -121,17 +121,16 @@ def archive_members(directory: Path) -> Iterator[tuple[Path, str]]:
                 yield path, f"{base}/{path.relative_to(directory).as_posix()}"
 
 
-def open_member(path: Path) -> tuple[BinaryIO, os.stat_result] | None:
-    """The file opened and its fd's stat, or None if it is gone or not a regular file (a symlink...)."""
+def open_member(path: Path) -> BinaryIO | None:
+    """The file opened, or None if it is gone or not a regular file (a symlink, a FIFO ...)."""
     try:
         fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)  # NONBLOCK: a FIFO must not hang
     except OSError:
         return None
-    info = os.fstat(fd)
-    if not stat.S_ISREG(info.st_mode):
+    if not stat.S_ISREG(os.fstat(fd).st_mode):
         os.close(fd)
         return None
-    return os.fdopen(fd, "rb"), info
+    return os.fdopen(fd, "rb")
 
 
 class _Exactly:
@@ -184,30 +183,38 @@ class _ResponseWriter:
 
 
 def write_archive(directory: Path, sink: _ResponseWriter | BinaryIO) -> None:
-    """``directory`` as a gzipped tar into ``sink``, each file as it was when it was opened."""
+    """``directory`` as a gzipped tar into ``sink``, each file as it was when it was opened.
+
+    Files that went away (logs-collector renames and deletes) are left out, files that shrank are
+    padded: one log line per archive says how many.
+    """
+    gone: list[str] = []
+    padded: list[str] = []
     with tarfile.open(fileobj=sink, mode="w|gz") as archive:  # type: ignore[call-overload]
         for path, name in archive_members(directory):
             opened = open_member(path)
             if opened is None:
-                log.info("file gone before it was archived, left out", extra={"path": str(path)})
+                gone.append(name)
                 continue
-            file, info = opened
-            with file:
-                member = tarfile.TarInfo(name)
-                member.size, member.mtime, member.mode = (
-                    info.st_size,
-                    int(info.st_mtime),
-                    info.st_mode & 0o777,
-                )
-                content = _Exactly(file, info.st_size)
+            with opened as file:
+                member = archive.gettarinfo(fileobj=file, arcname=name)  # the open fd's size, owner, time
+                content = _Exactly(file, member.size)
                 archive.addfile(member, content)
             if content.short:
-                log.warning(
-                    "file shrank while it was archived, padded with zeros",
-                    extra={"path": str(path), "missing_bytes": content.short},
-                )
+                padded.append(name)
     if isinstance(sink, _ResponseWriter):
         sink.flush()
+    if gone or padded:
+        log.log(
+            logging.WARNING if padded else logging.INFO,
+            "files changed while their folder was archived",
+            extra={
+                "folder": directory.name,
+                "left_out": len(gone),
+                "padded_with_zeros": len(padded),
+                "first": (padded or gone)[0],
+            },
+        )
 
 
 class LogsBrowser:
@@ -221,7 +228,7 @@ class LogsBrowser:
     def add_routes(self, app: web.Application) -> None:
         self._transfers = transfers_of(app)
         app.router.add_get("/logs", self._redirect)
-        app.router.add_get("/logs/{path:.*}", self.handle)
+        app.router.add_get(r"/logs/{path:[\s\S]*}", self.handle)  # any name: "." misses a newline
 
     async def _redirect(self, request: web.Request) -> web.StreamResponse:
         raise web.HTTPMovedPermanently("/logs/")

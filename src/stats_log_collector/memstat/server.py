@@ -9,6 +9,7 @@ poll health.
 from __future__ import annotations
 
 import dataclasses
+import logging
 from collections.abc import Callable
 from datetime import UTC, datetime
 from importlib import resources
@@ -16,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from aiohttp import web
+from aiohttp.http_exceptions import HttpProcessingError
 
 from ..metrics_server import metrics_handler
 from .csv_routes import parse_when
@@ -34,6 +36,20 @@ def sample_json(sample: Sample) -> dict[str, Any]:
     row.pop("status_kb")
     row["timestamp"] = sample.timestamp.isoformat().replace("+00:00", "Z")
     return row
+
+
+class ServerLog(logging.LoggerAdapter[logging.Logger]):
+    """aiohttp's server log, where a request it cannot parse (a client's garbage, answered 400) is one
+    debug line instead of a traceback; anything else (a bug: a 500) keeps its traceback.
+    """
+
+    def log(self, level: int, msg: object, *args: object, **kwargs: object) -> None:
+        error = kwargs.get("exc_info")
+        if isinstance(error, HttpProcessingError):
+            reason = error.message.splitlines()[0] if error.message else ""
+            self.logger.debug("unreadable request", extra={"status": error.code, "reason": reason})
+            return
+        super().log(level, msg, *args, **kwargs)  # type: ignore[arg-type]
 
 
 def build_app(
@@ -95,7 +111,7 @@ def build_app(
             raise web.HTTPNotFound()
         return web.FileResponse(Path(str(STATIC / name)))  # the package is installed as files
 
-    app = web.Application()
+    app = web.Application(handler_args={"logger": ServerLog(logging.getLogger("aiohttp.server"))})
     transfers_of(app, transfers)  # before the routes that use it take the default
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)

@@ -257,7 +257,10 @@ class LogsBrowser:
         )
 
     def _listing(self, request: web.Request, directory: Path) -> web.Response:
-        entries = listing_entries(directory)
+        try:
+            entries = listing_entries(directory)
+        except (FileNotFoundError, NotADirectoryError):  # removed (or replaced) since it was resolved
+            raise web.HTTPNotFound(text="no such folder\n") from None
         if request.query.get("format") == "json" or "application/json" in request.headers.get("Accept", ""):
             return web.json_response([{"name": n, "dir": d, "size": s, "mtime": m} for n, d, s, m in entries])
         return web.Response(text=render_listing(request.path, entries), content_type="text/html")

@@ -3,7 +3,8 @@
 The original served the CSV at any path; ``GET /`` still returns it (``curl http://localhost:8099 > file``
 keeps working), and everything else lives at a named path. The CSV routes themselves come from the CSV
 store (``csv_routes``), so this module only reads the live state (``state``): the latest samples and
-poll health.
+poll health (``/healthz``: the loop is not stuck; ``/readyz``: polls succeed). Long downloads share the
+app's transfer pool (``transfers``). Why: docs/memstat.md, "The HTTP server".
 """
 
 from __future__ import annotations

@@ -79,7 +79,7 @@ class TransferPool:
 
 def drop_connection(request: web.Request, what: str, reason: TransferEnded) -> None:
     """One log line, and the connection closed without the end of the body: the client sees it was cut."""
-    log.warning("download cut short", extra={"path": what, "reason": str(reason)})
+    log.info("download cut short", extra={"path": what, "reason": str(reason)})
     if request.transport is not None:
         request.transport.abort()
 

@@ -3,16 +3,19 @@
 - Unfiltered, with no archives yet: the live file itself through aiohttp's FileResponse, which answers
   Range, ETag / If-None-Match and If-Modified-Since exactly as for any static file.
 - Otherwise the kept history (archives, then the live file) is streamed with one header, filtered row by
-  row (``?vm=a,b&since=-1h&until=2026-11-23T10:00:00Z``), gzip-compressed on the fly when the client asks
-  for it; the ETag names the files and sizes it was built from, so a repeated download of an unchanged
-  history is a 304. Memory stays flat whatever the history's size.
+  row (``?vm=a&vm=b&since=-1h&until=2026-11-23T10:00:00Z``), gzip-compressed on the fly when the client
+  asks for it; the ETag names the files and sizes it was built from, so a repeated download of an
+  unchanged history is a 304. Memory stays flat whatever the history's size. These streams are long
+  transfers: they run on the transfer pool's threads, within its limit (``transfers``).
+
+Each ``vm=`` value is one exact VM name, whatever it holds (a comma, a quote): it is matched as the CSV
+writer encodes it. A single ``vm=`` value with commas is also read the older way, as a list of names.
 
 The filters are pure functions of a line, tested directly.
 """
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 import re
 from collections.abc import Callable, Iterable, Iterator
@@ -20,7 +23,8 @@ from datetime import UTC, datetime, timedelta
 
 from aiohttp import web
 
-from .csvstore import CsvStore
+from .csvstore import CsvStore, encode_rows
+from .transfers import TransferEnded, TransferPool, drop_connection, transfers_of
 
 _RELATIVE = re.compile(r"^-(\d+(?:\.\d+)?)([smhdw])$")
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
@@ -29,13 +33,17 @@ _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
 def parse_when(raw: str, now: datetime) -> datetime:
     """RFC3339 (``2026-11-23T10:00:00Z``) or relative to now (``-90s``, ``-15m``, ``-1h``, ``-7d``)."""
     match = _RELATIVE.match(raw.strip())
-    if match:
-        return now - timedelta(seconds=float(match[1]) * _UNITS[match[2]])
     try:
-        moment = datetime.fromisoformat(raw.strip().replace("Z", "+00:00"))
-    except ValueError:
-        raise ValueError(f"not a time: {raw!r} (use RFC3339 or -15m, -1h, -7d)") from None
-    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+        if match:
+            return (now - timedelta(seconds=float(match[1]) * _UNITS[match[2]])).astimezone(UTC)
+        try:
+            moment = datetime.fromisoformat(raw.strip().replace("Z", "+00:00"))
+        except ValueError:
+            raise ValueError(f"not a time: {raw!r} (use RFC3339 or -15m, -1h, -7d)") from None
+        # In UTC now, so a time at the edge of the calendar fails here, not in a filter later.
+        return (moment if moment.tzinfo else moment.replace(tzinfo=UTC)).astimezone(UTC)
+    except OverflowError:
+        raise ValueError(f"time out of range: {raw[:40]!r} (years 1 to 9999)") from None
 
 
 def row_filter(
@@ -48,15 +56,16 @@ def row_filter(
     """
     if vms is None and since is None and until is None:
         return None
+    wanted = re.compile(_vm_prefix(fmt, vms)) if vms else None
     if fmt == "legacy":
         low = since.timestamp() if since else None
         high = until.timestamp() if until else None
 
         def legacy(line: bytes) -> bool:
-            fields = line.split(b",", 3)
-            if vms is not None and fields[0].decode(errors="replace") not in vms:
+            if wanted is not None and not wanted.match(line):
                 return False
-            moment = float(fields[2])
+            # The pod name (a DNS name) is never quoted; process and time follow it.
+            moment = float(line.split(b",", 3)[2])
             return (low is None or moment >= low) and (high is None or moment < high)
 
         return legacy
@@ -64,13 +73,28 @@ def row_filter(
     high_text = _stamp(until) if until else None
 
     def standard(line: bytes) -> bool:
-        fields = line.split(b",", 3)
-        if vms is not None and fields[2].decode(errors="replace") not in vms:
+        if wanted is not None and not wanted.match(line):
             return False
-        moment = fields[0]
+        moment = line.split(b",", 1)[0]
         return (low_text is None or moment >= low_text) and (high_text is None or moment < high_text)
 
     return standard
+
+
+# One CSV cell as csv.writer writes it: quoted (quotes doubled) or plain; rows never hold a newline.
+_CELL = rb'(?:"(?:[^"\n]|"")*"|[^,"\n]*)'
+
+
+def _vm_prefix(fmt: str, vms: set[str]) -> bytes:
+    """A regex matching the start of a row of one of ``vms``, up to the end of the VM's cell."""
+    names = b"|".join(re.escape(_encoded_cell(name)) for name in sorted(vms))
+    if fmt == "legacy":
+        return rb"^(?:" + names + rb")(?:,|$)"
+    return rb"^[^,\n]*," + _CELL + rb",(?:" + names + rb")(?:,|$)"
+
+
+def _encoded_cell(value: str) -> bytes:
+    return encode_rows([[value, ""]])[:-2]  # a second cell so an empty value is not written as ""
 
 
 def _stamp(moment: datetime) -> bytes:
@@ -86,10 +110,7 @@ def candidate_rows(fmt: str, vms: set[str] | None) -> re.Pattern[bytes] | None:
     """
     if not vms:
         return None
-    names = b"|".join(re.escape(name.encode()) for name in sorted(vms))
-    if fmt == "legacy":
-        return re.compile(rb"^(?:" + names + rb"),[^\n]*", re.MULTILINE)
-    return re.compile(rb"^[^,\n]*,[^,\n]*,(?:" + names + rb"),[^\n]*", re.MULTILINE)
+    return re.compile(_vm_prefix(fmt, vms) + rb"[^\n]*", re.MULTILINE)
 
 
 def filter_chunks(
@@ -122,10 +143,13 @@ def _safe(keep: Callable[[bytes], bool], line: bytes) -> bool:
 
 
 class CsvRoutes:
+    _transfers: TransferPool  # the app's, set when the routes are added
+
     def __init__(self, store: CsvStore) -> None:
         self._store = store
 
     def add_routes(self, app: web.Application) -> None:
+        self._transfers = transfers_of(app)
         app.router.add_get("/", self.handle)
         app.router.add_get("/mem-stats.csv", self.handle)
 
@@ -140,53 +164,60 @@ class CsvRoutes:
         return hashlib.sha1("|".join(parts).encode()).hexdigest()[:20]
 
     async def handle(self, request: web.Request) -> web.StreamResponse:
+        now = datetime.now(UTC)
         try:
-            keep = self._filter(request)
+            since, until = _when(request, "since", now), _when(request, "until", now)
         except ValueError as exc:
             raise web.HTTPBadRequest(text=f"{exc}\n") from None
+        vms = vm_names(request.query.getall("vm", []))
+        keep = row_filter(self._store.fmt, vms, since, until)
         headers = {"Content-Disposition": 'inline; filename="mem-stats.csv"'}
         if keep is None and not self._store.archives() and self._store.path.exists():
             return web.FileResponse(self._store.path, headers={**headers, "Content-Type": "text/csv"})
         etag = self._etag()
         if keep is None and request.if_none_match and any(tag.value == etag for tag in request.if_none_match):
             return web.Response(status=304, headers={"ETag": f'"{etag}"'})
-        response = web.StreamResponse(headers={**headers, "Content-Type": "text/csv; charset=utf-8"})
-        if keep is None:
-            response.headers["ETag"] = f'"{etag}"'
-        if "gzip" in request.headers.get("Accept-Encoding", ""):
-            response.enable_compression(web.ContentCoding.gzip)
-        await response.prepare(request)
-        since = request.query.get("since")
-        chunks: Iterable[bytes] = self._store.history(
-            since=parse_when(since, datetime.now(UTC)) if since and keep is not None else None
-        )
-        if keep is not None:
-            chunks = filter_chunks(chunks, keep, candidate_rows(self._store.fmt, _vm_set(request)))
-        # Reading, gunzipping and filtering run in a worker thread, a chunk at a time: done on the event
+        with self._transfers.slot():
+            response = web.StreamResponse(headers={**headers, "Content-Type": "text/csv; charset=utf-8"})
+            if keep is None:
+                response.headers["ETag"] = f'"{etag}"'
+            if "gzip" in request.headers.get("Accept-Encoding", ""):
+                response.enable_compression(web.ContentCoding.gzip)
+            await response.prepare(request)
+            chunks: Iterable[bytes] = self._store.history(since=since)
+            if keep is not None:
+                chunks = filter_chunks(chunks, keep, candidate_rows(self._store.fmt, vms))
+            try:
+                await self._send(response, iter(chunks))
+            except TransferEnded as ended:
+                drop_connection(request, request.path_qs, ended)
+                return response
+            await response.write_eof()
+            return response
+
+    async def _send(self, response: web.StreamResponse, iterator: Iterator[bytes]) -> None:
+        # Reading, gunzipping and filtering run on a transfer thread, a chunk at a time: done on the event
         # loop, a filtered scan of a large history (whose few kept rows never fill the socket buffer, so
         # write() never waits) would hold the loop for its whole length, and the polls with it.
-        iterator = iter(chunks)
+        pool = self._transfers
         try:
-            while (chunk := await asyncio.to_thread(next, iterator, None)) is not None:
-                await response.write(chunk)
+            while (chunk := await pool.call(next, iterator, None)) is not None:
+                await pool.write(response, chunk)
         finally:
             close = getattr(iterator, "close", None)
             if close is not None:
-                await asyncio.to_thread(close)  # the history generator closes its files
-        await response.write_eof()
-        return response
-
-    def _filter(self, request: web.Request) -> Callable[[bytes], bool] | None:
-        now = datetime.now(UTC)
-        since, until = request.query.get("since"), request.query.get("until")
-        return row_filter(
-            self._store.fmt,
-            _vm_set(request),
-            parse_when(since, now) if since else None,
-            parse_when(until, now) if until else None,
-        )
+                await pool.call(close)  # the history generator closes its files
 
 
-def _vm_set(request: web.Request) -> set[str] | None:
-    vm = request.query.get("vm")
-    return {name for name in vm.split(",") if name} if vm else None
+def _when(request: web.Request, name: str, now: datetime) -> datetime | None:
+    raw = request.query.get(name)
+    return parse_when(raw, now) if raw else None
+
+
+def vm_names(values: list[str]) -> set[str] | None:
+    """The VMs ``?vm=`` selects: each value one exact name; a single value with commas is also a list."""
+    names = set(values)
+    if len(values) == 1:
+        names.update(values[0].split(","))
+    names.discard("")
+    return names or None

@@ -65,6 +65,7 @@ class Poller:
                 pass
             previous = tick.at
             await self.poll_once(datetime.now(UTC), tick.skipped)
+            self._state.attempt_finished(self._interval)  # /healthz: the loop is not stuck
 
     async def poll_once(self, at: datetime, skipped: int = 0) -> list[Sample]:
         began = self._clock()

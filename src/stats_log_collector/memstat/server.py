@@ -3,12 +3,14 @@
 The original served the CSV at any path; ``GET /`` still returns it (``curl http://localhost:8099 > file``
 keeps working), and everything else lives at a named path. The CSV routes themselves come from the CSV
 store (``csv_routes``), so this module only reads the live state (``state``): the latest samples and
-poll health.
+poll health (``/healthz``: the loop is not stuck; ``/readyz``: polls succeed). Long downloads share the
+app's transfer pool (``transfers``). Why: docs/memstat.md, "The HTTP server".
 """
 
 from __future__ import annotations
 
 import dataclasses
+import logging
 from collections.abc import Callable
 from datetime import UTC, datetime
 from importlib import resources
@@ -16,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from aiohttp import web
+from aiohttp.http_exceptions import HttpProcessingError
 
 from ..metrics_server import metrics_handler
 from .csv_routes import parse_when
@@ -24,6 +27,7 @@ from .metrics import registry_for
 from .sample import Sample
 from .series import FIGURES, Query
 from .state import LiveState
+from .transfers import TransferPool, transfers_of
 
 STATIC = resources.files("stats_log_collector.memstat") / "static"
 
@@ -35,19 +39,36 @@ def sample_json(sample: Sample) -> dict[str, Any]:
     return row
 
 
+class ServerLog(logging.LoggerAdapter[logging.Logger]):
+    """aiohttp's server log, where a request it cannot parse (a client's garbage, answered 400) is one
+    debug line instead of a traceback; anything else (a bug: a 500) keeps its traceback.
+    """
+
+    def log(self, level: int, msg: object, *args: object, **kwargs: object) -> None:
+        error = kwargs.get("exc_info")
+        if isinstance(error, HttpProcessingError):
+            reason = error.message.splitlines()[0] if error.message else ""
+            self.logger.debug("unreadable request", extra={"status": error.code, "reason": reason})
+            return
+        super().log(level, msg, *args, **kwargs)  # type: ignore[arg-type]
+
+
 def build_app(
     state: LiveState,
     logs_dir: Path,
     add_csv_routes: Callable[[web.Application], None] | None = None,
+    transfers: TransferPool | None = None,
 ) -> web.Application:
     registry = registry_for(state.collector)
 
     async def healthz(request: web.Request) -> web.Response:
+        if (reason := state.not_alive()) is not None:
+            return web.Response(status=503, text=f"{reason}\n")
         return web.Response(text="ok\n")
 
     async def readyz(request: web.Request) -> web.Response:
-        if not state.ready:
-            return web.Response(status=503, text="waiting for the first good poll\n")
+        if (reason := state.not_ready()) is not None:
+            return web.Response(status=503, text=f"{reason}\n")
         return web.Response(text="ready\n")
 
     async def api_vms(request: web.Request) -> web.Response:
@@ -91,7 +112,8 @@ def build_app(
             raise web.HTTPNotFound()
         return web.FileResponse(Path(str(STATIC / name)))  # the package is installed as files
 
-    app = web.Application()
+    app = web.Application(handler_args={"logger": ServerLog(logging.getLogger("aiohttp.server"))})
+    transfers_of(app, transfers)  # before the routes that use it take the default
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)
     app.router.add_get("/metrics", metrics_handler(registry))

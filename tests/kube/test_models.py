@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import dataclasses
 import json
+from collections.abc import Mapping
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
+
+import pytest
 
 from stats_log_collector.kube import match_launcher_pods
 from stats_log_collector.kube.models import (
@@ -164,3 +167,110 @@ def test_odd_shapes_are_reported_never_raised() -> None:
         {"containers": compute}, {"containerStatuses": [{"name": "compute", "restartCount": -2}]}
     )
     assert negative.restart_count("compute") == 0
+
+
+# --- memory: the VMI's guest memory, the pod's request and limit ------------------------------------
+
+
+def _vmi_with_domain(domain: object) -> Vmi:
+    return Vmi.from_json({"metadata": {"name": "a", "namespace": "vms"}, "spec": {"domain": domain}})
+
+
+def test_guest_memory_is_memory_guest_else_the_memory_request() -> None:
+    both = {"memory": {"guest": "1.5Gi"}, "resources": {"requests": {"memory": "2Gi"}}}
+    assert _vmi_with_domain(both).guest_memory_bytes == 3 << 29
+    assert (
+        _vmi_with_domain({"resources": {"requests": {"memory": "512e6"}}}).guest_memory_bytes == 512_000_000
+    )
+    bad_guest = {"memory": {"guest": "garbage"}, "resources": {"requests": {"memory": "1Gi"}}}
+    assert _vmi_with_domain(bad_guest).guest_memory_bytes == 1 << 30
+    for domain in (
+        {},
+        None,
+        "x",
+        {"memory": None, "resources": {"requests": None}},
+        {"memory": {"guest": "12Q"}},
+    ):
+        assert _vmi_with_domain(domain).guest_memory_bytes is None
+    assert Vmi.from_json({}).guest_memory_bytes is None
+
+
+def _container(name: str, request: object = None, limit: object = None, **extra: object) -> dict[str, object]:
+    resources: dict[str, object] = {"requests": {"cpu": "1"}, "limits": {"cpu": "1"}}
+    if request is not None:
+        resources["requests"] = {"memory": request}
+    if limit is not None:
+        resources["limits"] = {"memory": limit}
+    return {"name": name, "resources": resources, **extra}
+
+
+def _pod(spec: Mapping[str, object]) -> Pod:
+    return Pod.from_json({"metadata": {"name": "p", "namespace": "vms"}, "spec": spec})
+
+
+def test_pod_memory_sums_containers_and_sidecars_and_takes_the_largest_init_moment() -> None:
+    pod = _pod(
+        {
+            "containers": [_container("compute", "1294Mi", "1400Mi")],
+            "initContainers": [
+                _container("guest-console-log", "35M", "60M", restartPolicy="Always"),
+                _container("container-disk-binary", "1M", "40M"),
+            ],
+        }
+    )
+    assert pod.memory_request_bytes == (1294 << 20) + 35_000_000
+    assert pod.memory_limit_bytes == (1400 << 20) + 60_000_000
+    # An init container larger than everything that runs later sets the pod's figure, with the sidecars
+    # started before it (not those after).
+    big_init = _pod(
+        {
+            "containers": [_container("compute", "100Mi", "100Mi")],
+            "initContainers": [
+                _container("early", "10Mi", "10Mi", restartPolicy="Always"),
+                _container("setup", "500Mi", "600Mi"),
+                _container("late", "20Mi", "20Mi", restartPolicy="Always"),
+            ],
+        }
+    )
+    assert big_init.memory_request_bytes == 510 << 20 and big_init.memory_limit_bytes == 610 << 20
+
+
+def test_pod_memory_overhead_and_pod_level_resources() -> None:
+    spec = {"containers": [_container("compute", "1Gi", "2Gi")], "overhead": {"memory": "120Mi"}}
+    assert _pod(spec).memory_request_bytes == (1 << 30) + (120 << 20)
+    spec["resources"] = {"requests": {"memory": "3Gi"}, "limits": {"memory": "4Gi"}}
+    assert (_pod(spec).memory_request_bytes, _pod(spec).memory_limit_bytes) == (3 << 30, 4 << 30)
+
+
+def test_a_pod_without_a_limit_on_every_container_has_none() -> None:
+    # The test cluster's (and KubeVirt's default) launcher: only guest-console-log has a memory limit.
+    one_missing = {
+        "containers": [_container("compute", "1294Mi"), _container("guest-console-log", "35M", "60M")]
+    }
+    assert _pod(one_missing).memory_limit_bytes is None
+    assert _pod(one_missing).memory_request_bytes == (1294 << 20) + 35_000_000
+    zero = {"containers": [_container("compute", "1Gi", "0")]}  # a limit of 0 is no limit
+    assert _pod(zero).memory_limit_bytes is None and _pod(zero).memory_request_bytes == 1 << 30
+    init_without = {
+        "containers": [_container("compute", "1Gi", "2Gi")],
+        "initContainers": [_container("setup")],
+    }
+    assert _pod(init_without).memory_limit_bytes is None
+
+
+@pytest.mark.parametrize(
+    "spec",
+    [
+        {},
+        {"containers": None},
+        {"containers": "x"},
+        {"containers": [{"name": "compute"}]},  # nothing declared
+        {"containers": [_container("compute", "garbage", "garbage")]},
+        {"containers": [_container("compute", "1Gi", "1Gi"), _container("b", "-1Gi", "-1Gi")]},
+        {"containers": [{"name": "compute", "resources": "x"}]},
+        {"containers": [{"name": "compute", "resources": {"requests": ["1Gi"], "limits": 5}}]},
+    ],
+)
+def test_pod_memory_unknown(spec: dict[str, object]) -> None:
+    pod = _pod(spec)
+    assert pod.memory_request_bytes is None and pod.memory_limit_bytes is None

@@ -10,6 +10,8 @@ import dataclasses
 from datetime import UTC, datetime
 from typing import Any
 
+from .quantity import parse_quantity
+
 JSON = dict[str, Any]
 
 
@@ -27,6 +29,11 @@ class Vmi:
     # its active pods (a virt-handler on each of them logs about it).
     nodes: tuple[str, ...] = dataclasses.field(default=(), compare=False)
     hostname: str = ""  # spec.hostname
+    # The guest's RAM: spec.domain.memory.guest, else spec.domain.resources.requests.memory (None when
+    # neither is a quantity). KubeVirt staging/src/kubevirt.io/api/core/v1/schema.go ``Memory.Guest``:
+    # "the amount of memory visible inside the guest OS"; types.go's defaulting gives the guest the
+    # memory request when ``guest`` is unset.
+    guest_memory_bytes: int | None = dataclasses.field(default=None, compare=False)
 
     @classmethod
     def from_json(cls, obj: JSON) -> Vmi:
@@ -35,7 +42,12 @@ class Vmi:
         migration = _object(status.get("migrationState"))
         candidates = [node, migration.get("sourceNode"), migration.get("targetNode")]
         candidates += list(_object(status.get("activePods")).values())
-        hostname = _object(obj.get("spec")).get("hostname")
+        spec = _object(obj.get("spec"))
+        hostname = spec.get("hostname")
+        domain = _object(spec.get("domain"))
+        guest = parse_quantity(_object(domain.get("memory")).get("guest"))
+        if guest is None:
+            guest = parse_quantity(_object(_object(domain.get("resources")).get("requests")).get("memory"))
         return cls(
             namespace=meta.get("namespace", ""),
             name=meta.get("name", ""),
@@ -45,6 +57,7 @@ class Vmi:
             labels=dict(_object(meta.get("labels"))),
             nodes=tuple(dict.fromkeys(n for n in candidates if isinstance(n, str) and n)),
             hostname=hostname if isinstance(hostname, str) else "",
+            guest_memory_bytes=guest,
         )
 
     @property
@@ -108,6 +121,10 @@ class Pod:
     # What does not fit the Pod API (a status for a container not in the spec, a status without a
     # name, an unknown restartPolicy...): one sentence each, for the caller to log.
     problems: tuple[str, ...] = dataclasses.field(default=(), compare=False)
+    # The pod's memory request and limit as Kubernetes counts them (see :func:`pod_memory`); None when
+    # no container declares one, or (limit) when a container has none, so the pod has no limit.
+    memory_request_bytes: int | None = dataclasses.field(default=None, compare=False)
+    memory_limit_bytes: int | None = dataclasses.field(default=None, compare=False)
 
     @classmethod
     def from_json(cls, obj: JSON) -> Pod:
@@ -153,6 +170,8 @@ class Pod:
             init_container_states=init_states,
             owners=owners,
             problems=tuple(problems),
+            memory_request_bytes=pod_memory(spec, "requests"),
+            memory_limit_bytes=pod_memory(spec, "limits"),
         )
 
     def kind_of(self, container: str) -> str | None:
@@ -170,6 +189,56 @@ class Pod:
     def restart_count(self, container: str) -> int:
         state = self.state(container)
         return state.restart_count if state else 0
+
+
+def _container_memory(entry: JSON, kind: str) -> int | None:
+    """A container's ``resources.<kind>.memory`` in bytes; None when unset, zero or not a quantity.
+
+    Zero counts as unset, as Kubernetes reads it (``Quantity.IsZero``): a limit of 0 is no limit.
+    """
+    value = parse_quantity(_object(_object(entry.get("resources")).get(kind)).get("memory"))
+    return value or None
+
+
+def pod_memory(spec: JSON, kind: str) -> int | None:
+    """The pod's memory ``kind`` ("requests" or "limits"), as the scheduler and kubelet count it.
+
+    k8s.io/component-helpers resource/helpers.go ``PodRequests`` / ``PodLimits``
+    (``AggregateContainerRequests``): the regular containers and the restartable init containers
+    (native sidecars, restartPolicy Always) run together, so they add up; a plain init container runs
+    alone beside the sidecars started before it, so the pod needs the largest of those moments; and
+    ``spec.overhead`` (a RuntimeClass's pod overhead) is added on top.
+
+    A limit is only a limit when every container declares one: kubelet pkg/kubelet/cm/helpers_linux.go
+    ``ResourceConfigForPod`` (its ``PodLimits`` ``ContainerFn`` sees regular and init containers) leaves
+    the pod cgroup's memory unlimited otherwise, so one container without a memory limit makes the
+    pod's None. Pod-level resources (``spec.resources``, KEP-2837) win when set, as there. A request is
+    None when no container declares one, or one is not a quantity (the figure would be wrong).
+    """
+    if pod_level := _container_memory(spec, kind):
+        return pod_level
+    containers = _entries(spec, "containers", [])
+    inits = _entries(spec, "initContainers", [])
+    if not containers:
+        return None
+    declared = [_container_memory(c, kind) for c in [*containers, *inits]]
+    raw = [_object(_object(c.get("resources")).get(kind)).get("memory") for c in [*containers, *inits]]
+    if kind == "limits" and any(value is None for value in declared):
+        return None
+    if any(v is None and r not in (None, 0, "0") for v, r in zip(declared, raw, strict=True)):
+        return None  # a value that is not a quantity: unknown
+    amounts = [value or 0 for value in declared]
+    running = sum(amounts[: len(containers)])
+    sidecars, peak = 0, 0
+    for entry, amount in zip(inits, amounts[len(containers) :], strict=True):
+        if entry.get("restartPolicy") == "Always":
+            sidecars += amount
+            peak = max(peak, sidecars)
+        else:
+            peak = max(peak, sidecars + amount)
+    total = max(running + sidecars, peak)
+    overhead = parse_quantity(_object(spec.get("overhead")).get("memory")) or 0
+    return total + overhead if total else None
 
 
 def _object(value: Any) -> JSON:

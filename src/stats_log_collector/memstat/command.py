@@ -15,7 +15,7 @@ from ..kube import KubeError
 from ..settings import KubeSettings, MemstatSettings
 from .choose_source import make_source
 from .csv_routes import CsvRoutes
-from .csvstore import CsvStore
+from .csvstore import VM_LAYOUT, CsvStore
 from .poller import Poller
 from .series import RETENTION_SECS
 from .server import build_app
@@ -51,14 +51,31 @@ async def seed_series(state: LiveState, store: CsvStore) -> None:
     )
 
 
+# vm-stats.csv's share of MAX_CSV_BYTES and MAX_ARCHIVE_BYTES: one row per VM where mem-stats.csv has
+# one per process (3 to 5 per VM with the exec and procfs sources), and rows of about the same length.
+VM_STATS_SHARE = 5
+
+
+def split_budget(total: int) -> tuple[int, int]:
+    """A byte budget shared by mem-stats.csv and vm-stats.csv: (mem-stats', vm-stats')."""
+    vm_stats = total // VM_STATS_SHARE
+    return total - vm_stats, vm_stats
+
+
 def run(config: MemstatSettings, kube: KubeSettings) -> int:
     failed: list[str] = []
 
     async def run(stop: asyncio.Event) -> None:
-        store = CsvStore(config.data_dir, config.csv_format, config.max_csv_bytes, config.max_archive_bytes)
+        (csv_bytes, vm_csv_bytes), (archive_bytes, vm_archive_bytes) = (
+            split_budget(config.max_csv_bytes),
+            split_budget(config.max_archive_bytes),
+        )
+        store = CsvStore(config.data_dir, config.csv_format, csv_bytes, archive_bytes)
         store.open()
+        vm_store = CsvStore(config.data_dir, "standard", vm_csv_bytes, vm_archive_bytes, layout=VM_LAYOUT)
+        vm_store.open()
         state = LiveState()
-        app = build_app(state, config.logs_dir, CsvRoutes(store).add_routes)
+        app = build_app(state, config.logs_dir, CsvRoutes(store, vm_store).add_routes)
         runner = web.AppRunner(app, access_log=None)
         await runner.setup()
         client = None
@@ -85,7 +102,7 @@ def run(config: MemstatSettings, kube: KubeSettings) -> int:
             )
             seeding = asyncio.create_task(seed_series(state, store))
             try:
-                await Poller(source, store, state, config.poll_interval_secs).run(stop)
+                await Poller(source, store, state, config.poll_interval_secs, vm_store=vm_store).run(stop)
             finally:
                 seeding.cancel()
         finally:
@@ -93,6 +110,7 @@ def run(config: MemstatSettings, kube: KubeSettings) -> int:
                 await client.close()
             await runner.cleanup()
             store.close()
+            vm_store.close()
 
     lifecycle.run(run)
     for reason in failed:

@@ -143,15 +143,22 @@ def _safe(keep: Callable[[bytes], bool], line: bytes) -> bool:
 
 
 class CsvRoutes:
+    """``/`` and ``/mem-stats.csv`` for the samples' store; ``/vm-stats.csv`` for the per-VM one."""
+
     _transfers: TransferPool  # the app's, set when the routes are added
 
-    def __init__(self, store: CsvStore) -> None:
+    def __init__(self, store: CsvStore, vm_store: CsvStore | None = None) -> None:
         self._store = store
+        self._vm_store = vm_store
 
     def add_routes(self, app: web.Application) -> None:
         self._transfers = transfers_of(app)
         app.router.add_get("/", self.handle)
         app.router.add_get("/mem-stats.csv", self.handle)
+        if self._vm_store is not None:
+            vm_routes = CsvRoutes(self._vm_store)
+            vm_routes._transfers = self._transfers
+            app.router.add_get("/vm-stats.csv", vm_routes.handle)
 
     def _etag(self) -> str:
         parts = []
@@ -171,7 +178,7 @@ class CsvRoutes:
             raise web.HTTPBadRequest(text=f"{exc}\n") from None
         vms = vm_names(request.query.getall("vm", []))
         keep = row_filter(self._store.fmt, vms, since, until)
-        headers = {"Content-Disposition": 'inline; filename="mem-stats.csv"'}
+        headers = {"Content-Disposition": f'inline; filename="{self._store.layout.name}"'}
         if keep is None and not self._store.archives() and self._store.path.exists():
             return web.FileResponse(self._store.path, headers={**headers, "Content-Type": "text/csv"})
         etag = self._etag()

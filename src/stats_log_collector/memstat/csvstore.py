@@ -1,15 +1,19 @@
-"""``$DATA_DIR/mem-stats.csv``: appended whole rows only, bounded on disk, served whole in one stream.
+"""``$DATA_DIR/mem-stats.csv`` (and ``vm-stats.csv``): appended whole rows only, bounded on disk,
+served whole in one stream.
 
 One ``os.write`` per poll on an ``O_APPEND`` fd; a torn last line is cut back on open; a file with
 another header is renamed aside; past MAX_CSV_BYTES the file becomes a gzip archive, and archives past
 MAX_ARCHIVE_BYTES are dropped oldest first. Why each rule: docs/memstat.md, "The CSV store: crash
 safety and rotation". Row formatting is pure (``standard_row``, ``legacy_row``, ``encode_rows``).
+A store is one file: its name, header and row encoder are a :class:`CsvLayout` (``mem-stats.csv`` by
+default; ``vm-stats.csv`` holds the per-VM figures, ``VM_LAYOUT``).
 """
 
 from __future__ import annotations
 
 import contextlib
 import csv
+import dataclasses
 import gzip
 import io
 import logging
@@ -19,16 +23,24 @@ import shutil
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import BinaryIO
+from typing import Any, BinaryIO
 
 from .sample import COLUMNS, LEGACY_COLUMNS, Sample
+from .vm_figures import VM_COLUMNS
 
 log = logging.getLogger(__name__)
 
 CSV_NAME = "mem-stats.csv"
 ROTATING_NAME = CSV_NAME + ".rotating"  # the file being archived; finished on the next open after a crash
 CHUNK = 1 << 20
-_ARCHIVE = re.compile(r"^mem-stats-(\d{8}T\d{6}\.\d{3}Z)-(\d{8}T\d{6}\.\d{3}Z)(?:-(\d+))?\.csv\.gz$")
+_STAMPS = r"-(\d{8}T\d{6}\.\d{3}Z)-(\d{8}T\d{6}\.\d{3}Z)(?:-(\d+))?\.csv\.gz$"
+
+
+def _archive_pattern(stem: str) -> re.Pattern[str]:
+    return re.compile("^" + re.escape(stem) + _STAMPS)
+
+
+_ARCHIVE = _archive_pattern("mem-stats")
 _LEGACY_KB_FIELDS = LEGACY_COLUMNS[4:]  # RssAnon .. VmSwap, straight from /proc status (kB)
 # Where a source has no status fields, the byte figures it does have fill the matching kB columns.
 _LEGACY_FALLBACK = {
@@ -127,13 +139,13 @@ def row_time(line: bytes, fmt: str) -> datetime | None:
         return None
 
 
-def archive_name(first: datetime, last: datetime) -> str:
-    return f"mem-stats-{file_stamp(first)}-{file_stamp(last)}.csv.gz"
+def archive_name(first: datetime, last: datetime, stem: str = "mem-stats") -> str:
+    return f"{stem}-{file_stamp(first)}-{file_stamp(last)}.csv.gz"
 
 
-def archive_last_time(name: str) -> datetime | None:
+def archive_last_time(name: str, stem: str = "mem-stats") -> datetime | None:
     """The time of the last row of an archive, from its name."""
-    match = _ARCHIVE.match(name)
+    match = (_ARCHIVE if stem == "mem-stats" else _archive_pattern(stem)).match(name)
     if match is None:
         return None
     return datetime.strptime(match.group(2), "%Y%m%dT%H%M%S.%fZ").replace(tzinfo=UTC)
@@ -144,11 +156,12 @@ def torn_tail_length(tail: bytes) -> int:
     return len(tail) - (tail.rfind(b"\n") + 1)
 
 
-def sorted_archives(names: Iterable[str]) -> list[str]:
+def sorted_archives(names: Iterable[str], stem: str = "mem-stats") -> list[str]:
     """Archive names among ``names``, oldest first: by first and last row time, then the -N of a clash."""
+    pattern = _ARCHIVE if stem == "mem-stats" else _archive_pattern(stem)
     keyed = []
     for name in names:
-        match = _ARCHIVE.match(name)
+        match = pattern.match(name)
         if match:
             keyed.append(((match.group(1), match.group(2), int(match.group(3) or 0)), name))
     return [name for _, name in sorted(keyed)]
@@ -166,6 +179,34 @@ def drop_over_budget(sizes: Sequence[tuple[str, int]], budget: int) -> list[str]
     return dropped
 
 
+@dataclasses.dataclass(frozen=True)
+class CsvLayout:
+    """What makes a store's file: its name (``<stem>.csv``, archives ``<stem>-<first>-<last>.csv.gz``),
+    its header, how rows are encoded, and the row format the readers and filters expect."""
+
+    stem: str
+    fmt: str  # "standard" rows start timestamp,namespace,vm (what csv_routes filters on); or "legacy"
+    columns: tuple[str, ...]
+    encode: Callable[[Iterable[Any]], bytes]
+
+    @property
+    def name(self) -> str:
+        return f"{self.stem}.csv"
+
+
+def samples_layout(fmt: str) -> CsvLayout:
+    """``mem-stats.csv``: one row per process (or container) sample, in CSV_FORMAT."""
+    return CsvLayout("mem-stats", fmt, header(fmt), lambda samples: encode_samples(samples, fmt))
+
+
+def _dataclass_row(columns: tuple[str, ...]) -> Callable[[Iterable[Any]], bytes]:
+    return lambda rows: encode_rows([_cell(getattr(row, column)) for column in columns] for row in rows)
+
+
+# ``vm-stats.csv``: one row per VM per poll (``vm_figures.VmFigures``).
+VM_LAYOUT = CsvLayout("vm-stats", "standard", VM_COLUMNS, _dataclass_row(VM_COLUMNS))
+
+
 # ---- the store (I/O) ---------------------------------------------------------------------------------
 
 
@@ -179,26 +220,28 @@ class CsvStore:
         max_csv_bytes: int = 1024**3,
         max_archive_bytes: int = 4 * 1024**3,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+        layout: CsvLayout | None = None,
     ) -> None:
+        self.layout = layout or samples_layout(fmt)
         self.data_dir = Path(data_dir)
-        self.fmt = fmt
+        self.fmt = self.layout.fmt
         self.max_csv_bytes = max_csv_bytes
         self.max_archive_bytes = max_archive_bytes
         self._clock = clock
-        self._header = header_line(fmt)
+        self._header = encode_rows([self.layout.columns])
         self._fd: int | None = None
         self._size = 0
 
     @property
     def path(self) -> Path:
-        return self.data_dir / CSV_NAME
+        return self.data_dir / self.layout.name
 
     # -- opening
 
     def open(self) -> None:
         """Finish an interrupted rotation, set aside a foreign file, repair a torn tail, write the header."""
         self.data_dir.mkdir(parents=True, exist_ok=True)
-        rotating = self.data_dir / ROTATING_NAME
+        rotating = self.data_dir / (self.layout.name + ".rotating")
         if rotating.exists():
             self._archive(rotating)
         self._open_live()
@@ -228,8 +271,8 @@ class CsvStore:
             return
         if not first.endswith(b"\n") and self._header.startswith(first):
             return  # our own header, torn by a crash: the tail repair empties the file
-        aside = self.data_dir / f"{CSV_NAME}.{file_stamp(self._clock())}.old"
-        log.warning("mem-stats.csv has another header; moved aside to %s", aside.name)
+        aside = self.data_dir / f"{self.layout.name}.{file_stamp(self._clock())}.old"
+        log.warning("%s has another header; moved aside to %s", self.layout.name, aside.name)
         os.rename(self.path, aside)
 
     def _repair_tail(self, fd: int) -> None:
@@ -243,7 +286,7 @@ class CsvStore:
             torn = torn_tail_length(os.pread(fd, size - tail_start, tail_start))
         if torn:
             log.warning(
-                "mem-stats.csv ended with a torn row (%d bytes); cut back to the last whole row", torn
+                "%s ended with a torn row (%d bytes); cut back to the last whole row", self.layout.name, torn
             )
             os.ftruncate(fd, size - torn)
 
@@ -261,9 +304,10 @@ class CsvStore:
 
     # -- appending
 
-    def append(self, samples: Iterable[Sample]) -> int:
-        """Append one poll's rows in one write; rotate past MAX_CSV_BYTES. Returns the bytes written."""
-        data = encode_samples(samples, self.fmt)
+    def append(self, samples: Iterable[Any]) -> int:
+        """Append one poll's rows (what the layout encodes: Samples, VmFigures) in one write; rotate past
+        MAX_CSV_BYTES. Returns the bytes written."""
+        data = self.layout.encode(samples)
         if not data:
             return 0
         if self._fd is None:
@@ -282,14 +326,14 @@ class CsvStore:
             try:
                 self.rotate()
             except OSError:  # the rows are written; rotation is retried on the next append
-                log.exception("rotating mem-stats.csv failed")
+                log.exception("rotating %s failed", self.layout.name)
         return written
 
     # -- rotation
 
     def rotate(self) -> None:
         """Archive the live file and start a new one; then drop archives over the budget."""
-        rotating = self.data_dir / ROTATING_NAME
+        rotating = self.data_dir / (self.layout.name + ".rotating")
         if rotating.exists():  # a previous archiving failed: finish it first, never overwrite it
             self._archive(rotating)
         self.close()
@@ -302,7 +346,7 @@ class CsvStore:
         if first is None or last is None:  # only a header: nothing worth keeping
             rotating.unlink()
             return
-        name = self._free_name(archive_name(first, last))
+        name = self._free_name(archive_name(first, last, self.layout.stem))
         tmp = self.data_dir / f".{name}.tmp"
         with open(rotating, "rb") as src, open(tmp, "wb") as raw:
             with gzip.GzipFile(filename="", mode="wb", fileobj=raw, mtime=0, compresslevel=6) as gz:
@@ -312,7 +356,7 @@ class CsvStore:
         os.rename(tmp, self.data_dir / name)
         _fsync_dir(self.data_dir)  # the archive's name is durable before its source goes
         rotating.unlink()
-        log.info("mem-stats.csv rotated to %s", name)
+        log.info("%s rotated to %s", self.layout.name, name)
         self._enforce_budget()
 
     def _free_name(self, name: str) -> str:
@@ -333,7 +377,7 @@ class CsvStore:
 
     def archives(self) -> list[Path]:
         """Kept archives, oldest first (their names start with the first row's time)."""
-        return [self.data_dir / n for n in sorted_archives(os.listdir(self.data_dir))]
+        return [self.data_dir / n for n in sorted_archives(os.listdir(self.data_dir), self.layout.stem)]
 
     def _enforce_budget(self) -> None:
         sizes = [(p.name, p.stat().st_size) for p in self.archives()]
@@ -355,7 +399,7 @@ class CsvStore:
         files: list[tuple[BinaryIO, int | None]] = []
         try:
             for archive in self.archives():
-                last = archive_last_time(archive.name)
+                last = archive_last_time(archive.name, self.layout.stem)
                 if since is not None and last is not None and last < since:
                     continue
                 with contextlib.suppress(FileNotFoundError):

@@ -13,12 +13,12 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import logging
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import datetime
 
 from ..kube.client import KubeClient
 from ..kube.errors import KubeError
-from .kubelet_source import CONTAINER, list_targets
+from .kubelet_source import CONTAINER, list_targets, memory_by_vm
 from .procstatus import (
     COMM_LEN,
     is_qemu,
@@ -29,6 +29,7 @@ from .procstatus import (
     split_cmdline,
 )
 from .sample import Sample, VmPod
+from .vm_figures import VmKey, VmMemory
 
 log = logging.getLogger(__name__)
 
@@ -145,6 +146,7 @@ class ExecSource:
         self.skipped = 0
         # The pods whose missing QEMU was already logged: logged again only after QEMU came back.
         self._without_qemu: set[tuple[str, str]] = set()
+        self.vm_memory: Mapping[VmKey, VmMemory] = {}
 
     async def poll(self, at: datetime) -> list[Sample]:
         """One sample of every process of every VM that could be read; ``at`` is the scheduled time.
@@ -152,7 +154,9 @@ class ExecSource:
         ``skipped`` (memstat_poll_failures) counts the VMs without a QEMU sample: exec failed, or the
         pod shows no QEMU process (its helpers are still sampled).
         """
-        targets = await list_targets(self._client, self._namespaces)
+        found = await list_targets(self._client, self._namespaces)
+        targets = [target for target, _ in found]
+        self.vm_memory = memory_by_vm(found)
         limit = asyncio.Semaphore(self._max_concurrency)
         per_pod = await asyncio.gather(*(self._sample_pod(target, at, limit) for target in targets))
         without_qemu = set()

@@ -3,15 +3,16 @@
 The default: one Summary request per node that runs a VM, whatever the number of VMs on it, instead of
 execs per pod; a node or VM that cannot be read is skipped for that sample with one log line. Why:
 docs/memstat.md, "kubelet: the node Summary API". :func:`samples_from_summary` is pure;
-:func:`launcher_targets` is shared with the exec source.
+:func:`list_targets` (VMs, pods and what the API says of their memory) is shared with the exec source.
 """
 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 from collections import defaultdict
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
@@ -19,6 +20,7 @@ from ..kube.client import KubeClient, match_launcher_pods
 from ..kube.errors import KubeError
 from ..kube.models import JSON, Pod, Vmi
 from .sample import Sample, VmPod
+from .vm_figures import VmKey, VmMemory
 
 log = logging.getLogger(__name__)
 
@@ -28,7 +30,17 @@ DEFAULT_MAX_CONCURRENCY = 16
 
 
 def launcher_targets(vmis: Iterable[Vmi], pods: Iterable[Pod]) -> list[VmPod]:
-    """Each VMI paired with its active, running launcher pod; VMIs without one are left out.
+    """Each VMI paired with its active, running launcher pod; VMIs without one are left out."""
+    return [target for target, _ in launchers(vmis, pods)]
+
+
+def vm_memory_of(vmi: Vmi, pod: Pod) -> VmMemory:
+    """What the API says of a VM's memory: the VMI's guest memory, its launcher pod's request and limit."""
+    return VmMemory(vmi.guest_memory_bytes, pod.memory_request_bytes, pod.memory_limit_bytes)
+
+
+def launchers(vmis: Iterable[Vmi], pods: Iterable[Pod]) -> list[tuple[VmPod, VmMemory]]:
+    """Each VMI paired with its active, running launcher pod, and what they say of its memory.
 
     Pods are indexed once (by the VMI UID label, and by VM name for older pods), so pairing is linear
     in the number of VMs rather than VMs x pods. ``match_launcher_pods`` then picks the active pod of
@@ -48,7 +60,8 @@ def launcher_targets(vmis: Iterable[Vmi], pods: Iterable[Pod]) -> list[VmPod]:
         candidates = by_uid.get((vmi.namespace, vmi.uid)) or by_name.get((vmi.namespace, vmi.name), [])
         matched = match_launcher_pods(vmi, candidates)
         if matched and matched[0].node:
-            targets.append(VmPod(vmi.namespace, vmi.name, matched[0].name, matched[0].node))
+            target = VmPod(vmi.namespace, vmi.name, matched[0].name, matched[0].node)
+            targets.append((target, vm_memory_of(vmi, matched[0])))
     return targets
 
 
@@ -74,6 +87,17 @@ def samples_from_summary(
     return samples, missing
 
 
+def pod_working_sets(summary: JSON) -> dict[tuple[str, str], int]:
+    """``(namespace, pod) -> workingSetBytes`` of the whole pod (every container) in a Summary document."""
+    found = {}
+    for pod in summary.get("pods") or ():
+        ref, memory = pod.get("podRef") or {}, pod.get("memory") or {}
+        value = memory.get("workingSetBytes") if isinstance(memory, dict) else None
+        if isinstance(value, int) and not isinstance(value, bool) and value >= 0:
+            found[(ref.get("namespace", ""), ref.get("name", ""))] = value
+    return found
+
+
 def _container_memory(summary: JSON, container: str) -> dict[tuple[str, str], dict[str, Any]]:
     """``(namespace, pod) -> memory`` of ``container`` for every pod of a Summary document."""
     found = {}
@@ -97,10 +121,15 @@ def _sample(target: VmPod, memory: dict[str, Any], at: datetime) -> Sample:
     )
 
 
-async def list_targets(client: KubeClient, namespaces: Sequence[str]) -> list[VmPod]:
-    """The VMs of ``namespaces`` with their launcher pods: one VMI list and one pod list per namespace."""
+async def list_targets(client: KubeClient, namespaces: Sequence[str]) -> list[tuple[VmPod, VmMemory]]:
+    """The VMs of ``namespaces`` with their launcher pods and what the API says of their memory: one
+    VMI list and one pod list per namespace."""
     vmis, pods = await asyncio.gather(client.list_vmis(namespaces), client.list_launcher_pods(namespaces))
-    return launcher_targets(vmis, pods)
+    return launchers(vmis, pods)
+
+
+def memory_by_vm(found: Iterable[tuple[VmPod, VmMemory]]) -> dict[VmKey, VmMemory]:
+    return {(target.namespace, target.vm): memory for target, memory in found}
 
 
 class KubeletSource:
@@ -115,6 +144,7 @@ class KubeletSource:
         self._namespaces = tuple(namespaces)
         self._max_concurrency = max_concurrency
         self.skipped = 0
+        self.vm_memory: Mapping[VmKey, VmMemory] = {}
 
     async def poll(self, at: datetime) -> list[Sample]:
         """One sample of every VM that could be read; ``at`` is the scheduled sample time.
@@ -122,18 +152,27 @@ class KubeletSource:
         A failed VMI or pod list raises ``KubeError``: with no list there is nothing to sample, and the
         caller counts a failed poll.
         """
-        nodes = group_by_node(await list_targets(self._client, self._namespaces))
+        found = await list_targets(self._client, self._namespaces)
+        memory = memory_by_vm(found)
+        nodes = group_by_node(target for target, _ in found)
         limit = asyncio.Semaphore(self._max_concurrency)
         per_node = await asyncio.gather(
-            *(self._sample_node(node, targets, at, limit) for node, targets in sorted(nodes.items()))
+            *(self._sample_node(node, targets, at, limit, memory) for node, targets in sorted(nodes.items()))
         )
         self.skipped = sum(missed for _, missed in per_node)
+        self.vm_memory = memory
         return [sample for samples, _ in per_node for sample in samples]
 
     async def _sample_node(
-        self, node: str, targets: list[VmPod], at: datetime, limit: asyncio.Semaphore
+        self,
+        node: str,
+        targets: list[VmPod],
+        at: datetime,
+        limit: asyncio.Semaphore,
+        memory: dict[VmKey, VmMemory],
     ) -> tuple[list[Sample], int]:
-        """The node's samples, and how many of its VMs were left out."""
+        """The node's samples, and how many of its VMs were left out; each of its VMs' measured figure
+        in ``memory`` becomes its whole pod's working set, where the summary has it."""
         async with limit:
             try:
                 summary = await self._client.stats_summary(node)
@@ -144,6 +183,11 @@ class KubeletSource:
                 )
                 return [], len(targets)
         samples, missing = samples_from_summary(summary, targets, at)
+        working_sets = pod_working_sets(summary)
+        for target in targets:
+            key = (target.namespace, target.vm)
+            if (pod := working_sets.get((target.namespace, target.pod))) is not None and key in memory:
+                memory[key] = dataclasses.replace(memory[key], measured_bytes=pod)
         for target in missing:
             log.warning(
                 "VM skipped for this sample: its pod is not in the node summary",

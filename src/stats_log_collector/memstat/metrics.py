@@ -14,6 +14,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 
 from .sample import Sample
+from .vm_figures import VmFigures
 
 LABELS = ("namespace", "vm", "pod", "node", "process")
 # (metric name, Sample field, help)
@@ -22,6 +23,15 @@ FIGURES = (
     ("memstat_working_set_bytes", "working_set_bytes", "Working set of the VM's container (kubelet source)"),
     ("memstat_pss_bytes", "pss_bytes", "Proportional set size of the VM's process (procfs source)"),
     ("memstat_swap_bytes", "swap_bytes", "Swapped-out memory of the VM's process"),
+)
+# Per VM, without the pod: it changes at every migration (kubevirt#16090), which would start new series.
+VM_LABELS = ("namespace", "vm", "node")
+VM_FIGURES = (
+    ("memstat_vm_guest_memory_bytes", "guest_memory_bytes", "The VM's guest RAM (VMI spec, or QEMU's -m)"),
+    ("memstat_vm_measured_bytes", "measured_bytes", "The VM's measured memory (pod working set, or RSS sum)"),
+    ("memstat_vm_overhead_bytes", "overhead_bytes", "Measured memory beyond the guest RAM"),
+    ("memstat_vm_memory_limit_bytes", "memory_limit_bytes", "The memory limit of the VM's launcher pod"),
+    ("memstat_vm_headroom_bytes", "headroom_bytes", "The pod's memory limit minus the measured memory"),
 )
 
 
@@ -38,16 +48,14 @@ class PollHealth:
 class MemstatCollector(Collector):
     def __init__(self, latest: Iterable[Sample] | None = None, health: PollHealth | None = None) -> None:
         self.latest: Sequence[Sample] = list(latest or ())
+        self.latest_vms: Sequence[VmFigures] = []
         self.health = health or PollHealth()
 
     def collect(self) -> Iterator[GaugeMetricFamily | CounterMetricFamily]:
         for name, field, text in FIGURES:
-            family = GaugeMetricFamily(name, text, labels=LABELS)
-            for sample in self.latest:
-                value = getattr(sample, field)
-                if value is not None:
-                    family.add_metric([getattr(sample, label) for label in LABELS], value)
-            yield family
+            yield _gauge(name, text, LABELS, field, self.latest)
+        for name, field, text in VM_FIGURES:
+            yield _gauge(name, text, VM_LABELS, field, self.latest_vms)
         health = self.health
         yield CounterMetricFamily("memstat_polls", "Polls run", health.polls)
         yield CounterMetricFamily(
@@ -67,6 +75,18 @@ class MemstatCollector(Collector):
             "When the last good poll ended",
             health.last_success_unix,
         )
+
+
+def _gauge(
+    name: str, text: str, labels: Sequence[str], field: str, rows: Iterable[object]
+) -> GaugeMetricFamily:
+    """One gauge family: ``field`` of each row that knows it, labelled by the rows' ``labels``."""
+    family = GaugeMetricFamily(name, text, labels=labels)
+    for row in rows:
+        value = getattr(row, field)
+        if value is not None:
+            family.add_metric([getattr(row, label) for label in labels], value)
+    return family
 
 
 def registry_for(collector: MemstatCollector) -> CollectorRegistry:

@@ -11,15 +11,16 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from datetime import UTC, datetime
-from typing import Protocol
+from typing import Any, Protocol
 
 from ..kube import KubeError
 from ..schedule import next_tick
 from .csvstore import CsvStore
 from .sample import Sample
 from .state import LiveState
+from .vm_figures import VmKey, VmMemory, vm_figures
 
 log = logging.getLogger(__name__)
 
@@ -31,6 +32,9 @@ class SampleSource(Protocol):
 
     name: str
     skipped: int  # VMs (or nodes) the last poll had to leave out, each with a log line
+    # What the last poll learnt of each VM's memory besides its samples (guest memory, the pod's
+    # request and limit...): the per-VM figures are computed from it and the samples.
+    vm_memory: Mapping[VmKey, VmMemory]
 
     def poll(self, at: datetime) -> Awaitable[list[Sample]]: ...
 
@@ -43,13 +47,14 @@ class Poller:
         state: LiveState,
         interval: float,
         clock: Callable[[], float] = time.monotonic,
+        vm_store: CsvStore | None = None,
     ) -> None:
         self._source = source
-        self._store = store
         self._state = state
         self._interval = interval
         self._clock = clock
-        self._backlog: list[Sample] = []
+        self._samples = _Writer(store)
+        self._figures = _Writer(vm_store) if vm_store is not None else None
 
     async def run(self, stop: asyncio.Event) -> None:
         start = self._clock()
@@ -75,21 +80,33 @@ class Poller:
             log.error("poll failed", extra={"source": self._source.name, "error": str(exc)})
             self._state.collector.health.failures += 1
             return []
-        self._write(samples)
+        figures = vm_figures(samples, self._source.vm_memory)
+        self._samples.write(samples)
+        if self._figures is not None:
+            self._figures.write(figures)
         duration = self._clock() - began
-        self._state.publish(samples, duration, self._source.skipped, skipped)
+        self._state.publish(samples, duration, self._source.skipped, skipped, figures)
         log.debug("polled", extra={"samples": len(samples), "duration_s": round(duration, 3)})
         return samples
 
-    def _write(self, samples: list[Sample]) -> None:
-        rows = self._backlog + samples
+
+class _Writer:
+    """One CSV store and the rows it could not take yet (a full disk), written first next time."""
+
+    def __init__(self, store: CsvStore) -> None:
+        self._store = store
+        self._backlog: list[Any] = []
+
+    def write(self, new_rows: Sequence[Any]) -> None:
+        rows = self._backlog + list(new_rows)
         try:
             self._store.append(rows)
         except OSError as exc:
             dropped = max(0, len(rows) - MAX_BACKLOG_ROWS)
             self._backlog = rows[dropped:]
             log.error(
-                "cannot write mem-stats.csv, keeping the rows for the next poll",
+                "cannot write %s, keeping the rows for the next poll",
+                self._store.layout.name,
                 extra={"error": str(exc), "backlog_rows": len(self._backlog), "dropped_rows": dropped},
             )
             return

@@ -31,6 +31,7 @@ from .procstatus import (
     split_cmdline,
 )
 from .sample import Sample, VmPod
+from .vm_figures import VmKey, VmMemory, cgroup_limit_files, cgroup_memory_limit, qemu_guest_memory
 
 log = logging.getLogger(__name__)
 
@@ -52,6 +53,7 @@ class ProcRecord:
     status_kb: dict[str, int]
     rollup_kb: dict[str, int] | None
     pod_uid: str | None
+    cgroup: str = ""  # /proc/<pid>/cgroup, for the memory limit that binds it
 
     @property
     def is_qemu(self) -> bool:
@@ -91,6 +93,7 @@ class _Identity:
     name: str
     argv: list[str]
     pod_uid: str | None
+    cgroup: str = ""
 
 
 def _identify(base: str, pid: int, comm: str, names: Iterable[str]) -> _Identity | None:
@@ -106,9 +109,9 @@ def _identify(base: str, pid: int, comm: str, names: Iterable[str]) -> _Identity
     name = process_name(comm, argv)
     if not name_matches(name, names):
         return None
-    cgroup = _read(f"{base}/cgroup", optional=True)
-    pod_uid = pod_uid_from_cgroup(cgroup.decode("utf-8", "replace")) if cgroup else None
-    return _Identity(comm, name, argv, pod_uid)
+    raw = _read(f"{base}/cgroup", optional=True)
+    cgroup = raw.decode("utf-8", "replace") if raw else ""
+    return _Identity(comm, name, argv, pod_uid_from_cgroup(cgroup) if cgroup else None, cgroup)
 
 
 def _status_name(text: str) -> str | None:
@@ -138,6 +141,7 @@ def _measure(base: str, pid: int, identity: _Identity, pss: bool, *, recheck: bo
         status_kb=status_kb,
         rollup_kb=parse_smaps_rollup(rollup.decode("ascii", "replace")) if rollup else None,
         pod_uid=identity.pod_uid,
+        cgroup=identity.cgroup,
     )
 
 
@@ -280,3 +284,56 @@ def sample_procfs(
     """One poll of the procfs source: scan (with a :class:`Scanner` kept between polls), map to Samples."""
     scanner = proc_root if isinstance(proc_root, Scanner) else Scanner(proc_root, names)
     return to_samples(scanner.scan(pss=pss), timestamp, resolver, node)
+
+
+def cgroup_root_for(proc_root: Path | str) -> Path:
+    """Where the cgroup hierarchy of PROC_ROOT's host is: ``/proc`` -> ``/sys/fs/cgroup``, and the
+    host's mounted beside it (``/host/proc`` -> ``/host/sys/fs/cgroup``)."""
+    return Path(proc_root).parent / "sys" / "fs" / "cgroup"
+
+
+def cgroup_memory_limit_of(cgroup_root: Path | str, cgroup: str) -> int | None:
+    """The tightest memory limit on a process's cgroup and its ancestors (see ``cgroup_limit_files``);
+    None when none is set or none can be read."""
+    limits = []
+    for path in cgroup_limit_files(str(cgroup_root), cgroup):
+        try:
+            raw = _read(path, optional=True)
+        except _Vanished:  # ENOENT: a controller not enabled at this level, or the cgroup went away
+            continue
+        if raw and (limit := cgroup_memory_limit(raw.decode("ascii", "replace"))) is not None:
+            limits.append(limit)
+    return min(limits, default=None)
+
+
+def vm_memory_from_records(
+    records: Iterable[ProcRecord],
+    resolver: PodResolver | None,
+    node: str,
+    cgroup_root: Path | str | None,
+) -> dict[VmKey, VmMemory]:
+    """What /proc says of each VM's memory: the guest's RAM from its QEMU's ``-m``, and the memory
+    limit of the QEMU's cgroup (None without a cgroup root, or when none is set)."""
+    found: dict[VmKey, VmMemory] = {}
+    for record in records:
+        info = resolve(record, resolver, node) if record.is_qemu else None
+        if info is None:
+            continue
+        limit = cgroup_memory_limit_of(cgroup_root, record.cgroup) if cgroup_root is not None else None
+        found[(info.namespace, info.vm)] = VmMemory(qemu_guest_memory(record.argv), None, limit)
+    return found
+
+
+def poll_procfs(
+    scanner: Scanner,
+    timestamp: datetime,
+    resolver: PodResolver | None,
+    node: str,
+    *,
+    pss: bool = True,
+    cgroup_root: Path | str | None = None,
+) -> tuple[list[Sample], dict[VmKey, VmMemory]]:
+    """One poll of the procfs source: its samples, and what /proc says of each VM's memory."""
+    records = scanner.scan(pss=pss)
+    samples = to_samples(records, timestamp, resolver, node)
+    return samples, vm_memory_from_records(records, resolver, node, cgroup_root)

@@ -8,13 +8,16 @@ Why: docs/memstat.md, "procfs: the node's /proc, read directly".
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
+from collections.abc import Mapping
 from datetime import datetime
 
 from ..kube import KubeClient, KubeError
 from ..settings import MemstatSettings
-from .procfs import Scanner, sample_procfs
+from .procfs import Scanner, cgroup_root_for, poll_procfs
 from .sample import Sample, VmPod
+from .vm_figures import VmKey, VmMemory
 
 log = logging.getLogger(__name__)
 
@@ -29,7 +32,10 @@ class ProcfsSource:
         self._pods: dict[str, VmPod] = {}
         self._expected: list[VmPod] = []  # this node's running launcher pods
         self._scanner = Scanner(settings.proc_root, settings.process_names)
+        self._cgroup_root = cgroup_root_for(settings.proc_root)
+        self._pod_memory: dict[VmKey, VmMemory] = {}  # the launcher pods' requests and limits (API)
         self.skipped = 0
+        self.vm_memory: Mapping[VmKey, VmMemory] = {}
 
     async def poll(self, at: datetime) -> list[Sample]:
         if self._client is not None:
@@ -39,17 +45,29 @@ class ProcfsSource:
                 log.warning("cannot refresh pod names, using the last known", extra={"error": str(exc)})
         resolver = self._pods if self._client is not None else None
         settings = self._settings
-        samples = await asyncio.to_thread(
-            sample_procfs,
+        samples, from_proc = await asyncio.to_thread(
+            poll_procfs,
             self._scanner,
-            settings.process_names,
             at,
             resolver,
             self._node,
             pss=settings.procfs_pss,
+            cgroup_root=self._cgroup_root,
         )
+        self.vm_memory = {key: self._merge(key, found) for key, found in from_proc.items()}
         self.skipped = len(self._report_missing(samples)) if resolver is not None else 0
         return samples
+
+    def _merge(self, key: VmKey, from_proc: VmMemory) -> VmMemory:
+        """The guest's RAM from QEMU's -m; the pod's request and limit from the API, the limit from
+        QEMU's cgroup where the API has none (no Kubernetes, or a pod without a limit)."""
+        pod = self._pod_memory.get(key)
+        if pod is None:
+            return from_proc
+        limit = pod.memory_limit_bytes if pod.memory_limit_bytes is not None else from_proc.memory_limit_bytes
+        return dataclasses.replace(
+            from_proc, memory_request_bytes=pod.memory_request_bytes, memory_limit_bytes=limit
+        )
 
     def _report_missing(self, samples: list[Sample]) -> list[VmPod]:
         """This node's running launcher pods (as last listed) with no process sampled: a log line each."""
@@ -71,4 +89,11 @@ class ProcfsSource:
             for pod in pods
         }
         self._expected = [index[pod.uid] for pod in pods if pod.phase == "Running" and pod.node == self._node]
+        self._pod_memory = {
+            (index[pod.uid].namespace, index[pod.uid].vm): VmMemory(
+                None, pod.memory_request_bytes, pod.memory_limit_bytes
+            )
+            for pod in pods
+            if pod.phase == "Running" and pod.node == self._node
+        }
         return index

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from importlib import resources
 from pathlib import Path
@@ -28,15 +28,44 @@ from .sample import Sample
 from .series import FIGURES, Query
 from .state import LiveState
 from .transfers import TransferPool, transfers_of
+from .vm_figures import VmFigures
 
 STATIC = resources.files("stats_log_collector.memstat") / "static"
+
+
+def _json_time(moment: datetime) -> str:
+    return moment.isoformat().replace("+00:00", "Z")
 
 
 def sample_json(sample: Sample) -> dict[str, Any]:
     row = dataclasses.asdict(sample)
     row.pop("status_kb")
-    row["timestamp"] = sample.timestamp.isoformat().replace("+00:00", "Z")
+    row["timestamp"] = _json_time(sample.timestamp)
     return row
+
+
+_VM_FIELDS = ("namespace", "vm", "pod", "node", "source")
+
+
+def vms_json(figures: Sequence[VmFigures], samples: Sequence[Sample]) -> list[dict[str, Any]]:
+    """``GET /api/vms``: one object per VM (its figures), with its latest samples as ``processes``.
+
+    Sorted by namespace and VM; processes by name and PID. The shape is documented in docs/memstat.md,
+    "GET /api/vms".
+    """
+    processes: dict[tuple[str, str], list[dict[str, Any]]] = {}
+    for sample in sorted(samples, key=lambda s: (s.process, s.pid or 0)):
+        row = sample_json(sample)
+        for field in _VM_FIELDS:
+            row.pop(field)
+        processes.setdefault((sample.namespace, sample.vm), []).append(row)
+    answer = []
+    for vm in sorted(figures, key=lambda f: (f.namespace, f.vm)):
+        entry = dataclasses.asdict(vm)
+        entry["timestamp"] = _json_time(vm.timestamp)
+        entry["processes"] = processes.get((vm.namespace, vm.vm), [])
+        answer.append(entry)
+    return answer
 
 
 class ServerLog(logging.LoggerAdapter[logging.Logger]):
@@ -72,8 +101,8 @@ def build_app(
         return web.Response(text="ready\n")
 
     async def api_vms(request: web.Request) -> web.Response:
-        rows = sorted(state.collector.latest, key=lambda s: (s.namespace, s.vm, s.process, s.pid or 0))
-        return web.json_response([sample_json(sample) for sample in rows])
+        collector = state.collector
+        return web.json_response(vms_json(collector.latest_vms, collector.latest))
 
     async def api_series(request: web.Request) -> web.Response:
         """Per-VM series for the dashboard, from memory: a VM's processes summed per sample, bucket maxima."""

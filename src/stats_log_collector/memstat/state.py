@@ -15,6 +15,7 @@ from collections.abc import Callable, Sequence
 from .metrics import MemstatCollector
 from .sample import Sample
 from .series import SeriesCache
+from .vm_figures import VmFigures
 
 MISSED_POLLS = 3  # polls in a row that may be missing before health or readiness fails
 
@@ -64,7 +65,12 @@ class LiveState:
         self.last_attempt = self.clock()
 
     def publish(
-        self, samples: Sequence[Sample], duration_s: float, failures: int, skipped_ticks: int
+        self,
+        samples: Sequence[Sample],
+        duration_s: float,
+        failures: int,
+        skipped_ticks: int,
+        figures: Sequence[VmFigures] = (),
     ) -> None:
         health = self.collector.health
         health.polls += 1
@@ -75,4 +81,5 @@ class LiveState:
         health.last_success_unix = time.time()
         self.last_success = self.clock()
         self.collector.latest = list(samples)
+        self.collector.latest_vms = list(figures)
         self.series.add_samples(samples)

@@ -12,6 +12,7 @@ from .cluster import KubeVirtCluster
 from .container_exec import CommandResult, launcher_processes, proc_status
 from .faults import Fault, RequestRecord
 from .logs import format_rfc3339_nano, handler_line, klog_line, kubevirt_line, launcher_line, parse_rfc3339
+from .objects import VmiMemory
 from .populate import Population
 
 __all__ = [
@@ -21,6 +22,7 @@ __all__ = [
     "PodRef",
     "Population",
     "RequestRecord",
+    "VmiMemory",
     "VmiRef",
     "format_rfc3339_nano",
     "handler_line",

@@ -58,6 +58,7 @@ class Builder:
         self.rng = rng
         self._node_index: dict[str, int] = {}
         self._pod_ips: dict[str, int] = {}
+        self._vmi_memory: dict[tuple[str, str], objects.VmiMemory] = {}
 
     # ---- cluster-scoped ---------------------------------------------------------------------
 
@@ -99,11 +100,14 @@ class Builder:
         phase: str = "Running",
         uid: str | None = None,
         migration_state: dict[str, Any] | None = None,
+        memory: objects.VmiMemory = objects.DEFAULT_MEMORY,
     ) -> VmiRef:
+        """A VMI; ``memory``: its memory fields, and what its launcher pods are rendered with."""
         self.add_namespace(namespace)
         self.add_node(node)
         uid = uid or new_uid(self.rng)
-        body = objects.vmi(namespace, name, node, phase, uid, migration_state)
+        self._vmi_memory[(namespace, name)] = memory
+        body = objects.vmi(namespace, name, node, phase, uid, migration_state, memory)
         body["metadata"].update(creationTimestamp=now_rfc3339(), generation=1)
         self.store.put(VMI, body)
         return VmiRef(namespace, name, uid, node)
@@ -136,6 +140,7 @@ class Builder:
             self.rng,
             init_containers,
             kubevirt_version,
+            self._vmi_memory.get((vmi.namespace, vmi.name), objects.DEFAULT_MEMORY),
         )
         body["metadata"]["creationTimestamp"] = now_rfc3339()
         self.store.put(POD, body)

@@ -31,7 +31,7 @@ from .builder import LAUNCHER_INIT_CONTAINERS, Builder, PodRef, VmiRef
 from .container_exec import ExecHandler, ProcessEntry
 from .faults import Fault, RequestRecord, compile_pattern
 from .logs import Stamp
-from .objects import LAUNCHER_SHAPE_VERSION
+from .objects import DEFAULT_MEMORY, LAUNCHER_SHAPE_VERSION, VmiMemory
 from .populate import Population, populate
 from .resources import by_kind
 from .stats import ContainerMemory
@@ -203,8 +203,10 @@ class KubeVirtCluster:
         phase: str = "Running",
         uid: str | None = None,
         migration_state: dict[str, Any] | None = None,
+        memory: VmiMemory = DEFAULT_MEMORY,
     ) -> VmiRef:
-        return self._run(lambda b: b.add_vmi(namespace, name, node, phase, uid, migration_state))
+        """A VMI; ``memory``: its memory fields and its launcher pods' (``objects.VmiMemory``)."""
+        return self._run(lambda b: b.add_vmi(namespace, name, node, phase, uid, migration_state, memory))
 
     def add_launcher_pod(
         self,

@@ -9,6 +9,7 @@ what a real cluster would answer, and keeps that knowledge out of each test.
 
 from __future__ import annotations
 
+import dataclasses
 import random
 import time
 import uuid
@@ -28,6 +29,42 @@ LAUNCHER_SHAPE_VERSION = "1.6.0"  # the default: the modern shape
 CONSOLE_LOG_SINCE = (1, 1, 0)
 NATIVE_SIDECAR_SINCE = (1, 6, 0)
 NATIVE_SIDECARS = ("guest-console-log",)
+
+
+@dataclasses.dataclass(frozen=True)
+class VmiMemory:
+    """A VMI's memory fields and what virt-controller renders from them for its launcher pod.
+
+    Quantities as the API shows them (any string: tests give hostile ones too); None leaves a field
+    out. The VMI: ``spec.domain.memory.guest`` and ``spec.domain.resources.requests/limits.memory``
+    (staging/src/kubevirt.io/api/core/v1/schema.go ``Memory``, ``ResourceRequirements``). The compute
+    container: kubevirt pkg/virt-controller/services/renderresources.go requests the VMI's memory
+    request plus the estimated overhead (``GetMemoryOverhead``, ``WithMemoryOverhead``) and, when the
+    VMI sets a memory limit, limits it to that limit plus the same overhead; tests pass the rendered
+    figures. The defaults are a 1 GiB VM without limit (1294Mi: 1 GiB plus 270 MiB of overhead).
+    """
+
+    guest: str | None = "1Gi"
+    request: str | None = "1Gi"
+    limit: str | None = None
+    compute_request: str | None = "1294Mi"
+    compute_limit: str | None = None
+
+
+DEFAULT_MEMORY = VmiMemory()
+# KubeVirt's init containers (container-disk-binary, the container disks' init) have small fixed
+# resources (pkg/container-disk/container-disk.go ``GenerateInitContainers``); here, as rendered for a
+# VMI with limits, so a pod whose containers all have limits has one.
+INIT_RESOURCES = {"requests": {"cpu": "10m", "memory": "1M"}, "limits": {"cpu": "100m", "memory": "40M"}}
+
+
+def _memory_resources(request: str | None, limit: str | None) -> dict[str, Any]:
+    resources: dict[str, Any] = {}
+    if request is not None:
+        resources["requests"] = {"memory": request}
+    if limit is not None:
+        resources["limits"] = {"memory": limit}
+    return resources
 
 
 def now_rfc3339() -> str:
@@ -114,6 +151,7 @@ def vmi(
     phase: str,
     uid: str,
     migration_state: dict[str, Any] | None = None,
+    memory: VmiMemory = DEFAULT_MEMORY,
 ) -> dict[str, Any]:
     """A ``kubevirt.io/v1`` VirtualMachineInstance as virt-controller and virt-handler leave it."""
     running = phase == "Running"
@@ -165,8 +203,8 @@ def vmi(
                     "interfaces": [{"name": "default", "masquerade": {}}],
                 },
                 "machine": {"type": "q35"},
-                "memory": {"guest": "1Gi"},
-                "resources": {"requests": {"memory": "1Gi"}},
+                **({"memory": {"guest": memory.guest}} if memory.guest is not None else {}),
+                "resources": _memory_resources(memory.request, memory.limit),
             },
             "networks": [{"name": "default", "pod": {}}],
             "volumes": [
@@ -177,8 +215,9 @@ def vmi(
     }
 
 
-def _container_spec(name: str, vmi_uid: str) -> dict[str, Any]:
+def _container_spec(name: str, vmi_uid: str, memory: VmiMemory = DEFAULT_MEMORY) -> dict[str, Any]:
     if name == "compute":
+        rendered = _memory_resources(memory.compute_request, memory.compute_limit)
         return {
             "name": "compute",
             "image": LAUNCHER_IMAGE,
@@ -196,8 +235,8 @@ def _container_spec(name: str, vmi_uid: str) -> dict[str, Any]:
                 "/var/run/kubevirt",
             ],
             "resources": {
-                "limits": {"devices.kubevirt.io/kvm": "1"},
-                "requests": {"cpu": "100m", "memory": "1294Mi"},
+                "limits": {"devices.kubevirt.io/kvm": "1", **rendered.get("limits", {})},
+                "requests": {"cpu": "100m", **rendered.get("requests", {})},
             },
             "securityContext": {
                 "capabilities": {"add": ["NET_BIND_SERVICE"], "drop": ["ALL"]},
@@ -261,18 +300,20 @@ def launcher_containers(version: str) -> tuple[str, ...]:
     return ("compute", "guest-console-log") if parse_version(version) >= CONSOLE_LOG_SINCE else ("compute",)
 
 
-def _init_container_spec(name: str, image: str) -> dict[str, Any]:
+def _init_container_spec(name: str, image: str, memory: VmiMemory = DEFAULT_MEMORY) -> dict[str, Any]:
     """template.go ``newInitContainerRenderer`` (``container-disk-binary``: copies the binary) and
     pkg/container-disk/container-disk.go ``GenerateInitContainers`` (``volume<name>-init``: pre-pulls
     the disk image, ``--no-op``)."""
+    resources = {"resources": INIT_RESOURCES} if memory.compute_limit is not None else {}
     if name == "container-disk-binary":
         command = ["/usr/bin/cp", "/usr/bin/container-disk", "/init/usr/bin/container-disk"]
-        return {"name": name, "image": image, "command": command}
+        return {"name": name, "image": image, "command": command, **resources}
     return {
         "name": name,
         "image": "quay.io/containerdisks/fedora:41",
         "command": ["/usr/bin/container-disk"],
         "args": ["--no-op"],
+        **resources,
     }
 
 
@@ -327,6 +368,7 @@ def launcher_pod(
     rng: random.Random,
     init_containers: Sequence[str] = (),
     kubevirt_version: str = LAUNCHER_SHAPE_VERSION,
+    memory: VmiMemory = DEFAULT_MEMORY,
 ) -> dict[str, Any]:
     """The virt-launcher pod of a VMI, labelled and owned as virt-controller creates it.
 
@@ -338,9 +380,9 @@ def launcher_pod(
     meta = vmi_obj["metadata"]
     native = parse_version(kubevirt_version) >= NATIVE_SIDECAR_SINCE
     sidecars = [c for c in containers if native and c in NATIVE_SIDECARS]
-    specs = [_container_spec(c, meta["uid"]) for c in containers if c not in sidecars]
-    init_specs = [{**_container_spec(c, meta["uid"]), "restartPolicy": "Always"} for c in sidecars]
-    init_specs += [_init_container_spec(c, LAUNCHER_IMAGE) for c in init_containers]
+    specs = [_container_spec(c, meta["uid"], memory) for c in containers if c not in sidecars]
+    init_specs = [{**_container_spec(c, meta["uid"], memory), "restartPolicy": "Always"} for c in sidecars]
+    init_specs += [_init_container_spec(c, LAUNCHER_IMAGE, memory) for c in init_containers]
     hostname = (vmi_obj.get("spec") or {}).get("hostname") or meta["name"].split(".")[0][:63]
     spec: dict[str, Any] = {
         "nodeName": node_name,

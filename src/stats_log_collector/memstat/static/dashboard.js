@@ -30,7 +30,8 @@ async function load() {
       fetch("api/vms").then((r) => r.json()),
     ]);
     draw(series);
-    table(latest);
+    // api/vms answers one object per VM; the table shows its processes, one row each.
+    table(latest.flatMap((vm) => vm.processes.map((p) => ({ ...vm, ...p }))));
     const reading = series.complete === false ? " (still reading the history on disk)" : "";
     $("status").textContent = `updated ${new Date().toLocaleTimeString()}${reading}`;
   } catch (err) {

@@ -27,7 +27,9 @@ pytestmark = pytest.mark.e2e
 def latest_samples(demo: RunningDemo) -> dict[str, dict[str, object]]:
     status, body = http(demo.port, "/api/vms")
     assert status == 200
-    return {str(row["vm"]): row for row in json.loads(body) if row["vm"] in demo.names}
+    # /api/vms: one object per VM, its latest samples in "processes" (the demo's VMs: one QEMU each).
+    rows = [{**vm, **process} for vm in json.loads(body) for process in vm["processes"]]
+    return {str(row["vm"]): row for row in rows if row["vm"] in demo.names}
 
 
 def test_vm_names_and_pids_come_from_qemu(demo: RunningDemo) -> None:

@@ -45,6 +45,13 @@ def test_procfs_on_a_plain_host(memstat, fake_vm: int, tmp_path: Path, pss: str)
     assert (int(row["pss_bytes"]) > 60 << 20) if pss == "true" else row["pss_bytes"] == ""
     _, body = http(port, "/api/vms")
     assert any(entry["vm"] == "testvm" for entry in json.loads(body))
+    # One row per VM per poll in vm-stats.csv, served at /vm-stats.csv: no -m, no Kubernetes, so only
+    # the measured figure (its processes' RSS) is known.
+    vm_rows = [r for r in csv_rows(tmp_path / "data" / "vm-stats.csv") if r["vm"] == "testvm"]
+    assert vm_rows and int(vm_rows[-1]["measured_bytes"]) > 64 << 20
+    assert vm_rows[-1]["guest_memory_bytes"] == vm_rows[-1]["overhead_bytes"] == ""
+    status, served = http(port, "/vm-stats.csv?vm=testvm")
+    assert status == 200 and served.startswith(b"timestamp,namespace,vm,pod,node,source,guest_memory_bytes,")
     began = time.monotonic()
     process.send_signal(signal.SIGTERM)
     assert process.wait(timeout=10) == 0 and time.monotonic() - began < 5

@@ -9,6 +9,7 @@ the API server validates these fields, so None means "not known" rather than an 
 
 from __future__ import annotations
 
+import functools
 import math
 import re
 from fractions import Fraction
@@ -30,6 +31,12 @@ def parse_quantity(value: object) -> int | None:
         return math.ceil(value) if math.isfinite(value) and 0 <= value <= _INT64_MAX else None
     if not isinstance(value, str):
         return None
+    return _parse_text(value)
+
+
+@functools.lru_cache(maxsize=1024)
+def _parse_text(value: str) -> int | None:
+    """A quantity string: few distinct ones (every launcher pod of a size repeats them), so cached."""
     match = _QUANTITY.match(value.strip())
     if match is None:
         return None

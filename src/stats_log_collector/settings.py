@@ -120,10 +120,16 @@ class MemstatSettings:
         choice("standard", "legacy"),
     )
     max_csv_bytes: int = setting(
-        "MAX_CSV_BYTES", 1024**3, "rotate mem-stats.csv to a gzip archive past this size", byte_size
+        "MAX_CSV_BYTES",
+        1024**3,
+        "rotate the CSVs to gzip archives past this size (4/5 mem-stats.csv, 1/5 vm-stats.csv)",
+        byte_size,
     )
     max_archive_bytes: int = setting(
-        "MAX_ARCHIVE_BYTES", 4 * 1024**3, "drop the oldest archives past this total size", byte_size
+        "MAX_ARCHIVE_BYTES",
+        4 * 1024**3,
+        "drop the oldest archives past this total size (4/5 mem-stats, 1/5 vm-stats)",
+        byte_size,
     )
     logs_dir: Path = setting(
         "LOGS_DIR",

@@ -21,7 +21,7 @@ import aiohttp
 import pytest
 from aiohttp.test_utils import TestServer
 
-from kubevirt_test_cluster import KubeVirtCluster, VmiMemory
+from kubevirt_test_cluster import KubeVirtCluster, PodRef, VmiMemory
 from stats_log_collector.kube import KubeClient
 from stats_log_collector.kube.quantity import parse_quantity
 from stats_log_collector.memstat.csv_routes import CsvRoutes
@@ -30,9 +30,11 @@ from stats_log_collector.memstat.exec_source import ExecSource
 from stats_log_collector.memstat.kubelet_source import KubeletSource
 from stats_log_collector.memstat.poller import Poller, SampleSource
 from stats_log_collector.memstat.procfs import Scanner, cgroup_root_for, poll_procfs, vm_memory_from_records
+from stats_log_collector.memstat.procfs_source import ProcfsSource
 from stats_log_collector.memstat.server import build_app
 from stats_log_collector.memstat.state import LiveState
 from stats_log_collector.memstat.vm_figures import VM_COLUMNS, VmFigures
+from stats_log_collector.settings import MemstatSettings
 
 AT = datetime(2026, 11, 23, 12, 0, 5, tzinfo=UTC)
 MiB = 1 << 20
@@ -67,13 +69,19 @@ EXPECTED_LIMIT = {"limited": 2318 * MiB + CONSOLE_LIMIT}
 
 
 @pytest.fixture
-def vms(kubevirt_cluster: KubeVirtCluster) -> dict[str, str]:
-    """The five VMs on two nodes; returns each VM's launcher pod name."""
+def launchers(kubevirt_cluster: KubeVirtCluster) -> dict[str, PodRef]:
+    """The five VMs on two nodes (limited, exponent, garbage on node-0); each VM's launcher pod."""
     pods = {}
     for index, (name, memory) in enumerate(VMS.items()):
         vmi = kubevirt_cluster.add_vmi("vms", name, f"node-{index % 2}", memory=memory)
-        pods[name] = kubevirt_cluster.add_launcher_pod(vmi).name
+        pods[name] = kubevirt_cluster.add_launcher_pod(vmi)
     return pods
+
+
+@pytest.fixture
+def vms(launchers: dict[str, PodRef]) -> dict[str, str]:
+    """Each VM's launcher pod name."""
+    return {vm: pod.name for vm, pod in launchers.items()}
 
 
 def _check_spec_fields(figures: dict[str, VmFigures]) -> None:
@@ -366,3 +374,53 @@ async def test_api_vms_and_metrics(served: tuple[TestServer, LiveState]) -> None
     assert metrics.count("memstat_vm_guest_memory_bytes{") == 4
     assert "pod=" not in "".join(line for line in metrics.splitlines() if line.startswith("memstat_vm_"))
     assert parse_quantity("2318Mi") == 2318 * MiB  # the figure the test cluster rendered
+
+
+def _fake_pid(proc: Path, pid: int, comm: str, argv: tuple[str, ...], rss_kb: int, cgroup: str) -> None:
+    """A process directory as /proc shows one (the files the procfs source reads)."""
+    d = proc / str(pid)
+    d.mkdir(parents=True)
+    (d / "comm").write_text(comm + "\n")
+    (d / "cmdline").write_bytes(b"".join(a.encode() + b"\0" for a in argv))
+    (d / "cgroup").write_text(cgroup)
+    (d / "status").write_text(f"Name:\t{comm}\nPid:\t{pid}\nVmRSS:\t{rss_kb} kB\nRssAnon:\t{rss_kb} kB\n")
+    (d / "smaps_rollup").write_text(
+        f"0-1 ---p 00000000 00:00 0 [rollup]\nRss: {rss_kb} kB\nPss: {rss_kb} kB\n"
+    )
+
+
+async def test_procfs_with_the_api_request_and_limit_from_the_pod_else_the_cgroup(
+    client: KubeClient, launchers: dict[str, PodRef], tmp_path: Path
+) -> None:
+    """On a node: guest memory from each QEMU's -m, request and limit from the pods the source lists
+    anyway, the limit from the QEMU's cgroup where the pod has none. PROC_ROOT is tmp/proc, so the
+    cgroup hierarchy is read from tmp/sys/fs/cgroup."""
+    proc, cgroups = tmp_path / "proc", tmp_path / "sys" / "fs" / "cgroup"
+    layout = {"limited": ("-m", "size=1048576k,slots=4,maxmem=4G"), "exponent": ("-m", "488")}
+    for index, (vm, m_option) in enumerate(layout.items()):
+        uid = launchers[vm].uid.replace("-", "_")
+        pod_slice = f"kubepods.slice/kubepods-burstable.slice/kubepods-burstable-pod{uid}.slice"
+        cgroup = f"0::/{pod_slice}/cri-containerd-{index}.scope\n"
+        argv = ("/usr/libexec/qemu-kvm", "-name", f"guest=vms_{vm},debug-threads=on", *m_option)
+        _fake_pid(proc, 100 + index, "qemu-kvm", argv, (600 + index) * 1024, cgroup)
+        _fake_pid(proc, 200 + index, "virtqemud", ("virtqemud",), 20 * 1024, cgroup)
+        (cgroups / pod_slice).mkdir(parents=True)
+        (cgroups / pod_slice / "memory.max").write_text(f"{1500 * MiB}\n")
+    settings = MemstatSettings(proc_root=proc, namespace=("vms",), process_names=NAMES)
+    state, rows = await _poll_any(ProcfsSource(settings, client, "node-0"), tmp_path)
+    figures = {vm.vm: vm for vm in state.collector.latest_vms}
+    assert set(figures) == set(layout)
+    limited, exponent = figures["limited"], figures["exponent"]
+    assert (limited.pod, limited.node, limited.source) == (launchers["limited"].name, "node-0", "procfs")
+    assert limited.guest_memory_bytes == 1 << 30 and exponent.guest_memory_bytes == 488 * MiB  # QEMU's, exact
+    assert limited.measured_bytes == 620 * MiB and exponent.measured_bytes == 621 * MiB
+    assert limited.memory_request_bytes == EXPECTED_REQUEST["limited"]
+    assert exponent.memory_request_bytes == EXPECTED_REQUEST["exponent"]
+    assert limited.memory_limit_bytes == EXPECTED_LIMIT["limited"]  # the pod's, from the API
+    assert exponent.memory_limit_bytes == 1500 * MiB  # the pod has none: its cgroup's
+    assert exponent.headroom_bytes == (1500 - 621) * MiB and limited.overhead_bytes == (620 - 1024) * MiB
+    assert exponent.requested_overhead_bytes == 782_000_000 + CONSOLE_REQUEST - 488 * MiB
+    assert [(row["vm"], row["memory_limit_bytes"]) for row in rows] == [
+        ("exponent", str(1500 * MiB)),
+        ("limited", str(EXPECTED_LIMIT["limited"])),
+    ]

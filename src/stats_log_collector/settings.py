@@ -43,6 +43,7 @@ from .config import (
     optional_port,
     optional_str,
     path,
+    path_or_word,
     port,
     positive_float,
     positive_int,
@@ -179,7 +180,10 @@ class VirtletLogSettings:
     """virtlet-log: raw VM console files rewritten where kubelet reads container logs."""
 
     virtlet_vm_log_location: str = setting(
-        "VIRTLET_VM_LOG_LOCATION", "/var/log/vms", "raw console logs; 'pty' means there are none"
+        "VIRTLET_VM_LOG_LOCATION",
+        "/var/log/vms",
+        "raw console logs; 'pty' means there are none",
+        path_or_word,
     )
     kubernetes_pod_logs: Path = setting(
         "KUBERNETES_POD_LOGS", Path("/var/log/pods"), "where kubelet reads container logs", path

@@ -114,6 +114,12 @@ class MemstatSettings:
         "procfs source: read PSS from smaps_rollup (the costly part of a scan; false for 1,000+ VMs a node)",
         boolean,
     )
+    procfs_pss_max_bytes: int = setting(
+        "PROCFS_PSS_MAX_BYTES",
+        32 * 1024**3,
+        "procfs source: no PSS for a process with more RSS (reading it can stall a large guest)",
+        byte_size,
+    )
     csv_format: str = setting(
         "CSV_FORMAT",
         "standard",

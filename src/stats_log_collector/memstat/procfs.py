@@ -140,10 +140,14 @@ def _status_name(text: str) -> str | None:
     return text[5 : text.find("\n")].strip()
 
 
-def _measure(base: str, pid: int, identity: _Identity, pss: bool, *, recheck: bool) -> ProcRecord | None:
+def _measure(
+    base: str, pid: int, identity: _Identity, pss: bool, *, recheck: bool, pss_max_bytes: int | None = None
+) -> ProcRecord | None:
     """Read the figures; None when the process has no memory or (``recheck``) now runs another program.
 
-    Raises _Vanished.
+    PSS is read only up to ``pss_max_bytes`` of RSS: on some kernels reading smaps_rollup holds the
+    process's memory map lock for the whole walk, stalling a large guest's page faults meanwhile
+    (ncabatoff/process-exporter#246). Raises _Vanished.
     """
     text = (_read(f"{base}/status") or b"").decode("utf-8", "replace")
     if recheck and _status_name(text) != identity.comm:  # it exec'd: identify it again
@@ -152,6 +156,9 @@ def _measure(base: str, pid: int, identity: _Identity, pss: bool, *, recheck: bo
     if "VmRSS" not in status_kb:  # a zombie, or it exited between reads
         log.debug("process %d (%s) has no memory figures", pid, identity.name)
         return None
+    if pss and pss_max_bytes is not None and status_kb["VmRSS"] * 1024 > pss_max_bytes:
+        log.debug("process %d (%s): RSS over PROCFS_PSS_MAX_BYTES, PSS not read", pid, identity.name)
+        pss = False
     rollup = _read(f"{base}/smaps_rollup", optional=True) if pss else None
     return ProcRecord(
         pid=pid,
@@ -197,9 +204,12 @@ class Scanner:
     once, so a reused PID is always identified afresh. This halves a steady scan's reads.
     """
 
-    def __init__(self, proc_root: Path | str, names: Iterable[str]) -> None:
+    def __init__(
+        self, proc_root: Path | str, names: Iterable[str], *, pss_max_bytes: int | None = None
+    ) -> None:
         self._root = str(proc_root)
         self._names = tuple(names)
+        self._pss_max_bytes = pss_max_bytes  # PSS is left unread above this RSS (see _measure)
         self._known: dict[int, _Identity] = {}
 
     def scan(self, *, pss: bool = True) -> list[ProcRecord]:
@@ -224,7 +234,7 @@ class Scanner:
         self, base: str, pid: int, identity: _Identity | None, pss: bool
     ) -> tuple[_Identity, ProcRecord] | None:
         if identity is not None:
-            record = _measure(base, pid, identity, pss, recheck=True)
+            record = _measure(base, pid, identity, pss, recheck=True, pss_max_bytes=self._pss_max_bytes)
             if record is not None:
                 return identity, record
         comm = _comm(self._root, pid)
@@ -233,7 +243,7 @@ class Scanner:
         identity = _identify(base, pid, comm, self._names)
         if identity is None:
             return None
-        record = _measure(base, pid, identity, pss, recheck=False)
+        record = _measure(base, pid, identity, pss, recheck=False, pss_max_bytes=self._pss_max_bytes)
         return None if record is None else (identity, record)
 
 

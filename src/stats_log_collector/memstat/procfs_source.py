@@ -28,7 +28,9 @@ class ProcfsSource:
         self._node = node
         self._pods: dict[str, VmPod] = {}
         self._expected: list[VmPod] = []  # this node's running launcher pods
-        self._scanner = Scanner(settings.proc_root, settings.process_names)
+        self._scanner = Scanner(
+            settings.proc_root, settings.process_names, pss_max_bytes=settings.procfs_pss_max_bytes
+        )
         self.skipped = 0
 
     async def poll(self, at: datetime) -> list[Sample]:

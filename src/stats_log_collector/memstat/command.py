@@ -76,7 +76,13 @@ def _run(config: MemstatSettings, kube: KubeSettings) -> int:
     failed: list[str] = []
 
     async def run(stop: asyncio.Event) -> None:
-        store = CsvStore(config.data_dir, config.csv_format, config.max_csv_bytes, config.max_archive_bytes)
+        store = CsvStore(
+            config.data_dir,
+            config.csv_format,
+            config.max_csv_bytes,
+            config.max_archive_bytes,
+            background=True,  # a rotation's gzip (seconds per GiB) must not stall polls and HTTP
+        )
         store.open()
         state = LiveState()
         app = build_app(state, config.logs_dir, CsvRoutes(store).add_routes)

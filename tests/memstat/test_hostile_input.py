@@ -21,6 +21,7 @@ from kubevirt_test_cluster import KubeVirtCluster
 from stats_log_collector.kube import KubeClient
 from stats_log_collector.memstat.csvstore import CsvStore
 from stats_log_collector.memstat.kubelet_source import KubeletSource
+from stats_log_collector.memstat.procfs import Scanner, sample_procfs
 from stats_log_collector.memstat.sample import VmPod
 from tests.helpers import http, wait_for
 from tests.memstat.history import write_history
@@ -241,3 +242,27 @@ def test_polls_and_http_go_on_during_a_large_rotation(memstat, fake_vm: int, tmp
     assert process.poll() is None
     wait_for(lambda: len(list(data.glob("mem-stats-*.csv.gz"))) == 1, "the archive")
     assert os.path.getsize(next(data.glob("mem-stats-*.csv.gz"))) > 0
+
+
+def fake_process(proc: Path, pid: int, vm: str, rss_kb: int) -> Path:
+    """A /proc/<pid> as the kernel shows a QEMU started with ``-name guest=<vm>`` (files, not a process)."""
+    base = proc / str(pid)
+    base.mkdir(parents=True)
+    (base / "comm").write_text("qemu-kvm\n")
+    (base / "cmdline").write_bytes(b"\0".join([b"/usr/libexec/qemu-kvm", b"-name", f"guest={vm}".encode()]))
+    (base / "status").write_text(f"Name:\tqemu-kvm\nVmRSS:\t{rss_kb} kB\nRssAnon:\t{rss_kb} kB\n")
+    (base / "cgroup").write_text("0::/machine.slice\n")
+    (base / "smaps_rollup").write_text(f"Rss:\t{rss_kb} kB\nPss:\t{rss_kb // 2} kB\n")
+    return base
+
+
+def test_a_process_that_cannot_be_read_fails_alone(tmp_path: Path) -> None:
+    proc = tmp_path / "proc"
+    broken = fake_process(proc, 100, "broken", 1000)
+    (broken / "status").unlink()
+    (broken / "status").mkdir()  # reading it fails with EISDIR: neither data nor "process gone"
+    fake_process(proc, 200, "good", 2000)
+    scanner = Scanner(proc, ["qemu-kvm"])
+    samples = sample_procfs(scanner, ["qemu-kvm"], datetime.now(UTC), node="n1")
+    assert [(s.vm, s.rss_bytes) for s in samples] == [("good", 2000 * 1024)]
+    assert scanner.failed == 1

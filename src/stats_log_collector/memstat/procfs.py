@@ -211,6 +211,7 @@ class Scanner:
         self._names = tuple(names)
         self._pss_max_bytes = pss_max_bytes  # PSS is left unread above this RSS (see _measure)
         self._known: dict[int, _Identity] = {}
+        self.failed = 0  # processes the last scan could not read for another reason than their exit
 
     def scan(self, *, pss: bool = True) -> list[ProcRecord]:
         """Every process named one of ``names`` (or any QEMU), in PID order."""
@@ -218,12 +219,17 @@ class Scanner:
             pids = sorted(int(e.name) for e in entries if e.name.isdigit())
         known, self._known = self._known, {}
         records = []
+        self.failed = 0
         for pid in pids:
             base = f"{self._root}/{pid}"
             try:
                 found = self._read(base, pid, known.get(pid), pss)
             except _Vanished:
                 log.debug("process %d vanished while read", pid)
+                continue
+            except Exception as exc:  # one unreadable process (an odd /proc, a bug) fails itself only
+                log.warning("process skipped for this sample", extra={"pid": pid, "error": repr(exc)})
+                self.failed += 1
                 continue
             if found is not None:
                 self._known[pid] = found[0]

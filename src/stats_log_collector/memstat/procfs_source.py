@@ -50,7 +50,8 @@ class ProcfsSource:
             self._node,
             pss=settings.procfs_pss,
         )
-        self.skipped = len(self._report_missing(samples)) if resolver is not None else 0
+        missing = len(self._report_missing(samples)) if resolver is not None else 0
+        self.skipped = missing + self._scanner.failed
         return samples
 
     def _report_missing(self, samples: list[Sample]) -> list[VmPod]:

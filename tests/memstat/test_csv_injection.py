@@ -13,6 +13,7 @@ from pathlib import Path
 
 from stats_log_collector.memstat.csvstore import CsvStore, csv_field_for_name, name_of_cell
 from stats_log_collector.memstat.sample import COLUMNS, VmPod
+from stats_log_collector.memstat.series import Query, SeriesCache
 
 AT_NAMES = ['=HYPERLINK("http://evil","x")', "@SUM(1+1)", "+1", "-2", "\tx", "'quoted", "plain-vm"]
 
@@ -44,3 +45,17 @@ def test_formula_names_are_escaped_and_decoded(tmp_path: Path) -> None:
     lines = text.splitlines()[1:]
     for name, line in zip(AT_NAMES, lines, strict=True):
         assert f",ns,{csv_field_for_name(name)},'=pod," in line
+
+
+def test_the_dashboard_series_read_from_the_csv_have_the_real_names(tmp_path: Path) -> None:
+    at = datetime(2026, 11, 23, 10, tzinfo=UTC)
+    samples = [VmPod("=ns", name, "pod").sample(at, "procfs", "qemu", 1, rss_bytes=i << 20) for i, name in
+               enumerate(AT_NAMES, 1)]  # fmt: skip
+    with CsvStore(tmp_path) as store:
+        store.append(samples)
+        seeded, live = SeriesCache(), SeriesCache()
+        live.add_samples(samples)
+        seeded.seed(store.history(), store.fmt)
+    query = Query(at.timestamp() - 10, at.timestamp() + 10, 20, "rss_bytes")
+    assert seeded.query(query) == live.query(query)
+    assert len(seeded.query(query).values) == len(AT_NAMES)

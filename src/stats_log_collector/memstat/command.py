@@ -120,6 +120,8 @@ def _run(config: MemstatSettings, kube: KubeSettings) -> int:
                 await client.close()
             await runner.cleanup()
             store.close()
+            # A short archiving ends now; a long one is cut short and redone by the next start's open().
+            await asyncio.to_thread(store.wait_archived, 1.0)
 
     lifecycle.run(run)
     for reason in failed:

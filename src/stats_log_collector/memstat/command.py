@@ -58,12 +58,9 @@ async def seed_series(state: LiveState, store: CsvStore) -> None:
 def run(config: MemstatSettings, kube: KubeSettings) -> int:
     """Exit code 0; 1 when the API cannot be reached. Raises InstanceLocked and ConfigError (exit 2)."""
     # First: a second memstat on this DATA_DIR would rotate the CSV under the first one.
-    lock = InstanceLock(config.data_dir / LOCK_NAME, "DATA_DIR").acquire()
-    try:
+    with InstanceLock(config.data_dir / LOCK_NAME, "DATA_DIR"):
         check_settings(config)
         return _run(config, kube)
-    finally:
-        lock.release()
 
 
 def check_settings(config: MemstatSettings) -> None:

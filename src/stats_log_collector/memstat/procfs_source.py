@@ -28,7 +28,9 @@ class ProcfsSource:
         self._node = node
         self._pods: dict[str, VmPod] = {}
         self._expected: list[VmPod] = []  # this node's running launcher pods
-        self._scanner = Scanner(settings.proc_root, settings.process_names)
+        self._scanner = Scanner(
+            settings.proc_root, settings.process_names, pss_max_bytes=settings.procfs_pss_max_bytes
+        )
         self.skipped = 0
 
     async def poll(self, at: datetime) -> list[Sample]:
@@ -48,7 +50,8 @@ class ProcfsSource:
             self._node,
             pss=settings.procfs_pss,
         )
-        self.skipped = len(self._report_missing(samples)) if resolver is not None else 0
+        missing = len(self._report_missing(samples)) if resolver is not None else 0
+        self.skipped = missing + self._scanner.failed
         return samples
 
     def _report_missing(self, samples: list[Sample]) -> list[VmPod]:

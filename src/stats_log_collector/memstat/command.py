@@ -81,7 +81,9 @@ def _run(config: MemstatSettings, kube: KubeSettings) -> int:
             background=True,  # a rotation's gzip (seconds per GiB) must not stall polls and HTTP
         )
         store.open()
-        state = LiveState()
+        # A poll stuck on the API may wait a request timeout per try, retries included, before it ends:
+        # /healthz allows that much beyond its missed intervals, so an API outage alone never restarts us.
+        state = LiveState(request_timeout_s=kube.kube_request_timeout_secs * (kube.kube_retries + 1))
         app = build_app(state, config.logs_dir, CsvRoutes(store).add_routes)
         runner = web.AppRunner(app, access_log=None)
         await runner.setup()

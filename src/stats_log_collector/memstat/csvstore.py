@@ -90,7 +90,8 @@ def csv_field_for_name(name: str) -> str:
 
     ``?vm=`` filters compare the raw field, so they look for this rather than the name itself.
     """
-    return encode_rows([[text_cell(_cell(name))]]).decode("utf-8").removesuffix("\n")
+    # A second cell, so that an empty name is the empty field it is in a row, not csv's lone ``""``.
+    return encode_rows([[text_cell(_cell(name)), ""]]).decode("utf-8").removesuffix(",\n")
 
 
 def standard_row(sample: Sample) -> list[str]:
@@ -427,6 +428,20 @@ class CsvStore:
             log.info("archive %s dropped: archives over MAX_ARCHIVE_BYTES", name)
 
     # -- reading
+
+    def open_live_alone(self) -> int | None:
+        """A descriptor of the live file when it holds every kept row (no archive, none being made).
+
+        Opened under the lock rotation takes, so a rotation right after cannot hide rows from a reader of
+        the descriptor (it keeps the renamed file); the caller closes it.
+        """
+        with self._files:
+            if self.archives() or (self.data_dir / ROTATING_NAME).exists():
+                return None
+            try:
+                return os.open(self.path, os.O_RDONLY | os.O_CLOEXEC)
+            except FileNotFoundError:
+                return None
 
     def history(self, chunk_size: int = CHUNK, since: datetime | None = None) -> Iterator[bytes]:
         """Every kept row, archives oldest first, then a file being archived, then the live file.

@@ -37,6 +37,23 @@ def test_a_vm_whose_name_cannot_be_a_folder_is_skipped(
     assert sorted(p.name for p in scenario.data_dir.iterdir()) == [".logs-collector", "vm-0", "vm-1", "vm-2"]
 
 
+def test_a_pod_whose_name_cannot_be_a_file_name_fails_its_vm_only(
+    scenario: Scenario, logs_collector: Start, tmp_path: Path
+) -> None:
+    populate(scenario, vms=2)
+    hostile = scenario.cluster.add_vmi("vms", "vm-hostile", "node-1")
+    scenario.cluster.add_launcher_pod(hostile, name="..")
+    process = logs_collector("--once")
+    assert process.wait(timeout=60) == 0
+    scenario.assert_exact(["vm-0", "vm-1"])
+    text = log_text(tmp_path)
+    assert "Traceback" not in text
+    skipped = [line for line in text.splitlines() if "VM not collected" in line]
+    assert skipped and all("vms/vm-hostile" in line and "not a usable file name" in line for line in skipped)
+    [summary] = [line for line in text.splitlines() if "collection done" in line]
+    assert "vms_failed=1" in summary
+
+
 def test_a_second_collector_on_one_data_dir_exits_2_then_kill_9_frees_it(
     scenario: Scenario, logs_collector: Start, tmp_path: Path
 ) -> None:

@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 import dataclasses
+import os
+import socket
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -178,3 +182,45 @@ def test_a_bad_value_under_the_alias_names_the_alias() -> None:
     spec = config.spec_of(dataclasses.fields(Group)[0])
     assert spec.variables == ("PERIOD_SECS", "PERIOD")
     assert spec.source == "env PERIOD_SECS or PERIOD"
+
+
+# ---- settings that parse but cannot work: real processes, one line, exit code 2 -------------------
+
+
+def run_component(tmp_path: Path, component: str, **env: str) -> tuple[int, list[str]]:
+    environ = {k: v for k, v in os.environ.items() if k != "KUBECONFIG"}
+    environ.update({"HOME": str(tmp_path), **env})
+    done = subprocess.run(
+        [sys.executable, "-m", "stats_log_collector", component],
+        env=environ,
+        capture_output=True,
+        timeout=60,
+    )
+    return done.returncode, done.stderr.decode().splitlines()
+
+
+def test_an_empty_path_is_refused_not_taken_for_the_current_directory(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="VIRTLET_VM_LOG_LOCATION: must be a path"):
+        load(VirtletLogSettings, {}, {"VIRTLET_VM_LOG_LOCATION": "", "STATE_DIR": str(tmp_path)})
+    code, [line] = run_component(tmp_path, "virtlet-log", VIRTLET_VM_LOG_LOCATION="", STATE_DIR=str(tmp_path))
+    assert code == 2 and "configuration error: VIRTLET_VM_LOG_LOCATION: must be a path" in line
+
+
+def test_virtlet_log_metrics_port_in_use_exits_2(tmp_path: Path) -> None:
+    (tmp_path / "vms").mkdir()
+    with socket.socket() as taken:
+        taken.bind(("0.0.0.0", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        code, lines = run_component(
+            tmp_path,
+            "virtlet-log",
+            VIRTLET_VM_LOG_LOCATION=str(tmp_path / "vms"),
+            KUBERNETES_POD_LOGS=str(tmp_path / "pods"),
+            STATE_DIR=str(tmp_path / "state"),
+            METRICS_PORT=str(port),
+        )
+    assert code == 2
+    [line] = [line for line in lines if "METRICS_PORT" in line]
+    assert f"configuration error: METRICS_PORT: cannot listen on {port}" in line
+    assert "Traceback" not in "\n".join(lines)

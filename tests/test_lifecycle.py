@@ -1,4 +1,4 @@
-"""SIGTERM and SIGINT stop a component cleanly, in time, with its state flushed: real processes."""
+"""SIGTERM, SIGINT and SIGHUP stop a component cleanly, in time, with its state flushed: real processes."""
 
 from __future__ import annotations
 
@@ -45,7 +45,7 @@ def start(tmp_path: Path, mode: str) -> tuple[subprocess.Popen[bytes], Path]:
     return process, out
 
 
-@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT, signal.SIGHUP])
 def test_signal_stops_and_flushes(tmp_path: Path, signum: int) -> None:
     process, out = start(tmp_path, "cooperative")
     began = time.monotonic()

@@ -214,3 +214,6 @@ def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = 
     except InstanceLocked as exc:  # a component's state is another instance's: nothing was touched
         print(f"{PROG} {command.name}: {exc}", file=sys.stderr)
         return 2
+    except ConfigError as exc:  # a setting that loads but cannot work (a port in use, not a kubeconfig)
+        print(f"{PROG} {command.name}: configuration error: {exc}", file=sys.stderr)
+        return 2

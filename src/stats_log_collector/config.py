@@ -238,6 +238,13 @@ def path(raw: str) -> Path:
     return Path(raw).expanduser().absolute()
 
 
+def path_or_word(raw: str) -> str:
+    """A path kept as given, or a word meaning something else (``pty``); empty is refused, not ``.``."""
+    if not raw:
+        raise ValueError("must be a path")
+    return raw
+
+
 def optional_path(raw: str) -> Path | None:
     return path(raw) if raw else None
 

@@ -1,9 +1,12 @@
-"""Running a component until SIGTERM or SIGINT, then stopping it cleanly within a deadline.
+"""Running a component until SIGTERM, SIGINT or SIGHUP, then stopping it cleanly within a deadline.
 
 Kubernetes sends SIGTERM and waits terminationGracePeriodSeconds (30 s by default) before SIGKILL; we
 promise to be gone within 5 s. A component receives a ``stop`` event and is expected to finish its
 current step, flush its state and return. If it has not returned after ``grace`` seconds, its task is
 cancelled, which still runs its ``finally`` blocks. A second signal cancels at once.
+
+SIGHUP (the terminal or an ssh session closing) stops like SIGTERM: its default action would end the
+process at once, without the flush.
 """
 
 from __future__ import annotations
@@ -16,7 +19,7 @@ from collections.abc import Awaitable, Callable
 log = logging.getLogger(__name__)
 
 Component = Callable[[asyncio.Event], Awaitable[None]]
-STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
+STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
 
 
 async def run_until_signalled(component: Component, grace: float = 4.0) -> None:

@@ -14,6 +14,8 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 
+from .config import ConfigError
+
 log = logging.getLogger(__name__)
 
 
@@ -39,12 +41,20 @@ def make_app(registry: CollectorRegistry) -> web.Application:
 
 
 @contextlib.asynccontextmanager
-async def serving(registry: CollectorRegistry, port: int, host: str = "0.0.0.0") -> AsyncIterator[None]:
-    """Serve ``registry`` on ``port`` for the duration of the block."""
+async def serving(
+    registry: CollectorRegistry, port: int, host: str = "0.0.0.0", setting: str = "METRICS_PORT"
+) -> AsyncIterator[None]:
+    """Serve ``registry`` on ``port`` for the duration of the block.
+
+    A port that cannot be listened on (in use) is a ``ConfigError`` naming ``setting``: exit code 2.
+    """
     runner = web.AppRunner(make_app(registry), access_log=None)
     await runner.setup()
     try:
-        await web.TCPSite(runner, host, port).start()
+        try:
+            await web.TCPSite(runner, host, port).start()
+        except OSError as exc:
+            raise ConfigError(setting, f"cannot listen on {port}: {exc.strerror}") from None
         log.info("serving metrics", extra={"port": port})
         yield
     finally:

@@ -43,6 +43,7 @@ from .config import (
     optional_port,
     optional_str,
     path,
+    path_or_word,
     port,
     positive_float,
     positive_int,
@@ -112,6 +113,12 @@ class MemstatSettings:
         True,
         "procfs source: read PSS from smaps_rollup (the costly part of a scan; false for 1,000+ VMs a node)",
         boolean,
+    )
+    procfs_pss_max_bytes: int = setting(
+        "PROCFS_PSS_MAX_BYTES",
+        32 * 1024**3,
+        "procfs source: no PSS for a process with more RSS (reading it can stall a large guest)",
+        byte_size,
     )
     csv_format: str = setting(
         "CSV_FORMAT",
@@ -191,6 +198,7 @@ class VirtletLogSettings:
         "VIRTLET_VM_LOG_LOCATION",
         "/var/log/vms",
         "raw console logs; 'pty' means there are none",
+        path_or_word,
         aliases=("VIRTLET_VM_LOGS",),
     )
     kubernetes_pod_logs: Path = setting(

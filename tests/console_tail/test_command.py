@@ -452,3 +452,19 @@ def test_virtlogd_names_sort_oldest_first_even_within_one_clock_tick(tmp_path: P
         os.utime(tmp_path / name, ns=(10**18, 10**18))
     names = [sibling.path.name for sibling in rotated_siblings(path)]
     assert names == ["virt-serial0-log.10", "virt-serial0-log.2", "virt-serial0-log.1", "virt-serial0-log.0"]
+
+
+def test_sighup_stops_like_sigterm_and_commits(tmp_path: Path, tails) -> None:
+    path = tmp_path / "virt-serial0-log"
+    path.write_bytes(b"before the hangup\r\n")
+    state = tmp_path / "state" / "console.state"
+    tail = tails(path, state)
+    tail.wait_out(b"before the hangup\n")
+    assert tail.stop(signal.SIGHUP)[0] == 0
+    with path.open("ab") as console:
+        console.write(b"after\r\n")
+    again = tails(path, state)  # the checkpoint was committed: nothing is repeated
+    again.wait_out(b"after\n")
+    time.sleep(0.3)
+    assert again.out == b"after\n"
+    assert again.stop()[0] == 0

@@ -81,13 +81,13 @@ def test_kubelet_source_against_the_test_cluster(
     assert process.wait(timeout=10) == 0
 
 
-def test_port_in_use_is_one_error_and_exit_1(memstat, tmp_path: Path) -> None:
+def test_port_in_use_is_one_error_and_exit_2(memstat, tmp_path: Path) -> None:
     with socket.socket() as taken:
         taken.bind(("0.0.0.0", 0))
         taken.listen()
         process, _ = memstat(MEMSTAT_SOURCE="procfs", HTTP_PORT=str(taken.getsockname()[1]))
-        assert process.wait(timeout=20) == 1
-    assert b"cannot listen on HTTP_PORT" in (tmp_path / "memstat.stderr").read_bytes()
+        assert process.wait(timeout=20) == 2
+    assert b"HTTP_PORT: cannot listen on" in (tmp_path / "memstat.stderr").read_bytes()
 
 
 def test_the_dashboard_series_are_read_from_the_history_at_start(memstat, tmp_path: Path) -> None:

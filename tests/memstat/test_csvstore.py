@@ -317,3 +317,22 @@ def test_short_write_when_disk_fills_is_repaired(tmp_path: Path) -> None:
     # of the torn fragment), then the next poll's row follows on its own line.
     assert rows[-1][:3] == [format_timestamp(T0), "default", "vm0"]
     assert len(rows) - 2 > 7
+
+
+def test_the_live_file_alone_is_opened_whole_and_a_rotation_after_hides_nothing(tmp_path: Path) -> None:
+    # What an unfiltered download with no archive yet serves: the descriptor keeps every row it had when
+    # it was opened, even when the first rotation renames the file right after.
+    store = CsvStore(tmp_path, max_csv_bytes=10**9, max_archive_bytes=10**9)
+    with store:
+        store.append([_sample(k) for k in range(40)])
+        fd = store.open_live_alone()
+        assert fd is not None
+        try:
+            store.rotate()
+            assert store.open_live_alone() is None  # an archive exists now: the history is streamed
+            with os.fdopen(os.dup(fd), "rb") as kept:
+                rows = _rows(kept.read())
+        finally:
+            os.close(fd)
+    assert rows[0] == list(COLUMNS)
+    assert [r[0] for r in rows[1:]] == [format_timestamp(_sample(k).timestamp) for k in range(40)]

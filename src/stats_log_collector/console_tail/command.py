@@ -74,7 +74,7 @@ BLOCKED_RETRY_SECONDS: Final = 1.0
 WRITE_GRACE_SECONDS: Final = 3.0
 
 STDOUT: Final = 1
-STOP_SIGNALS: Final = (signal.SIGTERM, signal.SIGINT)
+STOP_SIGNALS: Final = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)  # SIGHUP: no other meaning here
 _DIR_EVENTS: Final = (
     flags.CREATE
     | flags.MODIFY

@@ -28,9 +28,10 @@ from typing import Any, TypedDict, TypeVar, Unpack
 import httpx
 import httpx_ws
 import kr8s.asyncio
+import yaml  # kr8s's own kubeconfig reader: a file that is not YAML raises its error
 from kr8s import APITimeoutError, ServerError
 
-from ..config import ALL_NAMESPACES
+from ..config import ALL_NAMESPACES, ConfigError
 from ..settings import KubeSettings
 from .errors import ExecFailed, KubeError, KubeNotFound, KubeRejected, KubeUnavailable
 from .exec_protocol import SUBPROTOCOLS, ExecStream
@@ -66,6 +67,13 @@ class _Retryable(Exception):
         self.retry_after = retry_after
 
 
+_NOT_A_KUBECONFIG = (TypeError, KeyError, AttributeError, IndexError, yaml.YAMLError)
+
+
+class _NotAKubeconfig(KubeRejected):
+    """KUBECONFIG names a file that is not a kubeconfig (``/etc/passwd``, a YAML syntax error)."""
+
+
 class KubeClient:
     """The components' only door to the API. Create with ``await KubeClient.connect(settings)``."""
 
@@ -91,9 +99,17 @@ class KubeClient:
                 )
             except ValueError as exc:  # kr8s: no kubeconfig and no service account
                 raise KubeRejected(f"no Kubernetes credentials: {exc}") from None
+            except _NOT_A_KUBECONFIG as exc:  # kr8s walks the parsed file without checking its shape
+                if settings.kubeconfig is None:
+                    raise
+                reason = " ".join(str(exc).split())  # one line: a YAML error spans several
+                raise _NotAKubeconfig(f"{settings.kubeconfig} is not a kubeconfig file ({reason})") from None
 
         client = cls(None, settings, policy)
-        client._api = await client._with_retries("connect", lambda: client._attempt(open_api))
+        try:
+            client._api = await client._with_retries("connect", lambda: client._attempt(open_api))
+        except _NotAKubeconfig as exc:  # a setting that cannot work: exit code 2, not a retried outage
+            raise ConfigError("KUBECONFIG", str(exc)) from None
         return client
 
     async def close(self) -> None:

@@ -19,7 +19,7 @@ from ..settings import LogsCollectorSettings
 from . import retention
 from .cursor import NANOS, Cursor, WindowFilter
 from .handler_split import HandlerSplitter
-from .layout import handler_file, launcher_file
+from .layout import UnusableName, handler_file, launcher_file
 from .plan import HandlerJob, LauncherJob, Plan, VmRef, handler_identities, make_plan
 from .store import CursorStore
 from .writer import WindowFile
@@ -115,7 +115,12 @@ class Collector:
     # ---- a launcher container ---------------------------------------------------------------------
 
     async def _launcher(self, job: LauncherJob, summary: RunSummary) -> None:
-        output = WindowFile(job.folder / launcher_file(job.pod, job.container, job.start.nanos))
+        try:
+            name = launcher_file(job.pod, job.container, job.start.nanos)
+        except UnusableName as exc:  # a pod or container name from the API that cannot be a file name
+            self._failed(summary, job.vm, f"{job.pod!r}/{job.container!r}: {exc}")
+            return
+        output = WindowFile(job.folder / name)
         try:
             async with self._semaphore:
                 end = job.current
@@ -158,10 +163,14 @@ class Collector:
     # ---- a node's virt-handler log ----------------------------------------------------------------
 
     async def _handler(self, job: HandlerJob, summary: RunSummary) -> None:
+        try:
+            names = [handler_file(job.pod, target.start.nanos) for target in job.targets]
+        except UnusableName as exc:  # a handler pod name from the API that cannot be a file name
+            for target in job.targets:
+                self._failed(summary, target.vm, f"virt-handler {job.pod!r} on {job.node}: {exc}")
+            return
         splitter = HandlerSplitter(handler_identities(job), [target.start for target in job.targets])
-        outputs = [
-            WindowFile(target.folder / handler_file(job.pod, target.start.nanos)) for target in job.targets
-        ]
+        outputs = [WindowFile(target.folder / name) for target, name in zip(job.targets, names, strict=True)]
         sinks = [_Sink(output) for output in outputs]
         try:
             async with self._semaphore:

@@ -16,16 +16,29 @@ from collections.abc import Coroutine
 from typing import Any
 
 from .. import lifecycle
+from ..instance_lock import InstanceLock
 from ..kube import KubeClient, KubeError
 from ..schedule import next_tick
 from ..settings import KubeSettings, LogsCollectorSettings
 from .collector import Collector, RunSummary
+from .layout import STATE_DIR
 from .verbosity import raise_verbosity
 
 log = logging.getLogger(__name__)
 
+LOCK_NAME = "lock"  # in the hidden state folder, $DATA_DIR/.logs-collector/
+
 
 def run(config: LogsCollectorSettings, kube: KubeSettings) -> int:
+    """Exit code 0, or 1 (see the module); raises InstanceLocked and ConfigError (exit code 2)."""
+    # First: two collectors on one DATA_DIR would both publish every window and race on the journal.
+    state = config.data_dir / STATE_DIR
+    state.mkdir(exist_ok=True)
+    with InstanceLock(state / LOCK_NAME, "DATA_DIR"):
+        return _run(config, kube)
+
+
+def _run(config: LogsCollectorSettings, kube: KubeSettings) -> int:
     failed: list[str] = []
 
     async def component(stop: asyncio.Event) -> None:

@@ -60,8 +60,21 @@ def window_start_of(name: str) -> float | None:
     return float(calendar.timegm(time.strptime(match.group(1), "%Y%m%dT%H%M%SZ")))
 
 
+class UnusableName(ValueError):
+    """A name from the API that cannot be one file or folder name; the object it names is skipped."""
+
+
+NAME_MAX = 255  # bytes in one file name (Linux)
+
+
 def _safe(name: str) -> str:
-    """Kubernetes names are DNS names; anything else must not become a path."""
+    """Kubernetes names are DNS names, but the API answer is outside input: anything else is refused.
+
+    Refused: empty, ``.``/``..`` and every other name starting with a dot (hidden: our temp files and
+    state), ``/``, NUL, and names over NAME_MAX bytes.
+    """
     if not name or name.startswith(".") or "/" in name or "\x00" in name:
-        raise ValueError(f"not a usable name: {name!r}")
+        raise UnusableName(f"not a usable file name: {name!r}")
+    if len(name.encode("utf-8", "surrogatepass")) > NAME_MAX:
+        raise UnusableName(f"not a usable file name: over {NAME_MAX} bytes ({name[:40]!r}...)")
     return name

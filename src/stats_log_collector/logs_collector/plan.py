@@ -16,7 +16,7 @@ from ..kube import Pod, Vmi, match_launcher_pods
 from ..kube.models import INIT, REGULAR
 from .cursor import NANOS, Cursor
 from .handler_split import VmIdentity
-from .layout import vm_folder
+from .layout import UnusableName, vm_folder
 
 
 @dataclasses.dataclass(frozen=True)
@@ -113,7 +113,11 @@ def make_plan(
     handler_targets: dict[str, list[HandlerTarget]] = {}
     for vmi in vmis:
         vm = VmRef(vmi.namespace, vmi.name)
-        folder = vm_folder(data_dir, vm.namespace, vm.name, per_namespace)
+        try:
+            folder = vm_folder(data_dir, vm.namespace, vm.name, per_namespace)
+        except UnusableName as exc:  # a hostile API answer (a VMI named ".."): this VM only is skipped
+            plan.problems.append((vm, str(exc)))
+            continue
         oldest = by_vm_prefix.get(f"{vm.namespace}/{vm.name}")
         new_start = first_start if oldest is None else min(first_start, oldest)
         pods = match_launcher_pods(vmi, launcher_pods)

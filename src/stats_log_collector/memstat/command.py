@@ -11,6 +11,8 @@ from datetime import UTC, datetime, timedelta
 from aiohttp import web
 
 from .. import lifecycle
+from ..config import ConfigError
+from ..instance_lock import InstanceLock
 from ..kube import KubeError
 from ..settings import KubeSettings, MemstatSettings
 from .choose_source import make_source
@@ -22,6 +24,8 @@ from .server import build_app
 from .state import LiveState
 
 log = logging.getLogger(__name__)
+
+LOCK_NAME = ".memstat.lock"  # a dot-file: the /logs/ browser does not list it
 
 
 async def seed_series(state: LiveState, store: CsvStore) -> None:
@@ -63,6 +67,20 @@ def split_budget(total: int) -> tuple[int, int]:
 
 
 def run(config: MemstatSettings, kube: KubeSettings) -> int:
+    """Exit code 0; 1 when the API cannot be reached. Raises InstanceLocked and ConfigError (exit 2)."""
+    # First: a second memstat on this DATA_DIR would rotate the CSV under the first one.
+    with InstanceLock(config.data_dir / LOCK_NAME, "DATA_DIR"):
+        check_settings(config)
+        return _run(config, kube)
+
+
+def check_settings(config: MemstatSettings) -> None:
+    """Settings that parse but cannot work, found before anything starts (not at the first poll)."""
+    if config.memstat_source == "procfs" and not config.proc_root.is_dir():
+        raise ConfigError("PROC_ROOT", f"{config.proc_root} is not a directory")
+
+
+def _run(config: MemstatSettings, kube: KubeSettings) -> int:
     failed: list[str] = []
 
     async def run(stop: asyncio.Event) -> None:
@@ -70,11 +88,16 @@ def run(config: MemstatSettings, kube: KubeSettings) -> int:
             split_budget(config.max_csv_bytes),
             split_budget(config.max_archive_bytes),
         )
-        store = CsvStore(config.data_dir, config.csv_format, csv_bytes, archive_bytes)
+        # background: a rotation's gzip (seconds per GiB) must not stall polls and HTTP
+        store = CsvStore(config.data_dir, config.csv_format, csv_bytes, archive_bytes, background=True)
         store.open()
-        vm_store = CsvStore(config.data_dir, "standard", vm_csv_bytes, vm_archive_bytes, layout=VM_LAYOUT)
+        vm_store = CsvStore(
+            config.data_dir, "standard", vm_csv_bytes, vm_archive_bytes, background=True, layout=VM_LAYOUT
+        )
         vm_store.open()
-        state = LiveState()
+        # A poll stuck on the API may wait a request timeout per try, retries included, before it ends:
+        # /healthz allows that much beyond its missed intervals, so an API outage alone never restarts us.
+        state = LiveState(request_timeout_s=kube.kube_request_timeout_secs * (kube.kube_retries + 1))
         app = build_app(state, config.logs_dir, CsvRoutes(store, vm_store).add_routes)
         runner = web.AppRunner(app, access_log=None)
         await runner.setup()
@@ -83,8 +106,8 @@ def run(config: MemstatSettings, kube: KubeSettings) -> int:
             try:
                 await web.TCPSite(runner, "0.0.0.0", config.http_port).start()
             except OSError as exc:
-                failed.append(f"cannot listen on HTTP_PORT {config.http_port}: {exc.strerror}")
-                return
+                problem = f"cannot listen on {config.http_port}: {exc.strerror}"
+                raise ConfigError("HTTP_PORT", problem) from None
             try:
                 source, client = await make_source(config, kube)
             except KubeError as exc:
@@ -111,6 +134,9 @@ def run(config: MemstatSettings, kube: KubeSettings) -> int:
             await runner.cleanup()
             store.close()
             vm_store.close()
+            # A short archiving ends now; a long one is cut short and redone by the next start's open().
+            await asyncio.to_thread(store.wait_archived, 1.0)
+            await asyncio.to_thread(vm_store.wait_archived, 1.0)
 
     lifecycle.run(run)
     for reason in failed:

@@ -1,7 +1,8 @@
 """Serving the CSV: ``GET /`` and ``GET /mem-stats.csv``, whole history or filtered, streamed.
 
-- Unfiltered, with no archives yet: the live file itself through aiohttp's FileResponse, which answers
-  Range, ETag / If-None-Match and If-Modified-Since exactly as for any static file.
+- Unfiltered, with no archives yet: the live file itself (through a descriptor opened under the store's
+  rotation lock) with aiohttp's FileResponse, which answers Range, ETag / If-None-Match and
+  If-Modified-Since exactly as for any static file.
 - Otherwise the kept history (archives, then the live file) is streamed with one header, filtered row by
   row (``?vm=a&vm=b&since=-1h&until=2026-11-23T10:00:00Z``), gzip-compressed on the fly when the client
   asks for it; the ETag names the files and sizes it was built from, so a repeated download of an
@@ -17,13 +18,14 @@ The filters are pure functions of a line, tested directly.
 from __future__ import annotations
 
 import hashlib
+import os
 import re
 from collections.abc import Callable, Iterable, Iterator
 from datetime import UTC, datetime, timedelta
 
 from aiohttp import web
 
-from .csvstore import CsvStore, encode_rows
+from .csvstore import CsvStore, csv_field_for_name, encode_rows
 from .transfers import TransferEnded, TransferPool, drop_connection, transfers_of
 
 _RELATIVE = re.compile(r"^-(\d+(?:\.\d+)?)([smhdw])$")
@@ -87,10 +89,15 @@ _CELL = rb'(?:"(?:[^"\n]|"")*"|[^,"\n]*)'
 
 def _vm_prefix(fmt: str, vms: set[str]) -> bytes:
     """A regex matching the start of a row of one of ``vms``, up to the end of the VM's cell."""
-    names = b"|".join(re.escape(_encoded_cell(name)) for name in sorted(vms))
+    encode = _encoded_cell if fmt == "legacy" else _standard_vm_field  # only the standard CSV escapes
+    names = b"|".join(re.escape(encode(name)) for name in sorted(vms))
     if fmt == "legacy":
         return rb"^(?:" + names + rb")(?:,|$)"
     return rb"^[^,\n]*," + _CELL + rb",(?:" + names + rb")(?:,|$)"
+
+
+def _standard_vm_field(name: str) -> bytes:
+    return csv_field_for_name(name).encode()  # a would-be formula is stored with a leading '
 
 
 def _encoded_cell(value: str) -> bytes:
@@ -179,8 +186,16 @@ class CsvRoutes:
         vms = vm_names(request.query.getall("vm", []))
         keep = row_filter(self._store.fmt, vms, since, until)
         headers = {"Content-Disposition": f'inline; filename="{self._store.layout.name}"'}
-        if keep is None and not self._store.archives() and self._store.path.exists():
-            return web.FileResponse(self._store.path, headers={**headers, "Content-Type": "text/csv"})
+        if keep is None and (live := self._store.open_live_alone()) is not None:
+            # Served through its descriptor: a rotation from now on cannot swap the file under it.
+            try:
+                whole = web.FileResponse(
+                    f"/proc/self/fd/{live}", headers={**headers, "Content-Type": "text/csv"}
+                )
+                await whole.prepare(request)
+            finally:
+                os.close(live)
+            return whole
         etag = self._etag()
         if keep is None and request.if_none_match and any(tag.value == etag for tag in request.if_none_match):
             return web.Response(status=304, headers={"ETag": f'"{etag}"'})

@@ -7,6 +7,10 @@ MAX_ARCHIVE_BYTES are dropped oldest first. Why each rule: docs/memstat.md, "The
 safety and rotation". Row formatting is pure (``standard_row``, ``legacy_row``, ``encode_rows``).
 A store is one file: its name, header and row encoder are a :class:`CsvLayout` (``mem-stats.csv`` by
 default; ``vm-stats.csv`` holds the per-VM figures, ``VM_LAYOUT``).
+
+Rotation and history reads coordinate through one lock: a read lists and opens its files under it, and
+rotation's renames and removals take it, so a read sees every row kept when it started. The gzip itself
+runs outside the lock, and in a thread when the store is ``background`` (memstat: not on the event loop).
 """
 
 from __future__ import annotations
@@ -20,6 +24,7 @@ import logging
 import os
 import re
 import shutil
+import threading
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
@@ -75,8 +80,43 @@ def _cell(value: object) -> str:
     return str(value).replace("\r", " ").replace("\n", " ")
 
 
+# A spreadsheet takes a cell starting with one of these for a formula (CSV injection:
+# https://owasp.org/www-community/attacks/CSV_Injection). Any local user can name a QEMU ``=HYPERLINK(..)``.
+_FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+_ESCAPED_STARTS = (*_FORMULA_STARTS, "'")  # a name starting with ' is escaped too, so decoding is exact
+_TEXT_COLUMNS = frozenset({"namespace", "vm", "pod", "node", "source", "process"})
+
+
+def text_cell(text: str) -> str:
+    """A text cell as the standard CSV stores it: a would-be formula gets a leading ``'`` (OWASP's advice)."""
+    return "'" + text if text.startswith(_ESCAPED_STARTS) else text
+
+
+def name_of_cell(cell: str) -> str:
+    """The text a standard CSV text cell (parsed) stands for: the inverse of :func:`text_cell`."""
+    return cell[1:] if cell.startswith("'") else cell
+
+
+def csv_field_for_name(name: str) -> str:
+    """The raw bytes (as text) of the standard CSV field holding ``name``, CSV quoting included.
+
+    ``?vm=`` filters compare the raw field, so they look for this rather than the name itself.
+    """
+    # A second cell, so that an empty name is the empty field it is in a row, not csv's lone ``""``.
+    return encode_rows([[text_cell(_cell(name)), ""]]).decode("utf-8").removesuffix(",\n")
+
+
 def standard_row(sample: Sample) -> list[str]:
-    return [_cell(getattr(sample, column)) for column in COLUMNS]
+    return _row(sample, COLUMNS)
+
+
+def _row(values: object, columns: Sequence[str]) -> list[str]:
+    """The cells of ``columns`` (attributes of ``values``): text cells formula-safe."""
+    return [
+        text_cell(_cell(value)) if column in _TEXT_COLUMNS else _cell(value)
+        for column in columns
+        for value in (getattr(values, column),)
+    ]
 
 
 def _legacy_kb(sample: Sample, field: str) -> int | None:
@@ -90,14 +130,15 @@ def _legacy_kb(sample: Sample, field: str) -> int | None:
 def legacy_row(sample: Sample) -> list[str]:
     """The original's row: vmName is the pod name, unix seconds, kB, RSS = RssAnon + RssFile.
 
-    RSS falls back to the sample's RSS when the source has no anon/file breakdown (the kubelet source),
-    so the one figure such a source has is not lost; other unknown values are empty.
+    Without Kubernetes (procfs on a plain host) there is no pod: vmName is the VM's name, from QEMU's
+    ``-name``. RSS falls back to the sample's RSS when the source has no anon/file breakdown (the
+    kubelet source), so the one figure such a source has is not lost; other unknown values are empty.
     """
     anon, file = _legacy_kb(sample, "RssAnon"), _legacy_kb(sample, "RssFile")
     rss = anon + file if anon is not None and file is not None else sample.rss_bytes // 1024
     values = [_legacy_kb(sample, field) for field in _LEGACY_KB_FIELDS]
     return [
-        _cell(sample.pod),
+        _cell(sample.pod or sample.vm),
         _cell(sample.process),
         str(int(sample.timestamp.timestamp())),
         str(rss),
@@ -199,12 +240,10 @@ def samples_layout(fmt: str) -> CsvLayout:
     return CsvLayout("mem-stats", fmt, header(fmt), lambda samples: encode_samples(samples, fmt))
 
 
-def _dataclass_row(columns: tuple[str, ...]) -> Callable[[Iterable[Any]], bytes]:
-    return lambda rows: encode_rows([_cell(getattr(row, column)) for column in columns] for row in rows)
-
-
-# ``vm-stats.csv``: one row per VM per poll (``vm_figures.VmFigures``).
-VM_LAYOUT = CsvLayout("vm-stats", "standard", VM_COLUMNS, _dataclass_row(VM_COLUMNS))
+# ``vm-stats.csv``: one row per VM per poll (``vm_figures.VmFigures``), standard cells.
+VM_LAYOUT = CsvLayout(
+    "vm-stats", "standard", VM_COLUMNS, lambda rows: encode_rows(_row(row, VM_COLUMNS) for row in rows)
+)
 
 
 # ---- the store (I/O) ---------------------------------------------------------------------------------
@@ -220,28 +259,41 @@ class CsvStore:
         max_csv_bytes: int = 1024**3,
         max_archive_bytes: int = 4 * 1024**3,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+        *,
+        background: bool = False,
         layout: CsvLayout | None = None,
     ) -> None:
+        """``background``: a rotation that :meth:`append` starts gzips in a thread, and append returns.
+        ``layout``: the file (``mem-stats.csv`` in ``fmt`` unless given)."""
         self.layout = layout or samples_layout(fmt)
         self.data_dir = Path(data_dir)
         self.fmt = self.layout.fmt
         self.max_csv_bytes = max_csv_bytes
         self.max_archive_bytes = max_archive_bytes
         self._clock = clock
+        self._background = background
         self._header = encode_rows([self.layout.columns])
         self._fd: int | None = None
         self._size = 0
+        # Held by a history read while it lists and opens its files, and by every rename or removal.
+        self._files = threading.RLock()
+        self._archiver: threading.Thread | None = None
 
     @property
     def path(self) -> Path:
         return self.data_dir / self.layout.name
+
+    @property
+    def _rotating(self) -> Path:
+        """The file being archived; finished on the next open after a crash."""
+        return self.data_dir / (self.layout.name + ".rotating")
 
     # -- opening
 
     def open(self) -> None:
         """Finish an interrupted rotation, set aside a foreign file, repair a torn tail, write the header."""
         self.data_dir.mkdir(parents=True, exist_ok=True)
-        rotating = self.data_dir / (self.layout.name + ".rotating")
+        rotating = self._rotating
         if rotating.exists():
             self._archive(rotating)
         self._open_live()
@@ -295,6 +347,17 @@ class CsvStore:
             os.close(self._fd)
             self._fd = None
 
+    def wait_archived(self, timeout: float | None = None) -> bool:
+        """Wait for a background archiving to end; False if it still runs after ``timeout`` seconds.
+
+        Not needed before exiting: an archiving cut short is finished by the next :meth:`open`.
+        """
+        archiver = self._archiver
+        if archiver is not None:
+            archiver.join(timeout)
+            return not archiver.is_alive()
+        return True
+
     def __enter__(self) -> CsvStore:
         self.open()
         return self
@@ -324,7 +387,10 @@ class CsvStore:
         self._size += written
         if self._size > self.max_csv_bytes:
             try:
-                self.rotate()
+                if self._background:
+                    self._rotate_in_background()
+                else:
+                    self.rotate()
             except OSError:  # the rows are written; rotation is retried on the next append
                 log.exception("rotating %s failed", self.layout.name)
         return written
@@ -333,18 +399,42 @@ class CsvStore:
 
     def rotate(self) -> None:
         """Archive the live file and start a new one; then drop archives over the budget."""
-        rotating = self.data_dir / (self.layout.name + ".rotating")
+        self.wait_archived()
+        rotating = self._rotating
         if rotating.exists():  # a previous archiving failed: finish it first, never overwrite it
             self._archive(rotating)
-        self.close()
-        os.rename(self.path, rotating)
-        self._open_live()  # new rows go to a fresh file while the old one is compressed
+        self._switch_live(rotating)
         self._archive(rotating)
+
+    def _rotate_in_background(self) -> None:
+        """A new live file now; the old one gzipped in a thread (one at a time: the new one may grow)."""
+        if self._archiver is not None and self._archiver.is_alive():
+            return
+        rotating = self._rotating
+        if not rotating.exists():  # else a previous archiving failed: finish it, the switch comes next time
+            self._switch_live(rotating)
+        self._archiver = threading.Thread(
+            target=self._archive_logged, args=(rotating,), name=f"{self.layout.stem}-archiver", daemon=True
+        )
+        self._archiver.start()
+
+    def _archive_logged(self, rotating: Path) -> None:
+        try:
+            self._archive(rotating)
+        except OSError:  # kept as .rotating: finished before the next rotation or on the next open
+            log.exception("archiving %s failed", self.layout.name)
+
+    def _switch_live(self, rotating: Path) -> None:
+        with self._files:
+            self.close()
+            os.rename(self.path, rotating)
+            self._open_live()  # new rows go to a fresh file while the old one is compressed
 
     def _archive(self, rotating: Path) -> None:
         first, last = self._time_range(rotating)
         if first is None or last is None:  # only a header: nothing worth keeping
-            rotating.unlink()
+            with self._files:
+                rotating.unlink()
             return
         name = self._free_name(archive_name(first, last, self.layout.stem))
         tmp = self.data_dir / f".{name}.tmp"
@@ -353,9 +443,10 @@ class CsvStore:
                 shutil.copyfileobj(src, gz, CHUNK)
             raw.flush()
             os.fsync(raw.fileno())
-        os.rename(tmp, self.data_dir / name)
-        _fsync_dir(self.data_dir)  # the archive's name is durable before its source goes
-        rotating.unlink()
+        with self._files:  # a reader sees the rows either in the archive or in .rotating, never neither
+            os.rename(tmp, self.data_dir / name)
+            _fsync_dir(self.data_dir)  # the archive's name is durable before its source goes
+            rotating.unlink()
         log.info("%s rotated to %s", self.layout.name, name)
         self._enforce_budget()
 
@@ -380,33 +471,53 @@ class CsvStore:
         return [self.data_dir / n for n in sorted_archives(os.listdir(self.data_dir), self.layout.stem)]
 
     def _enforce_budget(self) -> None:
-        sizes = [(p.name, p.stat().st_size) for p in self.archives()]
-        for name in drop_over_budget(sizes, self.max_archive_bytes):
+        with self._files:
+            sizes = [(p.name, p.stat().st_size) for p in self.archives()]
+            dropped = drop_over_budget(sizes, self.max_archive_bytes)
+            for name in dropped:
+                with contextlib.suppress(FileNotFoundError):
+                    (self.data_dir / name).unlink()
+        for name in dropped:
             log.info("archive %s dropped: archives over MAX_ARCHIVE_BYTES", name)
-            with contextlib.suppress(FileNotFoundError):
-                (self.data_dir / name).unlink()
 
     # -- reading
 
-    def history(self, chunk_size: int = CHUNK, since: datetime | None = None) -> Iterator[bytes]:
-        """Every kept row, archives oldest first then the live file, after one header, in chunks.
+    def open_live_alone(self) -> int | None:
+        """A descriptor of the live file when it holds every kept row (no archive, none being made).
 
-        Files are opened before anything is yielded, so a rotation or a dropped archive during a long
-        download changes nothing in it; the live file is read up to its last whole row at that moment.
+        Opened under the lock rotation takes, so a rotation right after cannot hide rows from a reader of
+        the descriptor (it keeps the renamed file); the caller closes it.
+        """
+        with self._files:
+            if self.archives() or (self._rotating).exists():
+                return None
+            try:
+                return os.open(self.path, os.O_RDONLY | os.O_CLOEXEC)
+            except FileNotFoundError:
+                return None
+
+    def history(self, chunk_size: int = CHUNK, since: datetime | None = None) -> Iterator[bytes]:
+        """Every kept row, archives oldest first, then a file being archived, then the live file.
+
+        After one header, in chunks. Files are opened, under the lock rotation takes, before anything
+        is yielded: a rotation or a dropped archive during a long download changes nothing in it, and
+        none can fall between two files; the live file is read up to its last whole row at that moment.
         ``since`` leaves out the archives whose last row is older (their names say so): a filter
         then reads only what may match.
         """
         files: list[tuple[BinaryIO, int | None]] = []
         try:
-            for archive in self.archives():
-                last = archive_last_time(archive.name, self.layout.stem)
-                if since is not None and last is not None and last < since:
-                    continue
-                with contextlib.suppress(FileNotFoundError):
-                    files.append((open(archive, "rb"), None))  # noqa: SIM115 - closed below
-            with contextlib.suppress(FileNotFoundError):
-                live = open(self.path, "rb")  # noqa: SIM115 - closed below
-                files.append((live, os.fstat(live.fileno()).st_size))
+            with self._files:
+                for archive in self.archives():
+                    last = archive_last_time(archive.name, self.layout.stem)
+                    if since is not None and last is not None and last < since:
+                        continue
+                    with contextlib.suppress(FileNotFoundError):
+                        files.append((open(archive, "rb"), None))  # noqa: SIM115 - closed below
+                for plain in (self._rotating, self.path):
+                    with contextlib.suppress(FileNotFoundError):
+                        opened = open(plain, "rb")  # noqa: SIM115 - closed below
+                        files.append((opened, os.fstat(opened.fileno()).st_size))
             yield self._header
             for f, size in files:
                 if size is None:

@@ -75,49 +75,64 @@ def group_by_node(targets: Iterable[VmPod]) -> dict[str, list[VmPod]]:
 def samples_from_summary(
     summary: JSON, targets: Iterable[VmPod], at: datetime
 ) -> tuple[list[Sample], list[VmPod]]:
-    """The ``compute`` container sample of each target found in ``summary``, and the targets missing."""
+    """The ``compute`` container sample of each target found in ``summary``, and the targets missing.
+
+    The answer is outside input: a pod entry that is not an object, has no ``podRef``, or figures that
+    are not whole numbers (``"rssBytes": "12k"``) leave its VM missing; the other VMs are sampled.
+    """
     memory = _container_memory(summary, CONTAINER)
     samples, missing = [], []
     for target in targets:
         figures = memory.get((target.namespace, target.pod))
-        if figures is None or figures.get("rssBytes") is None:
+        sample = _sample(target, figures, at) if figures is not None else None
+        if sample is None:
             missing.append(target)
-            continue
-        samples.append(_sample(target, figures, at))
+        else:
+            samples.append(sample)
     return samples, missing
 
 
-def pod_working_sets(summary: JSON) -> dict[tuple[str, str], int]:
-    """``(namespace, pod) -> workingSetBytes`` of the whole pod (every container) in a Summary document."""
+def pod_working_sets(summary: object) -> dict[tuple[str, str], int]:
+    """``(namespace, pod) -> workingSetBytes`` of each well-formed pod (all its containers) of a Summary."""
     found = {}
-    for pod in summary.get("pods") or ():
-        ref, memory = pod.get("podRef") or {}, pod.get("memory") or {}
-        value = memory.get("workingSetBytes") if isinstance(memory, dict) else None
-        if isinstance(value, int) and not isinstance(value, bool) and value >= 0:
-            found[(ref.get("namespace", ""), ref.get("name", ""))] = value
+    for pod in _list(summary.get("pods") if isinstance(summary, dict) else None):
+        ref, memory = pod.get("podRef"), pod.get("memory")
+        if not isinstance(ref, dict) or not isinstance(ref.get("name"), str) or not isinstance(memory, dict):
+            continue
+        if (value := _figure(memory.get("workingSetBytes"))) is not None:
+            found[(str(ref.get("namespace", "")), ref["name"])] = value
     return found
 
 
-def _container_memory(summary: JSON, container: str) -> dict[tuple[str, str], dict[str, Any]]:
-    """``(namespace, pod) -> memory`` of ``container`` for every pod of a Summary document."""
+def _container_memory(summary: object, container: str) -> dict[tuple[str, str], dict[str, Any]]:
+    """``(namespace, pod) -> memory`` of ``container`` for every well-formed pod of a Summary document."""
     found = {}
-    for pod in summary.get("pods") or ():
-        ref = pod.get("podRef") or {}
-        for entry in pod.get("containers") or ():
+    for pod in _list(summary.get("pods") if isinstance(summary, dict) else None):
+        ref = pod.get("podRef")
+        if not isinstance(ref, dict) or not isinstance(ref.get("name"), str):
+            continue
+        for entry in _list(pod.get("containers")):
             if entry.get("name") == container and isinstance(entry.get("memory"), dict):
-                found[(ref.get("namespace", ""), ref.get("name", ""))] = entry["memory"]
+                found[(str(ref.get("namespace", "")), ref["name"])] = entry["memory"]
     return found
 
 
-def _sample(target: VmPod, memory: dict[str, Any], at: datetime) -> Sample:
-    working_set = memory.get("workingSetBytes")
+def _list(value: object) -> list[dict[str, Any]]:
+    """The objects of a JSON list; anything else (null, a string, null items) is left out."""
+    return [item for item in value if isinstance(item, dict)] if isinstance(value, list) else []
+
+
+def _figure(value: object) -> int | None:
+    """A byte figure as the Summary API gives it (a JSON integer); anything else is None."""
+    return value if isinstance(value, int) and not isinstance(value, bool) and value >= 0 else None
+
+
+def _sample(target: VmPod, memory: dict[str, Any], at: datetime) -> Sample | None:
+    rss = _figure(memory.get("rssBytes"))
+    if rss is None:
+        return None
     return target.sample(
-        at,
-        SOURCE,
-        CONTAINER,
-        None,
-        rss_bytes=int(memory["rssBytes"]),
-        working_set_bytes=int(working_set) if working_set is not None else None,
+        at, SOURCE, CONTAINER, None, rss_bytes=rss, working_set_bytes=_figure(memory.get("workingSetBytes"))
     )
 
 
@@ -182,7 +197,14 @@ class KubeletSource:
                     extra={"node": node, "vms": len(targets), "error": str(exc)},
                 )
                 return [], len(targets)
-        samples, missing = samples_from_summary(summary, targets, at)
+        try:
+            samples, missing = samples_from_summary(summary, targets, at)
+        except Exception as exc:  # an answer shaped like nothing foreseen fails this node, not the poll
+            log.warning(
+                "node skipped for this sample: unreadable summary",
+                extra={"node": node, "vms": len(targets), "error": repr(exc)},
+            )
+            return [], len(targets)
         working_sets = pod_working_sets(summary)
         for target in targets:
             key = (target.namespace, target.vm)
@@ -190,7 +212,7 @@ class KubeletSource:
                 memory[key] = dataclasses.replace(memory[key], measured_bytes=pod)
         for target in missing:
             log.warning(
-                "VM skipped for this sample: its pod is not in the node summary",
+                "VM skipped for this sample: its pod is not in the node summary, or has no usable figures",
                 extra={"namespace": target.namespace, "vm": target.vm, "pod": target.pod, "node": node},
             )
         return samples, len(missing)

@@ -1,9 +1,9 @@
 """The sampling loop: on the grid, one poll at a time, rows kept until the disk takes them.
 
-A poll that fails as a whole (the API is down) or partly (a node, a VM) is counted and logged, and the
-next tick comes as scheduled. Rows that cannot be written (a full disk) are kept in memory, up to
-MAX_BACKLOG_ROWS, and written first on the next tick: a sample is lost only if the disk stays full for
-long enough to exhaust that backlog, and then the loss is logged with its size.
+A poll that fails as a whole (the API is down, or any unforeseen error) or partly (a node, a VM) is
+counted and logged, and the next tick comes as scheduled. Rows that cannot be written (a full disk) are
+kept in memory, up to MAX_BACKLOG_ROWS, and written first on the next tick: a sample is lost only if the
+disk stays full for long enough to exhaust that backlog, and then the loss is logged with its size.
 """
 
 from __future__ import annotations
@@ -78,6 +78,10 @@ class Poller:
             samples = await self._source.poll(at)
         except KubeError as exc:
             log.error("poll failed", extra={"source": self._source.name, "error": str(exc)})
+            self._state.collector.health.failures += 1
+            return []
+        except Exception as exc:  # a bug or an answer nobody foresaw: this poll fails, the process goes on
+            log.exception("poll failed", extra={"source": self._source.name, "error": repr(exc)})
             self._state.collector.health.failures += 1
             return []
         figures = vm_figures(samples, self._source.vm_memory)

@@ -121,10 +121,14 @@ def _status_name(text: str) -> str | None:
     return text[5 : text.find("\n")].strip()
 
 
-def _measure(base: str, pid: int, identity: _Identity, pss: bool, *, recheck: bool) -> ProcRecord | None:
+def _measure(
+    base: str, pid: int, identity: _Identity, pss: bool, *, recheck: bool, pss_max_bytes: int | None = None
+) -> ProcRecord | None:
     """Read the figures; None when the process has no memory or (``recheck``) now runs another program.
 
-    Raises _Vanished.
+    PSS is read only up to ``pss_max_bytes`` of RSS: on some kernels reading smaps_rollup holds the
+    process's memory map lock for the whole walk, stalling a large guest's page faults meanwhile
+    (ncabatoff/process-exporter#246). Raises _Vanished.
     """
     text = (_read(f"{base}/status") or b"").decode("utf-8", "replace")
     if recheck and _status_name(text) != identity.comm:  # it exec'd: identify it again
@@ -133,6 +137,9 @@ def _measure(base: str, pid: int, identity: _Identity, pss: bool, *, recheck: bo
     if "VmRSS" not in status_kb:  # a zombie, or it exited between reads
         log.debug("process %d (%s) has no memory figures", pid, identity.name)
         return None
+    if pss and pss_max_bytes is not None and status_kb["VmRSS"] * 1024 > pss_max_bytes:
+        log.debug("process %d (%s): RSS over PROCFS_PSS_MAX_BYTES, PSS not read", pid, identity.name)
+        pss = False
     rollup = _read(f"{base}/smaps_rollup", optional=True) if pss else None
     return ProcRecord(
         pid=pid,
@@ -179,10 +186,14 @@ class Scanner:
     once, so a reused PID is always identified afresh. This halves a steady scan's reads.
     """
 
-    def __init__(self, proc_root: Path | str, names: Iterable[str]) -> None:
+    def __init__(
+        self, proc_root: Path | str, names: Iterable[str], *, pss_max_bytes: int | None = None
+    ) -> None:
         self._root = str(proc_root)
         self._names = tuple(names)
+        self._pss_max_bytes = pss_max_bytes  # PSS is left unread above this RSS (see _measure)
         self._known: dict[int, _Identity] = {}
+        self.failed = 0  # processes the last scan could not read for another reason than their exit
 
     def scan(self, *, pss: bool = True) -> list[ProcRecord]:
         """Every process named one of ``names`` (or any QEMU), in PID order."""
@@ -190,12 +201,17 @@ class Scanner:
             pids = sorted(int(e.name) for e in entries if e.name.isdigit())
         known, self._known = self._known, {}
         records = []
+        self.failed = 0
         for pid in pids:
             base = f"{self._root}/{pid}"
             try:
                 found = self._read(base, pid, known.get(pid), pss)
             except _Vanished:
                 log.debug("process %d vanished while read", pid)
+                continue
+            except Exception as exc:  # one unreadable process (an odd /proc, a bug) fails itself only
+                log.warning("process skipped for this sample", extra={"pid": pid, "error": repr(exc)})
+                self.failed += 1
                 continue
             if found is not None:
                 self._known[pid] = found[0]
@@ -206,7 +222,7 @@ class Scanner:
         self, base: str, pid: int, identity: _Identity | None, pss: bool
     ) -> tuple[_Identity, ProcRecord] | None:
         if identity is not None:
-            record = _measure(base, pid, identity, pss, recheck=True)
+            record = _measure(base, pid, identity, pss, recheck=True, pss_max_bytes=self._pss_max_bytes)
             if record is not None:
                 return identity, record
         comm = _comm(self._root, pid)
@@ -215,7 +231,7 @@ class Scanner:
         identity = _identify(base, pid, comm, self._names)
         if identity is None:
             return None
-        record = _measure(base, pid, identity, pss, recheck=False)
+        record = _measure(base, pid, identity, pss, recheck=False, pss_max_bytes=self._pss_max_bytes)
         return None if record is None else (identity, record)
 
 

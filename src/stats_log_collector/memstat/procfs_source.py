@@ -31,7 +31,9 @@ class ProcfsSource:
         self._node = node
         self._pods: dict[str, VmPod] = {}
         self._expected: list[VmPod] = []  # this node's running launcher pods
-        self._scanner = Scanner(settings.proc_root, settings.process_names)
+        self._scanner = Scanner(
+            settings.proc_root, settings.process_names, pss_max_bytes=settings.procfs_pss_max_bytes
+        )
         self._cgroup_root = cgroup_root_for(settings.proc_root)
         self._pod_memory: dict[VmKey, VmMemory] = {}  # the launcher pods' requests and limits (API)
         self.skipped = 0
@@ -55,7 +57,8 @@ class ProcfsSource:
             cgroup_root=self._cgroup_root,
         )
         self.vm_memory = {key: self._merge(key, found) for key, found in from_proc.items()}
-        self.skipped = len(self._report_missing(samples)) if resolver is not None else 0
+        missing = len(self._report_missing(samples)) if resolver is not None else 0
+        self.skipped = missing + self._scanner.failed
         return samples
 
     def _merge(self, key: VmKey, from_proc: VmMemory) -> VmMemory:

@@ -18,6 +18,7 @@ from array import array
 from collections.abc import Iterable, Iterator, Sequence
 from datetime import datetime
 
+from .csvstore import name_of_cell
 from .downsample import Series
 from .sample import COLUMNS, Sample
 
@@ -244,7 +245,10 @@ def totals_per_sample(
                 continue
             keys = names.get((namespace, vm))
             if keys is None:
-                name = series_name(namespace.decode(errors="replace"), vm.decode(errors="replace"))
+                texts = (namespace.decode(errors="replace"), vm.decode(errors="replace"))
+                if not legacy:  # the standard CSV escapes would-be formulas: the series has the real name
+                    texts = (name_of_cell(texts[0]), name_of_cell(texts[1]))
+                name = series_name(*texts)
                 keys = names[(namespace, vm)] = tuple((figure, name) for figure in FIGURES)
             try:
                 values = (float(rss) * scale if rss else None, float(pss) if pss else None,

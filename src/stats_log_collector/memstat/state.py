@@ -26,7 +26,7 @@ class LiveState:
 
     collector: MemstatCollector = dataclasses.field(default_factory=MemstatCollector)
     series: SeriesCache = dataclasses.field(default_factory=SeriesCache)
-    # How long one attempt may legitimately wait on the API beyond its interval: KUBE_REQUEST_TIMEOUT_SECS.
+    # How long one attempt may wait on the API beyond its interval: KUBE_REQUEST_TIMEOUT_SECS per try.
     request_timeout_s: float = 30.0
     # POLL_INTERVAL_SECS; the poller reports its own with every attempt (this is the setting's default).
     interval_s: float = 5.0

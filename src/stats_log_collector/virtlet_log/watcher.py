@@ -229,11 +229,12 @@ class ConsoleLogWatcher:
         """Start following ``path`` if its output can be placed, else remember it as waiting."""
         if path in self._tailers:
             return
+        if _CONTROL_CHARACTER.search(path.name) and path.parent.parent == self._config.source_root:
+            # before source_of, which ignores such a name silently: it is reported once
+            self._skip(path, "refusing console log whose name holds a control character", "its name")
+            return
         source = source_of(self._config.source_root, path)
         if source is None:
-            return
-        if _CONTROL_CHARACTER.search(path.name):
-            self._skip(path, "refusing console log whose name holds a control character", "its name")
             return
         if not self._is_regular(path):
             return

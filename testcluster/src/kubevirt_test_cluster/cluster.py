@@ -331,6 +331,17 @@ class KubeVirtCluster:
 
         self._run(assign)
 
+    def set_raw_summary(self, node: str, document: Any) -> None:
+        """Serve ``document`` as the node's Summary, whatever its shape (``None``: the real one again)."""
+
+        def assign(b: Builder) -> None:
+            if document is None:
+                b.api.raw_summaries.pop(node, None)
+            else:
+                b.api.raw_summaries[node] = document
+
+        self._run(assign)
+
     # ---- journal and faults -------------------------------------------------------------------
 
     def requests(self) -> list[RequestRecord]:

@@ -6,6 +6,7 @@ from datetime import UTC, datetime
 
 import pytest
 
+from stats_log_collector.memstat.kubelet_source import pod_working_sets
 from stats_log_collector.memstat.sample import Sample
 from stats_log_collector.memstat.vm_figures import (
     VmMemory,
@@ -146,3 +147,25 @@ def test_figures_per_vm() -> None:
     assert (
         unknown.measured_bytes == 5 and unknown.guest_memory_bytes is None and unknown.overhead_bytes is None
     )
+
+
+def test_pod_working_sets_from_a_summary_hostile_or_not() -> None:
+    good = {"podRef": {"namespace": "vms", "name": "p"}, "memory": {"workingSetBytes": 7}}
+    summary = {
+        "pods": [
+            good,
+            None,
+            "x",
+            {"podRef": {"name": "no-memory"}},
+            {"podRef": {"name": "string"}, "memory": "lots"},
+            {"podRef": {"name": "negative"}, "memory": {"workingSetBytes": -1}},
+            {"podRef": {"name": "bool"}, "memory": {"workingSetBytes": True}},
+            {"podRef": {"name": "text"}, "memory": {"workingSetBytes": "7"}},
+            {"podRef": {"name": 5}, "memory": {"workingSetBytes": 7}},
+            {"podRef": "p", "memory": {"workingSetBytes": 7}},
+        ]
+    }
+    assert pod_working_sets(summary) == {("vms", "p"): 7}
+    hostile_summaries: list[object] = [None, [], "x", {"pods": None}, {"pods": {"a": good}}]
+    for hostile in hostile_summaries:
+        assert pod_working_sets(hostile) == {}

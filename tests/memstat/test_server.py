@@ -88,6 +88,8 @@ async def test_latest_samples_as_json_and_metrics(server: TestServer, state: Liv
     assert b"memstat_vm_overhead_bytes" + vm + b" 7.86432e+07" in text
     assert b"memstat_vm_memory_limit_bytes" + vm + b" 5.24288e+08" in text
     assert b"memstat_vm_headroom_bytes" + vm + b" 2.7787264e+08" in text
+    assert b"memstat_vm_memory_request_bytes" + vm + b" 4.194304e+08" in text
+    assert b"memstat_vm_requested_overhead_bytes" + vm + b" 2.5165824e+08" in text
     assert b'memstat_vm_guest_memory_bytes{namespace="a"' not in text  # unknown: no series
     state.publish([other], 0.25, 0, 0, vm_figures([other], {}))  # vm1 went: its series go with it
     _, _, text = await fetch(server, "/metrics")

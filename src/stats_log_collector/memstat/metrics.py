@@ -32,6 +32,16 @@ VM_FIGURES = (
     ("memstat_vm_overhead_bytes", "overhead_bytes", "Measured memory beyond the guest RAM"),
     ("memstat_vm_memory_limit_bytes", "memory_limit_bytes", "The memory limit of the VM's launcher pod"),
     ("memstat_vm_headroom_bytes", "headroom_bytes", "The pod's memory limit minus the measured memory"),
+    (
+        "memstat_vm_memory_request_bytes",
+        "memory_request_bytes",
+        "The memory request of the VM's launcher pod",
+    ),
+    (
+        "memstat_vm_requested_overhead_bytes",
+        "requested_overhead_bytes",
+        "The pod's memory request minus the guest RAM: the overhead KubeVirt reserved",
+    ),
 )
 
 

@@ -28,6 +28,9 @@ from stats_log_collector.demo.cgroup import (
     parse_mountinfo,
     parse_proc_cgroup,
 )
+from stats_log_collector.demo.command import Demo
+from stats_log_collector.demo.guest import GuestSpec
+from stats_log_collector.demo.layout import Layout
 from stats_log_collector.demo.qemu import joining
 from tests.helpers import wait_for
 
@@ -127,7 +130,9 @@ def test_limit_is_guest_memory_and_qemus_allowance() -> None:
     assert limit_bytes(160) == (160 + 256) * MIB
 
 
-@pytest.mark.parametrize("name", ["", ".", "..", "a/b", "../x", "memory.max", "cgroup.procs", "vm\n1", "é"])
+@pytest.mark.parametrize(
+    "name", ["", ".", "..", "a/b", "../x", "memory.max", "cgroup.procs", "vm\n1", "é", "v" * 64]
+)
 def test_names_that_are_not_one_plain_directory_are_refused(name: str) -> None:
     with pytest.raises(CgroupUnavailable, match="cannot be a cgroup's name"):
         check_name(name)
@@ -228,3 +233,34 @@ def test_cgroup_v2_without_the_memory_controller_says_why(tmp_path: Path) -> Non
     with pytest.raises(CgroupUnavailable, match="offers no memory controller"):
         cgroups.create("vm1", limit_bytes(160))
     assert not cgroups.parent.exists()
+
+
+def demo_with(tmp_path: Path, names: list[str]) -> Demo:
+    guests = [GuestSpec(name, 1.0, 0, 128 + 32 * index) for index, name in enumerate(names)]
+    return Demo(Layout(tmp_path), guests, tmp_path / "vmlinuz", tmp_path / "initrd", 0, 0.0)
+
+
+def test_the_demo_gives_every_vm_its_cgroup_or_none_and_says_why(cgroups: VmCgroups, tmp_path: Path) -> None:
+    """All or none: a VM whose cgroup cannot be made leaves the others without one; the line says why."""
+    prefix = f"slc{os.getpid()}-vm"
+    demo = demo_with(tmp_path, [f"{prefix}1", f"{prefix}2"])
+    demo._make_cgroups()
+    assert demo.cgroups is not None
+    for guest in demo.guests:
+        limit_file = demo.cgroups.directory(guest.name) / demo.cgroups.hierarchy.limit_file
+        assert parse_limit(limit_file.read_text()) == limit_bytes(guest.memory_mib)
+    assert demo._cgroups_line() == (
+        f"  memory cgroups  {demo.cgroups.parent}/<vm>, limit = guest memory + 256 MiB "
+        f"({demo.cgroups.hierarchy.limit_file})"
+    )
+    demo.cgroups.remove_all(guest.name for guest in demo.guests)
+
+    too_long = "v" * 64  # not a name the settings let through (DEMO_VM_PREFIX), yet handled
+    failing = demo_with(tmp_path, [f"{prefix}1", too_long])
+    failing._make_cgroups()
+    assert failing.cgroups is None
+    assert failing._cgroups_line() == (
+        "  memory cgroups  none, so memstat shows no limit nor headroom: "
+        f"{too_long!r} cannot be a cgroup's name (letters, digits, - and _; 63 at most)"
+    )
+    assert not (cgroups.hierarchy.directory / "stats-log-collector-demo" / f"{prefix}1").exists()

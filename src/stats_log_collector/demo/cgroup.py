@@ -93,7 +93,7 @@ def parse_limit(text: str) -> int | None:
 
 def check_name(name: str) -> str:
     if not _NAME.fullmatch(name):
-        raise CgroupUnavailable(f"{name!r} cannot be a cgroup's name (letters, digits, - and _ only)")
+        raise CgroupUnavailable(f"{name!r} cannot be a cgroup's name (letters, digits, - and _; 63 at most)")
     return name
 
 
@@ -223,6 +223,8 @@ class VmCgroups:
     def remove_all(self, vms: Iterable[str]) -> None:
         """The VMs' cgroups, then the parent if no other run's VMs are in it."""
         for vm in vms:
+            if not _NAME.fullmatch(vm):  # never made: create() refused the name
+                continue
             if not self.remove(vm):
                 log.warning(
                     "a VM's cgroup still holds a process; left", extra={"cgroup": str(self.directory(vm))}

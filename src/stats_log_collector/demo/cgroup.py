@@ -45,7 +45,8 @@ MIB = 1024 * 1024
 OVERHEAD_ALLOWANCE_MIB = 256
 LIMIT_FILES = {1: "memory.limit_in_bytes", 2: "memory.max"}
 # A cgroup's name is one directory name: no separators, no "." or "..", nothing the shell or a later
-# reader would have to quote; and not an interface file's name ("memory.max") by construction.
+# reader would have to quote; and, with no dot, never an interface file's name ("memory.max", "cgroup.procs":
+# cgroup-v2.rst, "Avoid Name Collisions").
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,62}")
 
 Version = Literal[1, 2]

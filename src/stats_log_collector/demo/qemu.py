@@ -65,8 +65,9 @@ def command_line(config: VmConfig) -> list[str]:
 
 
 # The process joins the cgroup before it becomes QEMU: `sh` writes its own PID (`$$`) to cgroup.procs, then
-# execs QEMU with the same PID. So every page QEMU touches, from its first, is charged to the VM's cgroup,
-# and the PID Popen knows, the pidfile's and /proc's stay one.
+# execs QEMU with the same PID. So every page QEMU touches, from its first, is charged to the VM's cgroup
+# (memory already charged does not move with a process: cgroup-v2.rst, "Organize Once and Control"), and
+# the PID Popen knows, the pidfile's and /proc's stay one.
 _JOIN_THEN_EXEC = 'echo "$$" > "$1" || exit 125; shift; exec "$@"'
 
 

@@ -6,10 +6,13 @@ exactly its raw console: the boots follow each other in the same files, nothing 
 
 from __future__ import annotations
 
+import re
 import signal
+from pathlib import Path
 
 import pytest
 
+from stats_log_collector.demo.cgroup import PARENT, limit_bytes, locate, parse_limit
 from stats_log_collector.demo.processes import process_argv, read_pidfile
 from tests.e2e.conftest import RunningDemo, assert_console_exact, guest_seqs
 from tests.helpers import http, wait_for
@@ -42,12 +45,35 @@ def assert_pod_logs_exact(demo: RunningDemo, boots: int) -> None:
         assert seqs.count(1) >= boots, f"{vm}: {seqs.count(1)} boots in its pod log"
 
 
+def vm_cgroups(demo: RunningDemo) -> dict[str, Path]:
+    """Each VM's QEMU's memory cgroup, read from /proc/<pid>/cgroup; skips where the demo has none."""
+    unavailable = re.search(r"memory cgroups  none, (.*)", demo.stdout)
+    if unavailable:
+        pytest.skip(f"the demo runs its VMs without memory cgroups here: {unavailable[1]}")
+    mountinfo = Path("/proc/self/mountinfo").read_text()
+    pids = running_pids(demo)
+    return {
+        vm: locate(mountinfo, Path(f"/proc/{pids[vm]}/cgroup").read_text()).directory for vm in demo.names
+    }
+
+
+def test_each_vm_runs_in_its_memory_cgroup_with_its_limit(demo: RunningDemo) -> None:
+    for guest in demo.guests:
+        directory = vm_cgroups(demo)[guest.name]
+        assert (directory.parent.name, directory.name) == (PARENT, guest.name)
+        [limit_file] = [f for f in ("memory.limit_in_bytes", "memory.max") if (directory / f).exists()]
+        assert parse_limit((directory / limit_file).read_text()) == limit_bytes(guest.memory_mib)
+        assert str(demo.qemu_pid(guest.name)) in (directory / "cgroup.procs").read_text().split()
+
+
 def test_ctrl_c_stops_everything_keeps_the_data_and_running_again_continues(demo: RunningDemo) -> None:
     before = running_pids(demo)
+    cgroups = [] if "memory cgroups  none" in demo.stdout else list(vm_cgroups(demo).values())
     boots = min(guest_seqs(demo.layout.console_log(vm).read_bytes(), vm).count(1) for vm in demo.names)
     assert demo.stop(signal.SIGINT) == 0
     assert all(process_argv(pid) is None for pid in before.values())  # VMs and components gone
     assert "stopped; the VMs' consoles, pod logs and memory samples are in" in demo.stdout
+    assert not any(directory.exists() for directory in cgroups)  # removed once their VMs stopped
     assert_pod_logs_exact(demo, boots)  # complete: the last lines were forwarded before the loggers stopped
     assert (demo.layout.memstat / "mem-stats.csv").stat().st_size > 0
     demo.ensure_running()  # the same folders, the same files: the logs continue

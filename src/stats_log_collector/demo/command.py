@@ -8,6 +8,9 @@
    directory. It prints where everything is, then when the first console line reached the pod logs and
    when every VM had a point on the dashboard: the two waits a newcomer has.
 
+Each QEMU runs in a memory cgroup of its own with a limit (``cgroup.py``), as in a pod, so memstat shows the
+VM's headroom; where the machine does not allow it the demo says once why, and runs without.
+
 Ctrl-C stops the VMs first (so the loggers see their last lines), then the components, and leaves
 everything in DEMO_DIR; the next run boots the same VMs into the same files, and virtlet-log continues
 from its checkpoints.
@@ -26,6 +29,7 @@ from pathlib import Path
 
 from .. import PROG, lifecycle
 from ..settings import DemoSettings
+from .cgroup import OVERHEAD_ALLOWANCE_MIB, CgroupUnavailable, VmCgroups, limit_bytes
 from .children import Child, child_environment
 from .guest import INIT_SCRIPT, GuestSpec, demo_guests, parse_guest_line
 from .host import advice, apt_lists_present, find_tools, install, install_commands, is_root, missing_packages
@@ -121,6 +125,8 @@ class Demo:
         self._read_at: dict[str, int] = {}  # how far each pod log has been looked at for the first line
         self._charted = False
         self._exited: set[str] = set()
+        self.cgroups: VmCgroups | None = None  # set in _start where the machine allows it
+        self.cgroups_unavailable = ""  # why not, shown once
 
     def _child(self, command: str, args: list[str], defaults: dict[str, str]) -> Child:
         """A component; ``defaults`` apply unless the user's environment sets them (LOG_FORMAT=json...)."""
@@ -160,8 +166,25 @@ class Demo:
             self._read_at[guest.name] = pod_log.stat().st_size if pod_log.exists() else 0
         for child in self.children:
             child.start()
+        self._make_cgroups()
         for vm in self.vms:
-            vm.start()
+            vm.start(self.cgroups.procs_file(vm.config.name) if self.cgroups is not None else None)
+
+    def _make_cgroups(self) -> None:
+        """One memory cgroup per VM, limit = guest memory + QEMU's allowance; all or none."""
+        try:
+            cgroups = VmCgroups.of_this_process()
+        except CgroupUnavailable as exc:
+            self.cgroups_unavailable = str(exc)
+            return
+        try:
+            for vm in self.vms:
+                cgroups.create(vm.config.name, limit_bytes(vm.config.memory_mib))
+        except CgroupUnavailable as exc:
+            self.cgroups_unavailable = str(exc)
+            cgroups.remove_all(vm.config.name for vm in self.vms)
+            return
+        self.cgroups = cgroups
 
     def _print_where(self) -> None:
         root = self.layout.root
@@ -177,10 +200,21 @@ class Demo:
         lines += [
             f"  raw consoles    {self.layout.vms}/<sandbox>/<vm>_0.log",
             f"  own logs        {self.layout.logs}/",
+            self._cgroups_line(),
             f"  follow one:     tail -f {self.layout.pod_log(self.guests[0].name)}",
             f"Ctrl-C stops the VMs and the components; everything stays in {root}.",
         ]
         print("\n".join(lines), flush=True)
+
+    def _cgroups_line(self) -> str:
+        if self.cgroups is None:
+            return (
+                f"  memory cgroups  none, so memstat shows no limit nor headroom: {self.cgroups_unavailable}"
+            )
+        return (
+            f"  memory cgroups  {self.cgroups.parent}/<vm>, limit = guest memory + "
+            f"{OVERHEAD_ALLOWANCE_MIB} MiB ({self.cgroups.hierarchy.limit_file})"
+        )
 
     async def _watch(self, stop: asyncio.Event) -> None:
         while not stop.is_set():
@@ -247,6 +281,8 @@ class Demo:
     def _shutdown(self) -> None:
         for vm in self.vms:
             vm.stop()
+        if self.cgroups is not None:
+            self.cgroups.remove_all(vm.config.name for vm in self.vms)
         # virtlet-log sees a console's last lines within milliseconds (inotify): give it that moment
         # before its SIGTERM, so the pod logs are complete when people look at them.
         time.sleep(1.0)

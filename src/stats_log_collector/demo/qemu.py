@@ -9,7 +9,8 @@ emulation: slower, but it boots the same kernel everywhere.
 
 QEMU runs in its own session: Ctrl-C in a terminal reaches the demo, which stops the VMs in order,
 instead of killing them under the loggers. Its ``-pidfile`` lets a later run find a VM left behind by a
-run that was killed with -9.
+run that was killed with -9. Where the demo gives it a memory cgroup, it joins it before it becomes QEMU
+(``joining``).
 """
 
 from __future__ import annotations
@@ -63,6 +64,18 @@ def command_line(config: VmConfig) -> list[str]:
     ]  # fmt: skip
 
 
+# The process joins the cgroup before it becomes QEMU: `sh` writes its own PID (`$$`) to cgroup.procs, then
+# execs QEMU with the same PID. So every page QEMU touches, from its first, is charged to the VM's cgroup
+# (memory already charged does not move with a process: cgroup-v2.rst, "Organize Once and Control"), and
+# the PID Popen knows, the pidfile's and /proc's stay one.
+_JOIN_THEN_EXEC = 'echo "$$" > "$1" || exit 125; shift; exec "$@"'
+
+
+def joining(procs_file: Path, argv: Sequence[str]) -> list[str]:
+    """``argv`` run as a member of the cgroup whose ``cgroup.procs`` is ``procs_file``."""
+    return ["/bin/sh", "-c", _JOIN_THEN_EXEC, "join-cgroup", str(procs_file), *argv]
+
+
 class QemuVm:
     """One QEMU process, a child of ours."""
 
@@ -79,14 +92,16 @@ class QemuVm:
     def pid(self) -> int | None:
         return self.process.pid if self.process is not None else None
 
-    def start(self) -> None:
+    def start(self, cgroup_procs: Path | None = None) -> None:
+        """QEMU, in the cgroup of ``cgroup_procs`` if one is given (see ``joining``)."""
         stop_stale(self.config.pidfile, str(self.config.pidfile))
         self.config.console_log.parent.mkdir(parents=True, exist_ok=True)
         self.config.pidfile.parent.mkdir(parents=True, exist_ok=True)
         self.stderr_log.parent.mkdir(parents=True, exist_ok=True)
         with self.stderr_log.open("ab") as stderr:
+            argv = self.argv if cgroup_procs is None else joining(cgroup_procs, self.argv)
             self.process = subprocess.Popen(
-                self.argv, stdin=subprocess.DEVNULL, stdout=stderr, stderr=stderr, start_new_session=True
+                argv, stdin=subprocess.DEVNULL, stdout=stderr, stderr=stderr, start_new_session=True
             )
 
     def exit_code(self) -> int | None:

@@ -20,10 +20,12 @@ from __future__ import annotations
 import hashlib
 import os
 import re
+import weakref
 from collections.abc import Callable, Iterable, Iterator
 from datetime import UTC, datetime, timedelta
 
 from aiohttp import web
+from aiohttp.abc import AbstractStreamWriter
 
 from .csvstore import CsvStore, csv_field_for_name, encode_rows
 from .transfers import TransferEnded, TransferPool, drop_connection, transfers_of
@@ -187,15 +189,7 @@ class CsvRoutes:
         keep = row_filter(self._store.fmt, vms, since, until)
         headers = {"Content-Disposition": f'inline; filename="{self._store.layout.name}"'}
         if keep is None and (live := self._store.open_live_alone()) is not None:
-            # Served through its descriptor: a rotation from now on cannot swap the file under it.
-            try:
-                whole = web.FileResponse(
-                    f"/proc/self/fd/{live}", headers={**headers, "Content-Type": "text/csv"}
-                )
-                await whole.prepare(request)
-            finally:
-                os.close(live)
-            return whole
+            return _OpenFileResponse(live, headers={**headers, "Content-Type": "text/csv"})
         etag = self._etag()
         if keep is None and request.if_none_match and any(tag.value == etag for tag in request.if_none_match):
             return web.Response(status=304, headers={"ETag": f'"{etag}"'})
@@ -229,6 +223,25 @@ class CsvRoutes:
             close = getattr(iterator, "close", None)
             if close is not None:
                 await pool.call(close)  # the history generator closes its files
+
+
+class _OpenFileResponse(web.FileResponse):
+    """aiohttp's FileResponse (Range, ETag, If-Modified-Since) over a descriptor opened earlier.
+
+    The live file is opened under the store's rotation lock; a rotation between that moment and the
+    response renames it, and the descriptor (read through ``/proc/self/fd``) still holds every row it had.
+    The descriptor is closed once the response is sent, or when the response is dropped unsent.
+    """
+
+    def __init__(self, fd: int, headers: dict[str, str]) -> None:
+        super().__init__(f"/proc/self/fd/{fd}", headers=headers)
+        self._close_fd = weakref.finalize(self, os.close, fd)
+
+    async def prepare(self, request: web.BaseRequest) -> AbstractStreamWriter | None:
+        try:
+            return await super().prepare(request)
+        finally:
+            self._close_fd()
 
 
 def _when(request: web.Request, name: str, now: datetime) -> datetime | None:

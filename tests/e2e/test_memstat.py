@@ -14,6 +14,7 @@ from datetime import datetime
 
 import pytest
 
+from stats_log_collector.demo.cgroup import limit_bytes
 from stats_log_collector.demo.guest import parse_guest_line
 from tests.e2e.conftest import BOOT_TIMEOUT, RunningDemo, vm_rss_bytes
 from tests.helpers import http, wait_for
@@ -91,3 +92,23 @@ def test_csv_has_rows_of_every_vm(demo: RunningDemo) -> None:
 
 def _timestamp(row: dict[str, object]) -> datetime:
     return datetime.fromisoformat(str(row["timestamp"]).replace("Z", "+00:00"))
+
+
+def test_per_vm_guest_memory_overhead_and_headroom(demo: RunningDemo) -> None:
+    """Each demo VM's figures in /api/vms: its guest memory exactly QEMU's -m, the overhead what QEMU
+    uses beyond it, and (where the demo put it in a memory cgroup) the limit and headroom from it."""
+    wait_for(lambda: set(latest_samples(demo)) == set(demo.names), "a sample of every VM", BOOT_TIMEOUT)
+    with_cgroups = "memory cgroups  none" not in demo.stdout
+    status, body = http(demo.port, "/api/vms")
+    assert status == 200
+    by_vm = {vm["vm"]: vm for vm in json.loads(body)}
+    for guest in demo.guests:
+        vm = by_vm[guest.name]
+        measured = sum(process["rss_bytes"] for process in vm["processes"])
+        assert vm["source"] == "procfs" and vm["measured_bytes"] == measured
+        assert vm["guest_memory_bytes"] == guest.memory_mib << 20
+        assert vm["overhead_bytes"] == measured - (guest.memory_mib << 20)
+        assert vm["memory_request_bytes"] is None and vm["requested_overhead_bytes"] is None  # no Kubernetes
+        if with_cgroups:  # the tightest limit on QEMU's cgroup and its parents: the demo's
+            assert vm["memory_limit_bytes"] == limit_bytes(guest.memory_mib)
+            assert vm["headroom_bytes"] == limit_bytes(guest.memory_mib) - measured

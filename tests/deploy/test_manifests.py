@@ -15,6 +15,7 @@ import kubernetes_validate
 import pytest
 
 from stats_log_collector.config import Derived, byte_size
+from stats_log_collector.memstat.procfs import cgroup_root_for
 from tests.deploy.manifests import (
     DEPLOY,
     MANIFEST_FILES,
@@ -235,6 +236,9 @@ def test_hostpaths_are_where_the_settings_point() -> None:
     host = {v["name"]: v["hostPath"]["path"] for v in pod_spec(procfs)["volumes"] if "hostPath" in v}
     assert host[mounts[env["PROC_ROOT"]]["name"]] == "/proc" and mounts[env["PROC_ROOT"]]["readOnly"] is True
     assert host[mounts[env["DATA_DIR"]]["name"]] == env["DATA_DIR"]
+    # QEMU's cgroup limit: the node's hierarchy where memstat looks for it, beside PROC_ROOT
+    cgroups = str(cgroup_root_for(env["PROC_ROOT"]))
+    assert host[mounts[cgroups]["name"]] == "/sys/fs/cgroup" and mounts[cgroups]["readOnly"] is True
     [node_name] = [e for e in container["env"] if e["name"] == "NODE_NAME"]
     assert node_name["valueFrom"] == {"fieldRef": {"fieldPath": "spec.nodeName"}}
     assert "NODE_NAME" in settings_of(command_of(container))  # memstat reads it (MemstatSettings.node_name)

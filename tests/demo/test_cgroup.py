@@ -16,6 +16,7 @@ from pathlib import Path
 
 import pytest
 
+from stats_log_collector.cgroup_limit import memory_limit
 from stats_log_collector.demo.cgroup import (
     MIB,
     CgroupUnavailable,
@@ -24,7 +25,6 @@ from stats_log_collector.demo.cgroup import (
     check_name,
     limit_bytes,
     locate,
-    parse_limit,
     parse_mountinfo,
     parse_proc_cgroup,
 )
@@ -111,21 +111,6 @@ def test_proc_cgroup_lines() -> None:
     assert paths == {"cpu": "/a", "cpuacct": "/a", "memory": "/b:with:colons", "": "/c"}
 
 
-@pytest.mark.parametrize(
-    ("text", "value"),
-    [
-        ("436207616\n", 436207616),
-        ("max\n", None),  # v2: no limit
-        ("9223372036854771712\n", None),  # v1: no limit (the page counter's maximum)
-        ("-1\n", None),
-        ("", None),
-        ("12 MiB", None),
-    ],
-)
-def test_limit_values(text: str, value: int | None) -> None:
-    assert parse_limit(text) == value
-
-
 def test_limit_is_guest_memory_and_qemus_allowance() -> None:
     assert limit_bytes(160) == (160 + 256) * MIB
 
@@ -179,7 +164,7 @@ def test_a_vm_cgroup_has_its_limit_and_takes_the_process(cgroups: VmCgroups) -> 
     limit = limit_bytes(160)
     directory = cgroups.create("vm1", limit)
     assert directory == cgroups.parent / "vm1"
-    assert parse_limit((directory / cgroups.hierarchy.limit_file).read_text()) == limit
+    assert memory_limit((directory / cgroups.hierarchy.limit_file).read_text()) == limit
     process = subprocess.Popen(joining(cgroups.procs_file("vm1"), ["sleep", "30"]))
     try:
         wanted = f"/{cgroups.parent.name}/vm1"
@@ -201,7 +186,7 @@ def test_a_stale_cgroup_is_made_afresh(cgroups: VmCgroups) -> None:
     """A run killed with -9 leaves its cgroups; the next run's create() replaces them, new limit included."""
     cgroups.create("vm1", limit_bytes(160))
     directory = cgroups.create("vm1", limit_bytes(256))
-    assert parse_limit((directory / cgroups.hierarchy.limit_file).read_text()) == limit_bytes(256)
+    assert memory_limit((directory / cgroups.hierarchy.limit_file).read_text()) == limit_bytes(256)
     cgroups.remove_all(["vm1", "never-made"])
     assert not cgroups.parent.exists()
 
@@ -248,7 +233,7 @@ def test_the_demo_gives_every_vm_its_cgroup_or_none_and_says_why(cgroups: VmCgro
     assert demo.cgroups is not None
     for guest in demo.guests:
         limit_file = demo.cgroups.directory(guest.name) / demo.cgroups.hierarchy.limit_file
-        assert parse_limit(limit_file.read_text()) == limit_bytes(guest.memory_mib)
+        assert memory_limit(limit_file.read_text()) == limit_bytes(guest.memory_mib)
     assert demo._cgroups_line() == (
         f"  memory cgroups  {demo.cgroups.parent}/<vm>, limit = guest memory + 256 MiB "
         f"({demo.cgroups.hierarchy.limit_file})"

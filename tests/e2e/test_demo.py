@@ -12,7 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from stats_log_collector.demo.cgroup import PARENT, limit_bytes, locate, parse_limit
+from stats_log_collector.cgroup_limit import memory_limit
+from stats_log_collector.demo.cgroup import PARENT, limit_bytes, locate
 from stats_log_collector.demo.processes import process_argv, read_pidfile
 from tests.e2e.conftest import RunningDemo, assert_console_exact, guest_seqs
 from tests.helpers import http, wait_for
@@ -62,7 +63,7 @@ def test_each_vm_runs_in_its_memory_cgroup_with_its_limit(demo: RunningDemo) -> 
         directory = vm_cgroups(demo)[guest.name]
         assert (directory.parent.name, directory.name) == (PARENT, guest.name)
         [limit_file] = [f for f in ("memory.limit_in_bytes", "memory.max") if (directory / f).exists()]
-        assert parse_limit((directory / limit_file).read_text()) == limit_bytes(guest.memory_mib)
+        assert memory_limit((directory / limit_file).read_text()) == limit_bytes(guest.memory_mib)
         assert str(demo.qemu_pid(guest.name)) in (directory / "cgroup.procs").read_text().split()
 
 

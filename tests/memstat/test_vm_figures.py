@@ -11,7 +11,6 @@ from stats_log_collector.memstat.sample import Sample
 from stats_log_collector.memstat.vm_figures import (
     VmMemory,
     cgroup_limit_files,
-    cgroup_memory_limit,
     measured_of,
     memory_cgroup,
     qemu_guest_memory,
@@ -60,22 +59,6 @@ def test_qemu_guest_memory(argv: list[str], expected: int) -> None:
 )
 def test_qemu_guest_memory_unknown(argv: list[str]) -> None:
     assert qemu_guest_memory(argv) is None
-
-
-@pytest.mark.parametrize(
-    ("text", "expected"),
-    [
-        ("536870912\n", 512 * MiB),  # v2 memory.max, or v1 memory.limit_in_bytes
-        ("max\n", None),  # v2: no limit
-        ("9223372036854771712\n", None),  # v1: PAGE_COUNTER_MAX pages, no limit
-        ("0\n", None),
-        ("", None),
-        ("garbage", None),
-        ("-1", None),
-    ],
-)
-def test_cgroup_memory_limit(text: str, expected: int | None) -> None:
-    assert cgroup_memory_limit(text) == expected
 
 
 V2 = "0::/kubepods.slice/kubepods-burstable.slice/kubepods-burstable-pod1234.slice/cri-containerd-ab.scope\n"

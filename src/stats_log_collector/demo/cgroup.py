@@ -35,6 +35,8 @@ from collections.abc import Iterable
 from pathlib import Path, PurePosixPath
 from typing import Literal
 
+from ..cgroup_limit import memory_limit
+
 log = logging.getLogger(__name__)
 
 PARENT = "stats-log-collector-demo"
@@ -79,17 +81,6 @@ class CgroupUnavailable(Exception):
 def limit_bytes(memory_mib: int) -> int:
     """The limit of a VM whose guest has ``memory_mib`` MiB: the guest's memory and QEMU's allowance."""
     return (memory_mib + OVERHEAD_ALLOWANCE_MIB) * MIB
-
-
-def parse_limit(text: str) -> int | None:
-    """A limit file's value; None for no limit (v2 ``max``, v1's page-counter maximum) or garbage."""
-    value = text.strip()
-    if value == "max":
-        return None
-    if not value.isdigit():
-        return None
-    number = int(value)
-    return None if number >= 2**62 else number  # v1 says "unlimited" with a number near 2**63
 
 
 def check_name(name: str) -> str:
@@ -199,7 +190,7 @@ class VmCgroups:
                 self._enable_memory_v2()
             directory.mkdir(parents=True, exist_ok=True)
             (directory / self.hierarchy.limit_file).write_text(f"{limit}\n")
-            written = parse_limit((directory / self.hierarchy.limit_file).read_text())
+            written = memory_limit((directory / self.hierarchy.limit_file).read_text())
         except OSError as exc:
             raise CgroupUnavailable(f"cannot make {directory} with a memory limit: {_why(exc)}") from exc
         if written != limit:

@@ -17,6 +17,7 @@ from collections.abc import Callable, Iterable, Mapping
 from datetime import datetime
 from pathlib import Path
 
+from ..cgroup_limit import memory_limit
 from .procstatus import (
     QEMU_PREFIXES,
     is_wanted,
@@ -31,7 +32,7 @@ from .procstatus import (
     split_cmdline,
 )
 from .sample import Sample, VmPod
-from .vm_figures import VmKey, VmMemory, cgroup_limit_files, cgroup_memory_limit, qemu_guest_memory
+from .vm_figures import VmKey, VmMemory, cgroup_limit_files, qemu_guest_memory
 
 log = logging.getLogger(__name__)
 
@@ -317,7 +318,7 @@ def cgroup_memory_limit_of(cgroup_root: Path | str, cgroup: str) -> int | None:
             raw = _read(path, optional=True)
         except _Vanished:  # ENOENT: a controller not enabled at this level, or the cgroup went away
             continue
-        if raw and (limit := cgroup_memory_limit(raw.decode("ascii", "replace"))) is not None:
+        if raw and (limit := memory_limit(raw.decode("ascii", "replace"))) is not None:
             limits.append(limit)
     return min(limits, default=None)
 

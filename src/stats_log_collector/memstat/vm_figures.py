@@ -161,24 +161,6 @@ def _m_option(value: str) -> int | None:
 
 # ---- cgroup memory limits -------------------------------------------------------------------------
 
-# cgroup v1 shows "no limit" as PAGE_COUNTER_MAX pages in bytes (9223372036854771712 with 4 KiB pages,
-# the kernel's mm/memcontrol.c ``mem_cgroup_read_u64``); anything this large is no limit.
-_V1_UNLIMITED = 2**62
-
-
-def cgroup_memory_limit(text: str) -> int | None:
-    """A cgroup memory limit file in bytes; None for no limit or unreadable text.
-
-    cgroup v2 ``memory.max`` (Documentation/admin-guide/cgroup-v2.rst): a number, or ``max`` for none.
-    cgroup v1 ``memory.limit_in_bytes`` (Documentation/admin-guide/cgroup-v1/memory.rst): a number, a
-    huge one for none.
-    """
-    value = text.strip()
-    if not value.isdigit():
-        return None  # "max", empty, garbage
-    limit = int(value)
-    return limit if 0 < limit < _V1_UNLIMITED else None
-
 
 def memory_cgroup(text: str) -> tuple[str, str] | None:
     """``("v2", path)`` or ``("v1", path)`` of the memory controller from /proc/<pid>/cgroup.

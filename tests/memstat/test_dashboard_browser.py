@@ -8,6 +8,7 @@ QEMUs started with ``-m`` in memory cgroups with a limit. Screenshots are kept i
 
 from __future__ import annotations
 
+import gzip
 import json
 import os
 import re
@@ -53,6 +54,7 @@ def chromium(url: str, *args: str) -> str:
 
 
 MiB = 1 << 20
+CONSOLE_LINES = [f"boot line {i}" for i in range(80)] + ["<img src=x onerror=alert(1)> login:"]
 # A VM name a browser must show as text: markup, quotes, a dot segment, unicode (QEMU's -name takes it).
 HOSTILE = "<script>alert(1)</script>\"'..\u00fc"
 
@@ -163,7 +165,15 @@ def test_dashboard_draws_one_series_per_vm(memstat, fake_vm: int, tmp_path: Path
     process.terminate()
 
 
-def test_table_and_vm_page_show_the_per_vm_figures(memstat, limited_vms: dict[str, tuple[int, int]]) -> None:
+def test_table_and_vm_page_show_the_per_vm_figures(
+    memstat, limited_vms: dict[str, tuple[int, int]], tmp_path: Path
+) -> None:
+    # What logs-collector would have written: lowvm's console, an older window and the newest one.
+    folder = tmp_path / "data" / "logs" / "lowvm"
+    folder.mkdir(parents=True)
+    for stamp, lines in (("20261201T040000Z", ["old window"]), ("20261201T050000Z", CONSOLE_LINES)):
+        text = "".join(f"{line}\n" for line in lines).encode()
+        (folder / f"virt-launcher-lowvm-x.guest-console-log.{stamp}.log.gz").write_bytes(gzip.compress(text))
     process, port = memstat(MEMSTAT_SOURCE="procfs")
     wait_for(lambda: re.search(rb'"headroom_bytes": \d', _vm(port, "lowvm")) is not None, "lowvm's figures")
     time.sleep(3)  # a few samples: the overhead has points
@@ -196,9 +206,19 @@ def test_table_and_vm_page_show_the_per_vm_figures(memstat, limited_vms: dict[st
     assert figures["headroom MiB"].endswith("⚠ low headroom")
     assert [cells[0] for _, cells in table_rows(page, "processes")[1:]] == ["qemu-kvm"]
     assert chart_series(page, "memory") == ["qemu-kvm", "guest memory", "limit"]
-    assert chart_series(page, "overhead") == ["overhead"]  # no requested overhead without a pod
+    assert chart_series(page, "overhead") == ["overhead"]
+    console = re.search(r'<pre id="console-lines">([^<]*)</pre>', page)
+    assert console is not None and 'id="console" hidden' not in page
+    assert console[1].split("\n") == [*CONSOLE_LINES[-50:-1], "&lt;img src=x onerror=alert(1)&gt; login:"]
+    assert (
+        "virt-launcher-lowvm-x.guest-console-log.20261201T050000Z.log.gz" in page
+    )  # no requested overhead without a pod
     ARTIFACTS.mkdir(exist_ok=True)
-    chromium(f"http://127.0.0.1:{port}/vms/_/lowvm?range=300", f"--screenshot={ARTIFACTS / 'vm-page.png'}")
+    chromium(
+        f"http://127.0.0.1:{port}/vms/_/lowvm?range=300",
+        f"--screenshot={ARTIFACTS / 'vm-page.png'}",
+        "--window-size=1200,1700",  # the whole page: figures, both charts, the console
+    )
     assert (ARTIFACTS / "vm-page.png").stat().st_size > 10_000
     chromium(
         f"http://127.0.0.1:{port}/dashboard?range=300", f"--screenshot={ARTIFACTS / 'dashboard-figures.png'}"

@@ -145,6 +145,7 @@ async def test_one_vm_its_page_and_its_series(server: TestServer, state: LiveSta
     assert status == 200
     answer = json.loads(body)
     assert answer["vm"]["vm"] == "vm1" and answer["vm"]["headroom_bytes"] == 259 << 20
+    assert answer["console"] is None  # LOGS_DIR has no console file of it
     assert [p["pid"] for p in answer["vm"]["processes"]] == [42, 7, 8]
     processes = answer["processes"]["series"]
     assert set(processes) == {"qemu-kvm", "virtqemud"}  # one series per name, its PIDs summed

@@ -9,6 +9,7 @@ app's transfer pool (``transfers``). Why: docs/memstat.md, "The HTTP server".
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import logging
 from collections.abc import Callable, Sequence
@@ -21,6 +22,7 @@ from aiohttp import web
 from aiohttp.http_exceptions import HttpProcessingError
 
 from ..metrics_server import metrics_handler
+from .console_log import console_tail
 from .csv_routes import parse_when
 from .logs_browser import LogsBrowser
 from .metrics import registry_for
@@ -176,6 +178,9 @@ def build_app(
                 result.values if key == "processes" else {k: v for k, v in result.values.items() if not k}
             )
             answer[key] = {"times": result.times, "series": values}
+        # The newest guest console file logs-collector wrote, where LOGS_DIR has one (a thread: gunzip).
+        console = await asyncio.to_thread(console_tail, logs_dir, figures.namespace, figures.vm)
+        answer["console"] = None if console is None else {"file": console[0], "lines": console[1]}
         return web.json_response(answer)
 
     async def vm_page(request: web.Request) -> web.Response:

@@ -46,6 +46,7 @@ async function load() {
     draw("overhead", "overhead: measured − guest memory (MiB)", { times: data.overhead.times, series: { overhead: data.overhead.series[""] || [] } }, [
       ["requested overhead", vm.requested_overhead_bytes],
     ]);
+    consoleLines(data.console);
     $("status").textContent = `updated ${new Date().toLocaleTimeString()}`;
   } catch (err) {
     $("status").textContent = `error: ${err}`;
@@ -73,6 +74,15 @@ function figures(vm) {
     tr.append(th, td);
     return tr;
   }));
+}
+
+// The newest console file logs-collector wrote for this VM, if LOGS_DIR has one; text only.
+function consoleLines(console) {
+  $("console").hidden = console === null;
+  if (console === null) return;
+  $("console-file").textContent = console.file;
+  $("console-lines").textContent = console.lines.join("\n");
+  $("console-lines").scrollTop = $("console-lines").scrollHeight; // the newest lines in view
 }
 
 function processes(list) {
@@ -109,8 +119,9 @@ function draw(id, title, data, lines) {
   if (charts[id]) charts[id].plot.destroy();
   const series = [
     {},
-    ...names.map((n, i) => ({ label: n, stroke: palette(i), width: 1.5, spanGaps: false, points: { size: 5 } })),
-    ...known.map(([label], i) => ({ label, stroke: i === 0 ? "#555" : "#c00", dash: [6, 4], width: 1.5 })),
+    // Processes from blue on (palette(2)): red and grey are the dashed reference lines.
+    ...names.map((n, i) => ({ label: n, stroke: palette(i + 2), width: 2, spanGaps: false, points: { size: 5 } })),
+    ...known.map(([label], i) => ({ label, stroke: i === 0 ? "#777" : "#d00", dash: [6, 4], width: 1.5, points: { show: false } })),
   ];
   const plot = new uPlot(
     { width: $(id).clientWidth || 1200, height: 320, title, scales: { x: { time: true } }, axes: [{}, { label: "MiB", size: 70 }], series },

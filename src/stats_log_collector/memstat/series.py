@@ -21,7 +21,7 @@ from datetime import datetime
 from .csvstore import name_of_cell
 from .downsample import Series
 from .sample import COLUMNS, Sample
-from .vm_figures import VmFigures
+from .vm_figures import VM_COLUMNS, VmFigures
 
 log = logging.getLogger(__name__)
 
@@ -167,13 +167,20 @@ class SeriesCache:
             self.add_totals(moment_s, totals)
 
     def seed(
-        self, chunks: Iterable[bytes], fmt: str, now: float | None = None, stop: threading.Event | None = None
+        self,
+        chunks: Iterable[bytes],
+        fmt: str,
+        now: float | None = None,
+        stop: threading.Event | None = None,
+        complete: bool = True,
     ) -> int:
         """Feed the rows of a history stream (header chunk first, as ``CsvStore.history``); rows read.
 
-        With ``now``, every level first moves to it, so the bulk of an old history costs only the
-        levels that still keep it (a week goes into two levels, not five), and rows stamped after it
-        are left out of the series (they stay in the CSV).
+        ``fmt`` is ``standard`` or ``legacy`` (mem-stats.csv), or ``vm-stats`` (vm-stats.csv: the
+        :data:`VM_FIGURES`). With ``now``, every level first moves to it, so the bulk of an old history
+        costs only the levels that still keep it (a week goes into two levels, not five), and rows
+        stamped after it are left out of the series (they stay in the CSV). ``complete=False``: another
+        history is still to be read, the series are not ``seeded`` yet.
         """
         if now is not None:
             with self._lock:
@@ -181,13 +188,14 @@ class SeriesCache:
                     level.advance_to(now)
         count = 0
         latest = math.inf if now is None else now + FUTURE_SLACK_SECS
-        for moment, totals, rows in totals_per_sample(chunks, fmt):
+        reader = vm_figures_per_sample(chunks) if fmt == "vm-stats" else totals_per_sample(chunks, fmt)
+        for moment, totals, rows in reader:
             if stop is not None and stop.is_set():
                 return count  # not seeded: the process is stopping
             count += rows
             if moment <= latest:  # rows from the future (a clock set back) would push out the present
                 self.add_totals(moment, totals)
-        self.seeded = True
+        self.seeded = self.seeded or complete  # False: another history is still to be read
         return count
 
     def query(self, query: Query) -> Series:
@@ -299,6 +307,40 @@ def totals_per_sample(
                 if value is not None:
                     totals[key] = totals.get(key, 0.0) + value
     if moment is not None and totals:
+        yield moment, totals, rows
+
+
+_VM_CELLS = tuple(VM_COLUMNS.index(name) for name in ("timestamp", "namespace", "vm", *VM_FIGURES))
+
+
+def vm_figures_per_sample(
+    chunks: Iterable[bytes],
+) -> Iterator[tuple[float, dict[tuple[str, str], float], int]]:
+    """As :func:`totals_per_sample`, for vm-stats.csv's :data:`VM_FIGURES` (one row per VM and poll).
+
+    Read with the csv module: one row per VM (not per process), and only at start, in a thread.
+    """
+    current: str | None = None
+    moment: float | None = None
+    totals: dict[tuple[str, str], float] = {}
+    rows = 0
+    for block in _blocks(chunks):
+        for cells in csv.reader(block.decode("utf-8", "replace").splitlines()):
+            if len(cells) != len(VM_COLUMNS):
+                continue
+            stamp, namespace, vm, *values = (cells[i] for i in _VM_CELLS)
+            if stamp != current:
+                if moment is not None:  # even with no figure known: its rows count
+                    yield moment, totals, rows
+                current, moment, totals, rows = stamp, _parse_time(stamp.encode(), False), {}, 0
+            if moment is None:
+                continue
+            rows += 1
+            name = series_name(name_of_cell(namespace), name_of_cell(vm))
+            for figure, value in zip(VM_FIGURES, values, strict=True):
+                if re.fullmatch(r"-?\d+", value):  # empty: unknown, no point
+                    totals[(figure, name)] = float(value)
+    if moment is not None:
         yield moment, totals, rows
 
 

@@ -223,6 +223,12 @@ def test_table_and_vm_page_show_the_per_vm_figures(
     chromium(
         f"http://127.0.0.1:{port}/dashboard?range=300", f"--screenshot={ARTIFACTS / 'dashboard-figures.png'}"
     )
+    # The chooser's headroom: one series per VM with a limit, from the per-VM figures.
+    url = f"http://127.0.0.1:{port}/dashboard?range=300&figure=headroom_bytes"
+    dom = chromium(url, "--dump-dom")
+    assert "headroom (MiB), one series per VM" in dom
+    assert {"lowvm", "okvm"} <= set(re.findall(r'<div class="u-label">([^<]*)</div>', dom))
+    chromium(url, f"--screenshot={ARTIFACTS / 'dashboard-headroom.png'}")
 
     # The hostile name: its page shows it as text; names only compared, so unknown ones are 404.
     hostile = urllib.parse.quote(HOSTILE, safe="")

@@ -133,8 +133,11 @@ for (const id of ["range", "figure", "filter"]) $(id).addEventListener("change",
 $("filter").addEventListener("input", () => { clearTimeout(window._f); window._f = setTimeout(load, 300); });
 $("refresh").addEventListener("change", schedule);
 window.addEventListener("resize", () => { chartKey = ""; load(); });
-// A link can choose the range (the demo's does: /dashboard?range=300); an unknown value keeps the default.
-const linkedRange = new URLSearchParams(location.search).get("range");
-if ([...$("range").options].some((o) => o.value === linkedRange)) $("range").value = linkedRange;
+// A link can choose the range and the figure (the demo's does: /dashboard?range=300;
+// /dashboard?figure=headroom_bytes); an unknown value keeps the default.
+const linked = new URLSearchParams(location.search);
+for (const id of ["range", "figure"]) {
+  if ([...$(id).options].some((o) => o.value === linked.get(id))) $(id).value = linked.get(id);
+}
 load();
 schedule();

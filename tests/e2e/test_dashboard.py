@@ -43,8 +43,14 @@ def test_dashboard_draws_one_series_per_vm(demo: RunningDemo) -> None:
     drawn = json.loads(match[1].replace("&quot;", '"'))
     for vm in demo.names:
         assert drawn[vm] >= 1, drawn
-        assert f"<td>{vm}</td>" in dom  # the latest-sample table
+        assert f'<a href="vms/_/{vm}">{vm}</a>' in dom  # the latest-sample table, linked to the VM's page
     ARTIFACTS.mkdir(exist_ok=True)
     screenshot = ARTIFACTS / "demo-dashboard.png"
     chromium(url, f"--screenshot={screenshot}")
     assert screenshot.stat().st_size > 10_000
+    # A VM's page: its guest memory from QEMU's -m, its QEMU's memory over time.
+    vm = demo.names[0]
+    page = chromium(f"http://127.0.0.1:{demo.port}/vms/_/{vm}?range=300", "--dump-dom")
+    figures = dict(re.findall(r"<th>([^<]*)</th><td data-figure=\"[^\"]*\">([^<]*)</td>", page))
+    assert figures["guest memory MiB"] != "—" and figures["source"] == "procfs", figures
+    assert '<span id="name">' + vm + "</span>" in page

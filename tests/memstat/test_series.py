@@ -14,12 +14,13 @@ import pytest
 from aiohttp.test_utils import TestServer
 
 from stats_log_collector.memstat.command import seed_series
-from stats_log_collector.memstat.csvstore import CsvStore
+from stats_log_collector.memstat.csvstore import VM_LAYOUT, CsvStore
 from stats_log_collector.memstat.downsample import Series, downsample
 from stats_log_collector.memstat.sample import Sample, VmPod
 from stats_log_collector.memstat.series import Query, SeriesCache, series_name, totals_per_sample
 from stats_log_collector.memstat.server import build_app
 from stats_log_collector.memstat.state import LiveState
+from stats_log_collector.memstat.vm_figures import VmMemory, vm_figures
 
 T0 = datetime(2026, 11, 23, tzinfo=UTC)
 LEVELS = ((10, 1000), (60, 1000), (600, 100))  # the finest two keep all of the data below
@@ -132,6 +133,29 @@ def test_seeding_from_the_files_equals_feeding_live(tmp_path: Path) -> None:
     assert seeded.query(Query(base, base + 4000, 200, "rss_bytes")) == live.query(
         Query(base, base + 4000, 200, "rss_bytes")
     )
+
+
+def test_overhead_and_headroom_seeded_from_vm_stats_equal_feeding_live(tmp_path: Path) -> None:
+    all_polls = polls(300, 10, 4, seed=3)
+    # vm0 is on a plain host; vm1 has no limit (no headroom), vm2 and vm3 no figure at all.
+    memory = {("", "vm0"): VmMemory(900 << 20, None, 2000 << 20), ("ns1", "vm1"): VmMemory(1 << 30, 2 << 30)}
+    live = SeriesCache(LEVELS)
+    with CsvStore(tmp_path, max_csv_bytes=30_000, layout=VM_LAYOUT) as store:
+        for poll in all_polls:
+            figures = vm_figures(poll, memory)
+            store.append(figures)
+            live.add_figures(figures)
+        assert store.archives()
+        seeded = SeriesCache(LEVELS)
+        rows = seeded.seed(store.history(chunk_size=4096), "vm-stats", complete=False)
+    assert rows == sum(len({(s.namespace, s.vm) for s in poll}) for poll in all_polls)
+    assert not seeded.seeded  # mem-stats.csv is still to be read
+    base = T0.timestamp()
+    for figure in ("overhead_bytes", "headroom_bytes"):
+        query = Query(base, base + 3000, 150, figure)
+        assert seeded.query(query) == live.query(query)
+    assert set(live.query(Query(base, base + 3000, 150, "headroom_bytes")).values) == {"vm0"}
+    assert set(live.query(Query(base, base + 3000, 150, "overhead_bytes")).values) == {"vm0", "ns1/vm1"}
 
 
 def test_legacy_rows_and_bad_rows_are_read_or_skipped() -> None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import AsyncIterator
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import aiohttp
@@ -113,3 +113,59 @@ async def test_dashboard_and_its_vendored_assets(server: TestServer) -> None:
     assert (await fetch(server, "/static/dashboard.js"))[0] == 200
     assert (await fetch(server, "/static/../server.py"))[0] == 404
     assert (await fetch(server, "/static/nothing.js"))[0] == 404
+
+
+async def test_one_vm_its_page_and_its_series(server: TestServer, state: LiveState) -> None:
+    now = datetime.now(UTC)
+    memory = {("default", "vm1"): VmMemory(160 << 20, 400 << 20, 500 << 20)}
+    for seconds, grown in ((-10, 0), (0, 5 << 20)):
+        at = now + timedelta(seconds=seconds)
+        samples = [
+            Sample(
+                at,
+                "default",
+                "vm1",
+                "virt-launcher-vm1-x",
+                "node1",
+                "procfs",
+                "qemu-kvm",
+                42,
+                (215 << 20) + grown,
+            ),
+            Sample(at, "default", "vm1", "virt-launcher-vm1-x", "node1", "procfs", "virtqemud", 7, 20 << 20),
+            Sample(at, "default", "vm1", "virt-launcher-vm1-x", "node1", "procfs", "virtqemud", 8, 1 << 20),
+            # A VM whose name starts with the other's: never in its series.
+            Sample(
+                at, "default", "vm10", "virt-launcher-vm10-y", "node1", "procfs", "qemu-kvm", 9, 900 << 20
+            ),
+            Sample(at, "", "plain", "", "host", "procfs", "qemu-kvm", 3, 100 << 20),
+        ]
+        state.publish(samples, 0.1, 0, 0, vm_figures(samples, memory))
+    status, _, body = await fetch(server, "/api/vms/default/vm1?since=-1m&points=60")
+    assert status == 200
+    answer = json.loads(body)
+    assert answer["vm"]["vm"] == "vm1" and answer["vm"]["headroom_bytes"] == 259 << 20
+    assert answer["console"] is None  # LOGS_DIR has no console file of it
+    assert [p["pid"] for p in answer["vm"]["processes"]] == [42, 7, 8]
+    processes = answer["processes"]["series"]
+    assert set(processes) == {"qemu-kvm", "virtqemud"}  # one series per name, its PIDs summed
+    assert max(v for v in processes["qemu-kvm"] if v is not None) == (220 << 20)
+    assert max(v for v in processes["virtqemud"] if v is not None) == (21 << 20)
+    assert set(answer["overhead"]["series"]) == {""}
+    assert max(v for v in answer["overhead"]["series"][""] if v is not None) == (241 - 160) << 20
+    assert min(v for v in answer["headroom"]["series"][""] if v is not None) == 259 << 20
+    # The dashboard's chooser: overhead and headroom per VM (unknown for vm10: no series).
+    _, _, body = await fetch(server, "/api/series?since=-1m&points=60&figure=headroom_bytes")
+    assert set(json.loads(body)["series"]) == {"default/vm1"}
+    # The page: "_" is no namespace; names are looked up, anything else is 404 without echoing it.
+    status, kind, page = await fetch(server, "/vms/default/vm1")
+    assert status == 200 and kind.startswith("text/html") and b'src="../../static/vm.js"' in page
+    assert (await fetch(server, "/vms/_/plain"))[0] == 200
+    assert (await fetch(server, "/api/vms/_/plain"))[0] == 200
+    for path in ("/vms/default/vm2", "/vms/_/vm1", "/vms/default/..%2F..%2Fetc", "/api/vms/default/vm",
+                 "/vms/default/%3Cscript%3E", "/api/vms/x/vm1?since=-1m"):  # fmt: skip
+        status, _, body = await fetch(server, path)
+        assert status == 404 and b"script" not in body and b"etc" not in body, path
+    assert (await fetch(server, "/api/vms/default/vm1?since=tomorrow"))[0] == 400
+    status, kind, script = await fetch(server, "/static/vm.js")
+    assert status == 200 and b"innerHTML" not in script

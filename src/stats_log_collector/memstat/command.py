@@ -28,8 +28,9 @@ log = logging.getLogger(__name__)
 LOCK_NAME = ".memstat.lock"  # a dot-file: the /logs/ browser does not list it
 
 
-async def seed_series(state: LiveState, store: CsvStore) -> None:
-    """Fill the dashboard's series from the history on disk, in a thread, while polls go on.
+async def seed_series(state: LiveState, store: CsvStore, vm_store: CsvStore | None = None) -> None:
+    """Fill the dashboard's series from the history on disk, in a thread, while polls go on: the
+    per-VM overhead and headroom from ``vm_store`` first (a fifth of the size), then mem-stats.
 
     Only what the coarsest resolution still keeps is read (older archives are skipped by name). A stop
     interrupts it within a block (a thread cannot be cancelled, and the event loop waits for its
@@ -39,6 +40,15 @@ async def seed_series(state: LiveState, store: CsvStore) -> None:
     began = time.monotonic()
     stop = threading.Event()
     try:
+        if vm_store is not None:
+            try:
+                await asyncio.to_thread(
+                    state.series.seed, vm_store.history(since=since), "vm-stats", time.time(), stop, False
+                )
+            except Exception:  # mem-stats' series are still worth reading
+                log.exception(
+                    "reading vm-stats history for the dashboard failed; overhead and headroom start empty"
+                )
         rows = await asyncio.to_thread(
             state.series.seed, store.history(since=since), store.fmt, time.time(), stop
         )
@@ -123,7 +133,7 @@ def _run(config: MemstatSettings, kube: KubeSettings) -> int:
                     "port": config.http_port,
                 },
             )
-            seeding = asyncio.create_task(seed_series(state, store))
+            seeding = asyncio.create_task(seed_series(state, store, vm_store))
             try:
                 await Poller(source, store, state, config.poll_interval_secs, vm_store=vm_store).run(stop)
             finally:

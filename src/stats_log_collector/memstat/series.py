@@ -21,11 +21,19 @@ from datetime import datetime
 from .csvstore import name_of_cell
 from .downsample import Series
 from .sample import COLUMNS, Sample
+from .vm_figures import VM_COLUMNS, VmFigures
 
 log = logging.getLogger(__name__)
 
 # Figures a chart can show: Sample field -> label.
 FIGURES = {"rss_bytes": "RSS", "pss_bytes": "PSS", "working_set_bytes": "working set"}
+# Per-VM figures (vm_figures.VmFigures field -> label), fed from each poll's figures, not from samples:
+# a VM's overhead is not a sum over its processes.
+VM_FIGURES = {"overhead_bytes": "overhead", "headroom_bytes": "headroom"}
+CHART_FIGURES = {**FIGURES, **VM_FIGURES}
+# The per-VM page's per-process series: an hour at 5 s and a day at 1 min (17 KB per process) rather
+# than LEVELS' 90 days, since a VM has several processes and the dashboard's totals keep the long view.
+PROCESS_LEVELS = ((5, 750), (60, 1450))
 # (bucket width s, slots): 15 minutes at 1 s, an hour at 5 s, a day at 30 s, a week at 5 min, 90 days
 # at 1 hour, each with a little more so that a range of exactly that length stays covered as buckets turn.
 LEVELS = ((1, 960), (5, 750), (30, 2900), (300, 2050), (3600, 2200))
@@ -37,6 +45,15 @@ _NAN = math.nan
 def series_name(namespace: str, vm: str) -> str:
     """How a VM is named in charts: ``namespace/vm``, or the bare name on a plain host."""
     return f"{namespace}/{vm}" if namespace else vm
+
+
+def process_series_name(namespace: str, vm: str, process: str) -> str:
+    """A process's series: NUL cannot be in a name, so no VM's prefix is another's."""
+    return f"{namespace}\0{vm}\0{process}"
+
+
+def _process_series(sample: Sample) -> str:
+    return process_series_name(sample.namespace, sample.vm, sample.process)
 
 
 class _Level:
@@ -99,6 +116,7 @@ class Query:
     points: int
     figure: str = "rss_bytes"
     name_filter: str = ""  # substring of the series name
+    prefix: str = ""  # the series names must start with it; it is cut from the answer's names
 
 
 class SeriesCache:
@@ -120,25 +138,49 @@ class SeriesCache:
 
     def add_samples(self, samples: Iterable[Sample]) -> None:
         """A poll's samples (all of one time, usually): each VM's figures summed over its processes."""
+        self._add_summed(
+            (sample.timestamp, (figure, series_name(sample.namespace, sample.vm)), getattr(sample, figure))
+            for sample in samples
+            for figure in FIGURES
+        )
+
+    def add_figures(self, figures: Iterable[VmFigures]) -> None:
+        """A poll's per-VM figures: :data:`VM_FIGURES`, where known (one per VM: nothing is summed)."""
+        self._add_summed(
+            (vm.timestamp, (figure, series_name(vm.namespace, vm.vm)), getattr(vm, figure))
+            for vm in figures
+            for figure in VM_FIGURES
+        )
+
+    def add_processes(self, samples: Iterable[Sample]) -> None:
+        """A poll's samples per process (:func:`process_series_name`), the PIDs of one name summed."""
+        self._add_summed((s.timestamp, ("rss_bytes", _process_series(s)), s.rss_bytes) for s in samples)
+
+    def _add_summed(self, values: Iterable[tuple[datetime, tuple[str, str], float | None]]) -> None:
+        """(time, (figure, series), value) summed per time and key, None left out; one add per time."""
         by_time: dict[float, dict[tuple[str, str], float]] = {}
-        for sample in samples:
-            totals = by_time.setdefault(sample.timestamp.timestamp(), {})
-            name = series_name(sample.namespace, sample.vm)
-            for figure in FIGURES:
-                value = getattr(sample, figure)
-                if value is not None:
-                    totals[(figure, name)] = totals.get((figure, name), 0.0) + value
-        for moment, totals in by_time.items():
-            self.add_totals(moment, totals)
+        for moment, key, value in values:
+            totals = by_time.setdefault(moment.timestamp(), {})
+            if value is not None:
+                totals[key] = totals.get(key, 0.0) + value
+        for moment_s, totals in by_time.items():
+            self.add_totals(moment_s, totals)
 
     def seed(
-        self, chunks: Iterable[bytes], fmt: str, now: float | None = None, stop: threading.Event | None = None
+        self,
+        chunks: Iterable[bytes],
+        fmt: str,
+        now: float | None = None,
+        stop: threading.Event | None = None,
+        complete: bool = True,
     ) -> int:
         """Feed the rows of a history stream (header chunk first, as ``CsvStore.history``); rows read.
 
-        With ``now``, every level first moves to it, so the bulk of an old history costs only the
-        levels that still keep it (a week goes into two levels, not five), and rows stamped after it
-        are left out of the series (they stay in the CSV).
+        ``fmt`` is ``standard`` or ``legacy`` (mem-stats.csv), or ``vm-stats`` (vm-stats.csv: the
+        :data:`VM_FIGURES`). With ``now``, every level first moves to it, so the bulk of an old history
+        costs only the levels that still keep it (a week goes into two levels, not five), and rows
+        stamped after it are left out of the series (they stay in the CSV). ``complete=False``: another
+        history is still to be read, the series are not ``seeded`` yet.
         """
         if now is not None:
             with self._lock:
@@ -146,13 +188,14 @@ class SeriesCache:
                     level.advance_to(now)
         count = 0
         latest = math.inf if now is None else now + FUTURE_SLACK_SECS
-        for moment, totals, rows in totals_per_sample(chunks, fmt):
+        reader = vm_figures_per_sample(chunks) if fmt == "vm-stats" else totals_per_sample(chunks, fmt)
+        for moment, totals, rows in reader:
             if stop is not None and stop.is_set():
                 return count  # not seeded: the process is stopping
             count += rows
             if moment <= latest:  # rows from the future (a clock set back) would push out the present
                 self.add_totals(moment, totals)
-        self.seeded = True
+        self.seeded = self.seeded or complete  # False: another history is still to be read
         return count
 
     def query(self, query: Query) -> Series:
@@ -168,7 +211,11 @@ class SeriesCache:
             last = math.ceil(query.until / level.width) - 1
             values: dict[str, list[float | None]] = {}
             for figure, name in list(level.rings):
-                if figure != query.figure or query.name_filter not in name:
+                if (
+                    figure != query.figure
+                    or query.name_filter not in name
+                    or not name.startswith(query.prefix)
+                ):
                     continue
                 series: list[float | None] = [None] * buckets
                 found = False
@@ -179,7 +226,7 @@ class SeriesCache:
                         series[index] = value
                         found = True
                 if found:
-                    values[name] = series
+                    values[name[len(query.prefix) :]] = series
         return Series([start + index * width for index in range(buckets)], dict(sorted(values.items())))
 
     def _pick(self, query: Query) -> tuple[_Level, int]:
@@ -260,6 +307,40 @@ def totals_per_sample(
                 if value is not None:
                     totals[key] = totals.get(key, 0.0) + value
     if moment is not None and totals:
+        yield moment, totals, rows
+
+
+_VM_CELLS = tuple(VM_COLUMNS.index(name) for name in ("timestamp", "namespace", "vm", *VM_FIGURES))
+
+
+def vm_figures_per_sample(
+    chunks: Iterable[bytes],
+) -> Iterator[tuple[float, dict[tuple[str, str], float], int]]:
+    """As :func:`totals_per_sample`, for vm-stats.csv's :data:`VM_FIGURES` (one row per VM and poll).
+
+    Read with the csv module: one row per VM (not per process), and only at start, in a thread.
+    """
+    current: str | None = None
+    moment: float | None = None
+    totals: dict[tuple[str, str], float] = {}
+    rows = 0
+    for block in _blocks(chunks):
+        for cells in csv.reader(block.decode("utf-8", "replace").splitlines()):
+            if len(cells) != len(VM_COLUMNS):
+                continue
+            stamp, namespace, vm, *values = (cells[i] for i in _VM_CELLS)
+            if stamp != current:
+                if moment is not None:  # even with no figure known: its rows count
+                    yield moment, totals, rows
+                current, moment, totals, rows = stamp, _parse_time(stamp.encode(), False), {}, 0
+            if moment is None:
+                continue
+            rows += 1
+            name = series_name(name_of_cell(namespace), name_of_cell(vm))
+            for figure, value in zip(VM_FIGURES, values, strict=True):
+                if re.fullmatch(r"-?\d+", value):  # empty: unknown, no point
+                    totals[(figure, name)] = float(value)
+    if moment is not None:
         yield moment, totals, rows
 
 

@@ -9,6 +9,7 @@ app's transfer pool (``transfers``). Why: docs/memstat.md, "The HTTP server".
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import logging
 from collections.abc import Callable, Sequence
@@ -21,11 +22,12 @@ from aiohttp import web
 from aiohttp.http_exceptions import HttpProcessingError
 
 from ..metrics_server import metrics_handler
+from .console_log import console_tail
 from .csv_routes import parse_when
 from .logs_browser import LogsBrowser
 from .metrics import registry_for
 from .sample import Sample
-from .series import FIGURES, Query
+from .series import CHART_FIGURES, Query, process_series_name, series_name
 from .state import LiveState
 from .transfers import TransferPool, transfers_of
 from .vm_figures import VmFigures
@@ -115,8 +117,8 @@ def build_app(
         except ValueError as exc:
             raise web.HTTPBadRequest(text=f"{exc}\n") from None
         figure = query.get("figure", "rss_bytes")
-        if figure not in FIGURES:
-            raise web.HTTPBadRequest(text=f"figure must be one of {', '.join(FIGURES)}\n")
+        if figure not in CHART_FIGURES:
+            raise web.HTTPBadRequest(text=f"figure must be one of {', '.join(CHART_FIGURES)}\n")
         if since >= until:
             raise web.HTTPBadRequest(text="since must be before until\n")
         result = state.series.query(
@@ -125,12 +127,71 @@ def build_app(
         return web.json_response(
             {
                 "figure": figure,
-                "label": FIGURES[figure],
+                "label": CHART_FIGURES[figure],
                 "times": result.times,
                 "series": result.values,
                 "complete": state.series.seeded,  # False while the history on disk is still being read
             }
         )
+
+    def known_vm(request: web.Request) -> VmFigures:
+        """The VM a ``/vms/<namespace>/<vm>`` path names, among the latest poll's (``_``: no namespace);
+        the names are only compared, never used as paths. 404 for any other."""
+        namespace = request.match_info["namespace"]
+        namespace = "" if namespace == "_" else namespace
+        vm = request.match_info["vm"]
+        for figures in state.collector.latest_vms:
+            if figures.namespace == namespace and figures.vm == vm:
+                return figures
+        raise web.HTTPNotFound(text="no such VM in the latest poll\n")
+
+    async def api_vm(request: web.Request) -> web.Response:
+        """One VM for its page: its ``/api/vms`` entry, its processes' RSS and its overhead over time."""
+        figures = known_vm(request)
+        now = datetime.now(UTC)
+        try:
+            since = parse_when(request.query.get("since", "-1h"), now)
+            points = max(10, min(5000, int(request.query.get("points", "600"))))
+        except ValueError as exc:
+            raise web.HTTPBadRequest(text=f"{exc}\n") from None
+        if since >= now:
+            raise web.HTTPBadRequest(text="since must be in the past\n")
+        name = series_name(figures.namespace, figures.vm)
+        entry = vms_json(
+            [figures],
+            [s for s in state.collector.latest if (s.namespace, s.vm) == (figures.namespace, figures.vm)],
+        )[0]
+        answer: dict[str, Any] = {"vm": entry}
+        window = (since.timestamp(), now.timestamp(), points)
+        for key, cache, query in (
+            (
+                "processes",
+                state.process_series,
+                Query(*window, "rss_bytes", prefix=process_series_name(figures.namespace, figures.vm, "")),
+            ),
+            ("overhead", state.series, Query(*window, "overhead_bytes", prefix=name)),
+            ("headroom", state.series, Query(*window, "headroom_bytes", prefix=name)),
+        ):
+            result = cache.query(query)
+            # A VM's own figures are named exactly the prefix ("" once cut); a longer name is another VM.
+            values = (
+                result.values if key == "processes" else {k: v for k, v in result.values.items() if not k}
+            )
+            answer[key] = {"times": result.times, "series": values}
+        # The newest guest console file logs-collector wrote, where LOGS_DIR has one (a thread: gunzip).
+        console = await asyncio.to_thread(console_tail, logs_dir, figures.namespace, figures.vm)
+        answer["console"] = None if console is None else {"file": console[0], "lines": console[1]}
+        return web.json_response(answer)
+
+    async def vm_page(request: web.Request) -> web.Response:
+        try:
+            known_vm(request)
+        except web.HTTPNotFound:
+            # No name is echoed back: the page says only that it is not there.
+            return web.Response(
+                status=404, text=(STATIC / "vm-404.html").read_text(), content_type="text/html"
+            )
+        return web.Response(text=(STATIC / "vm.html").read_text(), content_type="text/html")
 
     async def dashboard(request: web.Request) -> web.Response:
         return web.Response(text=(STATIC / "dashboard.html").read_text(), content_type="text/html")
@@ -148,7 +209,9 @@ def build_app(
     app.router.add_get("/metrics", metrics_handler(registry))
     app.router.add_get("/api/vms", api_vms)
     app.router.add_get("/api/series", api_series)
+    app.router.add_get("/api/vms/{namespace}/{vm:.+}", api_vm)
     app.router.add_get("/dashboard", dashboard)
+    app.router.add_get("/vms/{namespace}/{vm:.+}", vm_page)
     app.router.add_get("/static/{name:.+}", static)
     LogsBrowser(logs_dir).add_routes(app)
     if add_csv_routes is not None:
@@ -160,6 +223,7 @@ _STATIC_FILES = frozenset(
     {
         "dashboard.js",
         "dashboard.css",
+        "vm.js",
         "vendor/uPlot.iife.min.js",
         "vendor/uPlot.min.css",
         "vendor/uPlot.LICENSE",

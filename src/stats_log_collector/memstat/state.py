@@ -14,7 +14,7 @@ from collections.abc import Callable, Sequence
 
 from .metrics import MemstatCollector
 from .sample import Sample
-from .series import SeriesCache
+from .series import PROCESS_LEVELS, SeriesCache
 from .vm_figures import VmFigures
 
 MISSED_POLLS = 3  # polls in a row that may be missing before health or readiness fails
@@ -26,6 +26,8 @@ class LiveState:
 
     collector: MemstatCollector = dataclasses.field(default_factory=MemstatCollector)
     series: SeriesCache = dataclasses.field(default_factory=SeriesCache)
+    # The per-VM page's series per process: kept at PROCESS_LEVELS, from polls only (not seeded).
+    process_series: SeriesCache = dataclasses.field(default_factory=lambda: SeriesCache(PROCESS_LEVELS))
     # How long one attempt may wait on the API beyond its interval: KUBE_REQUEST_TIMEOUT_SECS per try.
     request_timeout_s: float = 30.0
     # POLL_INTERVAL_SECS; the poller reports its own with every attempt (this is the setting's default).
@@ -83,3 +85,5 @@ class LiveState:
         self.collector.latest = list(samples)
         self.collector.latest_vms = list(figures)
         self.series.add_samples(samples)
+        self.series.add_figures(figures)
+        self.process_series.add_processes(samples)

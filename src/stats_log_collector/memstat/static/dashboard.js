@@ -30,8 +30,7 @@ async function load() {
       fetch("api/vms").then((r) => r.json()),
     ]);
     draw(series);
-    // api/vms answers one object per VM; the table shows its processes, one row each.
-    table(latest.flatMap((vm) => vm.processes.map((p) => ({ ...vm, ...p }))));
+    table(latest);
     const reading = series.complete === false ? " (still reading the history on disk)" : "";
     $("status").textContent = `updated ${new Date().toLocaleTimeString()}${reading}`;
   } catch (err) {
@@ -68,13 +67,52 @@ function draw(data) {
   window.memstatChart = chart; // for tests: the series the chart was given
 }
 
-function table(rows) {
+// MiB with one decimal, or "—" where the figure is unknown (null).
+function mib(bytes) {
+  return bytes === null || bytes === undefined ? "—" : (bytes / MiB).toFixed(1);
+}
+
+// Under 10 % of its limit left: the pod is close to being OOM-killed.
+function lowHeadroom(vm) {
+  return vm.headroom_bytes !== null && vm.memory_limit_bytes > 0 && vm.headroom_bytes < 0.1 * vm.memory_limit_bytes;
+}
+
+// The VM's page: "_" stands for no namespace (a plain host). "." and ".." are dot segments a browser
+// would resolve away, so those names get no link.
+function vmPath(vm) {
+  if (vm.vm === "." || vm.vm === "..") return null;
+  return `vms/${encodeURIComponent(vm.namespace || "_")}/${encodeURIComponent(vm.vm)}`;
+}
+
+// One row per VM of /api/vms. Every name goes in as textContent: a VM may be named "<script>".
+function table(vms) {
   const body = $("latest").querySelector("tbody");
   body.replaceChildren(
-    ...rows.map((r) => {
+    ...vms.map((vm) => {
       const tr = document.createElement("tr");
-      const at = new Date(r.timestamp).toLocaleTimeString();
-      for (const [text, cls] of [[r.vm], [r.namespace], [r.node], [r.process], [(r.rss_bytes / MiB).toFixed(1), "num"], [at]]) {
+      const low = lowHeadroom(vm);
+      if (low) tr.className = "low-headroom";
+      const name = document.createElement("td");
+      const path = vmPath(vm);
+      if (path) {
+        const a = document.createElement("a");
+        a.href = path;
+        a.textContent = vm.vm;
+        name.appendChild(a);
+      } else {
+        name.textContent = vm.vm;
+      }
+      tr.appendChild(name);
+      const processes = vm.processes.map((p) => `${p.process} ${mib(p.rss_bytes)}`).join(" · ");
+      const at = new Date(vm.timestamp).toLocaleTimeString();
+      const cells = [
+        [vm.namespace], [vm.node], [processes],
+        [mib(vm.guest_memory_bytes), "num guest"], [mib(vm.measured_bytes), "num measured"],
+        [mib(vm.overhead_bytes), "num overhead"], [mib(vm.requested_overhead_bytes), "num requested-overhead"],
+        [mib(vm.memory_limit_bytes), "num limit"], [mib(vm.headroom_bytes), "num headroom"],
+        [low ? "⚠ low headroom" : "", "marker"], [at],
+      ];
+      for (const [text, cls] of cells) {
         const td = document.createElement("td");
         td.textContent = text;
         if (cls) td.className = cls;
@@ -95,8 +133,11 @@ for (const id of ["range", "figure", "filter"]) $(id).addEventListener("change",
 $("filter").addEventListener("input", () => { clearTimeout(window._f); window._f = setTimeout(load, 300); });
 $("refresh").addEventListener("change", schedule);
 window.addEventListener("resize", () => { chartKey = ""; load(); });
-// A link can choose the range (the demo's does: /dashboard?range=300); an unknown value keeps the default.
-const linkedRange = new URLSearchParams(location.search).get("range");
-if ([...$("range").options].some((o) => o.value === linkedRange)) $("range").value = linkedRange;
+// A link can choose the range and the figure (the demo's does: /dashboard?range=300;
+// /dashboard?figure=headroom_bytes); an unknown value keeps the default.
+const linked = new URLSearchParams(location.search);
+for (const id of ["range", "figure"]) {
+  if ([...$(id).options].some((o) => o.value === linked.get(id))) $(id).value = linked.get(id);
+}
 load();
 schedule();

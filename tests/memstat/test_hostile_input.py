@@ -102,8 +102,9 @@ def test_legacy_format_without_kubernetes_names_the_vm(memstat, fake_vm: int, tm
     memstat(MEMSTAT_SOURCE="procfs", CSV_FORMAT="legacy")
     path = tmp_path / "data" / "mem-stats.csv"
     wait_for(lambda: any(r["process"] == "qemu-kvm" for r in csv_rows(path)), "a legacy row")
-    row = next(r for r in csv_rows(path) if r["process"] == "qemu-kvm")
-    assert row["vmName"] == "testvm"
+    rows = [r for r in csv_rows(path) if r["process"] == "qemu-kvm"]
+    # Other QEMUs on the machine (a demo, another run) are sampled too: each row names its VM.
+    assert "testvm" in {r["vmName"] for r in rows} and all(r["vmName"] for r in rows)
 
 
 def test_pss_is_left_empty_above_procfs_pss_max_bytes(memstat, fake_vm: int, tmp_path: Path) -> None:

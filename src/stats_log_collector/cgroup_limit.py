@@ -1,4 +1,4 @@
-"""A cgroup memory limit file, read: by memstat (a VM's limit) and the demo (checking the one it set).
+"""cgroup files, read: by memstat (a VM's limit) and the demo (its VMs' cgroups and the limits it set).
 
 cgroup v2 ``memory.max`` (the kernel's Documentation/admin-guide/cgroup-v2.rst): a number of bytes, or
 ``max`` for none. cgroup v1 ``memory.limit_in_bytes`` (Documentation/admin-guide/cgroup-v1/memory.rst): a
@@ -18,3 +18,16 @@ def memory_limit(text: str) -> int | None:
         return None  # "max", empty, garbage, a negative number
     limit = int(value)
     return limit if 0 < limit < V1_UNLIMITED else None
+
+
+def parse_proc_cgroup(text: str) -> dict[str, str]:
+    """``/proc/<pid>/cgroup`` as {controller: path}; the v2 hierarchy (``0::<path>``) under ``""``."""
+    paths: dict[str, str] = {}
+    for line in text.splitlines():
+        parts = line.split(":", 2)
+        if len(parts) != 3:
+            continue
+        _, controllers, path = parts
+        for controller in controllers.split(",") if controllers else [""]:
+            paths[controller] = path
+    return paths

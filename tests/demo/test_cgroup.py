@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from stats_log_collector.cgroup_limit import memory_limit
+from stats_log_collector.cgroup_limit import memory_limit, parse_proc_cgroup
 from stats_log_collector.demo.cgroup import (
     MIB,
     CgroupUnavailable,
@@ -26,7 +26,6 @@ from stats_log_collector.demo.cgroup import (
     limit_bytes,
     locate,
     parse_mountinfo,
-    parse_proc_cgroup,
 )
 from stats_log_collector.demo.command import Demo
 from stats_log_collector.demo.guest import GuestSpec

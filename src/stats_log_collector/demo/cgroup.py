@@ -35,7 +35,7 @@ from collections.abc import Iterable
 from pathlib import Path, PurePosixPath
 from typing import Literal
 
-from ..cgroup_limit import memory_limit
+from ..cgroup_limit import memory_limit, parse_proc_cgroup
 
 log = logging.getLogger(__name__)
 
@@ -107,19 +107,6 @@ def parse_mountinfo(text: str) -> list[Mount]:
             Mount(_unescape(fields[3]), _unescape(fields[4]), tail[0], frozenset(tail[2].split(",")))
         )
     return mounts
-
-
-def parse_proc_cgroup(text: str) -> dict[str, str]:
-    """``/proc/<pid>/cgroup`` as {controller: path}; the v2 hierarchy (``0::<path>``) under ``""``."""
-    paths: dict[str, str] = {}
-    for line in text.splitlines():
-        parts = line.split(":", 2)
-        if len(parts) != 3:
-            continue
-        _, controllers, path = parts
-        for controller in controllers.split(",") if controllers else [""]:
-            paths[controller] = path
-    return paths
 
 
 def _within(mount: Mount, path: str) -> Path | None:

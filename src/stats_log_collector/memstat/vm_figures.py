@@ -14,6 +14,7 @@ from collections.abc import Iterable, Mapping
 from datetime import datetime
 from fractions import Fraction
 
+from ..cgroup_limit import parse_proc_cgroup
 from .sample import COLUMNS, Sample
 
 # The vm-stats.csv columns, in order: where and when as in mem-stats.csv (timestamp .. source), then
@@ -168,16 +169,10 @@ def memory_cgroup(text: str) -> tuple[str, str] | None:
     proc(5)/cgroups(7): lines ``hierarchy-ID:controllers:path``; v2's is ``0::path``. A v1 memory
     hierarchy wins when both exist (hybrid hosts account memory there).
     """
-    unified = None
-    for line in text.splitlines():
-        parts = line.split(":", 2)
-        if len(parts) != 3 or not parts[2].startswith("/"):
-            continue
-        if "memory" in parts[1].split(","):
-            return "v1", parts[2]
-        if parts[0] == "0" and parts[1] == "":
-            unified = parts[2]
-    return ("v2", unified) if unified is not None else None
+    paths = {controller: path for controller, path in parse_proc_cgroup(text).items() if path.startswith("/")}
+    if "memory" in paths:
+        return "v1", paths["memory"]
+    return ("v2", paths[""]) if "" in paths else None
 
 
 def cgroup_limit_files(cgroup_root: str, text: str) -> list[str]:

@@ -10,6 +10,7 @@ and, as in ``/logs/``, symlinks and dot-entries are not followed. The newest win
 
 from __future__ import annotations
 
+import functools
 import gzip
 import os
 import re
@@ -65,12 +66,25 @@ def newest_console_file(folder: Path) -> Path | None:
 
 
 def last_lines(path: Path, count: int = LINES) -> list[str]:
-    """The last ``count`` lines of a gzip file (an unreadable or cut one: what could be read)."""
+    """The last ``count`` lines of a gzip file (an unreadable or cut one: what could be read).
+
+    A VM's page asks every few seconds while the file changes once per collection window: the lines are
+    kept per file version (size and modification time), so an unchanged file is not decompressed again.
+    """
+    try:
+        st = os.stat(path, follow_symlinks=False)
+    except OSError:
+        return []
+    return list(_last_lines(path, st.st_size, st.st_mtime_ns, count))
+
+
+@functools.lru_cache(maxsize=64)
+def _last_lines(path: Path, size: int, mtime_ns: int, count: int) -> tuple[str, ...]:
     kept: deque[str] = deque(maxlen=count)
     try:
         fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
     except OSError:
-        return []
+        return ()
     read = 0
     try:
         with os.fdopen(fd, "rb") as raw, gzip.GzipFile(fileobj=raw) as text:
@@ -84,7 +98,7 @@ def last_lines(path: Path, count: int = LINES) -> list[str]:
                 kept.append(line.decode("utf-8", "replace").rstrip("\r\n"))
     except (OSError, EOFError, zlib.error):
         pass  # being written, or damaged: the lines read so far
-    return list(kept)
+    return tuple(kept)
 
 
 def console_tail(logs_dir: Path, namespace: str, vm: str, count: int = LINES) -> tuple[str, list[str]] | None:

@@ -27,7 +27,7 @@ from datetime import UTC, datetime, timedelta
 from aiohttp import web
 from aiohttp.abc import AbstractStreamWriter
 
-from .csvstore import CsvStore, csv_field_for_name, encode_rows
+from .csvstore import CsvStore, csv_field_for_name
 from .transfers import TransferEnded, TransferPool, drop_connection, transfers_of
 
 _RELATIVE = re.compile(r"^-(\d+(?:\.\d+)?)([smhdw])$")
@@ -91,19 +91,11 @@ _CELL = rb'(?:"(?:[^"\n]|"")*"|[^,"\n]*)'
 
 def _vm_prefix(fmt: str, vms: set[str]) -> bytes:
     """A regex matching the start of a row of one of ``vms``, up to the end of the VM's cell."""
-    encode = _encoded_cell if fmt == "legacy" else _standard_vm_field  # only the standard CSV escapes
-    names = b"|".join(re.escape(encode(name)) for name in sorted(vms))
+    safe = fmt != "legacy"  # only the standard CSV escapes would-be formulas
+    names = b"|".join(re.escape(csv_field_for_name(name, safe).encode()) for name in sorted(vms))
     if fmt == "legacy":
         return rb"^(?:" + names + rb")(?:,|$)"
     return rb"^[^,\n]*," + _CELL + rb",(?:" + names + rb")(?:,|$)"
-
-
-def _standard_vm_field(name: str) -> bytes:
-    return csv_field_for_name(name).encode()  # a would-be formula is stored with a leading '
-
-
-def _encoded_cell(value: str) -> bytes:
-    return encode_rows([[value, ""]])[:-2]  # a second cell so an empty value is not written as ""
 
 
 def _stamp(moment: datetime) -> bytes:

@@ -18,6 +18,7 @@ from __future__ import annotations
 import contextlib
 import csv
 import dataclasses
+import functools
 import gzip
 import io
 import logging
@@ -41,11 +42,11 @@ CHUNK = 1 << 20
 _STAMPS = r"-(\d{8}T\d{6}\.\d{3}Z)-(\d{8}T\d{6}\.\d{3}Z)(?:-(\d+))?\.csv\.gz$"
 
 
+@functools.cache
 def _archive_pattern(stem: str) -> re.Pattern[str]:
-    return re.compile("^" + re.escape(stem) + _STAMPS)
+    return re.compile("^" + re.escape(stem) + _STAMPS)  # one per CSV file: compiled once
 
 
-_ARCHIVE = _archive_pattern("mem-stats")
 _LEGACY_KB_FIELDS = LEGACY_COLUMNS[4:]  # RssAnon .. VmSwap, straight from /proc status (kB)
 # Where a source has no status fields, the byte figures it does have fill the matching kB columns.
 _LEGACY_FALLBACK = {
@@ -97,13 +98,15 @@ def name_of_cell(cell: str) -> str:
     return cell[1:] if cell.startswith("'") else cell
 
 
-def csv_field_for_name(name: str) -> str:
-    """The raw bytes (as text) of the standard CSV field holding ``name``, CSV quoting included.
+def csv_field_for_name(name: str, formula_safe: bool = True) -> str:
+    """The raw bytes (as text) of the CSV field holding ``name``, CSV quoting included.
 
-    ``?vm=`` filters compare the raw field, so they look for this rather than the name itself.
+    ``?vm=`` filters compare the raw field, so they look for this rather than the name itself. The
+    standard format is formula-safe (:func:`text_cell`); the legacy one writes names as they are.
     """
+    cell = text_cell(_cell(name)) if formula_safe else _cell(name)
     # A second cell, so that an empty name is the empty field it is in a row, not csv's lone ``""``.
-    return encode_rows([[text_cell(_cell(name)), ""]]).decode("utf-8").removesuffix(",\n")
+    return encode_rows([[cell, ""]]).decode("utf-8").removesuffix(",\n")
 
 
 def standard_row(sample: Sample) -> list[str]:
@@ -186,7 +189,7 @@ def archive_name(first: datetime, last: datetime, stem: str = "mem-stats") -> st
 
 def archive_last_time(name: str, stem: str = "mem-stats") -> datetime | None:
     """The time of the last row of an archive, from its name."""
-    match = (_ARCHIVE if stem == "mem-stats" else _archive_pattern(stem)).match(name)
+    match = _archive_pattern(stem).match(name)
     if match is None:
         return None
     return datetime.strptime(match.group(2), "%Y%m%dT%H%M%S.%fZ").replace(tzinfo=UTC)
@@ -199,7 +202,7 @@ def torn_tail_length(tail: bytes) -> int:
 
 def sorted_archives(names: Iterable[str], stem: str = "mem-stats") -> list[str]:
     """Archive names among ``names``, oldest first: by first and last row time, then the -N of a clash."""
-    pattern = _ARCHIVE if stem == "mem-stats" else _archive_pattern(stem)
+    pattern = _archive_pattern(stem)
     keyed = []
     for name in names:
         match = pattern.match(name)

@@ -16,7 +16,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
-from ..kube.client import KubeClient, match_launcher_pods
+from ..kube.client import CREATED_BY_LABEL, VM_NAME_LABEL, KubeClient, match_launcher_pods
 from ..kube.errors import KubeError
 from ..kube.models import JSON, Pod, Vmi
 from .sample import Sample, VmPod
@@ -42,22 +42,24 @@ def vm_memory_of(vmi: Vmi, pod: Pod) -> VmMemory:
 def launchers(vmis: Iterable[Vmi], pods: Iterable[Pod]) -> list[tuple[VmPod, VmMemory]]:
     """Each VMI paired with its active, running launcher pod, and what they say of its memory.
 
-    Pods are indexed once (by the VMI UID label, and by VM name for older pods), so pairing is linear
-    in the number of VMs rather than VMs x pods. ``match_launcher_pods`` then picks the active pod of
-    a migrating VM (the one on the VMI's node).
+    Pods are indexed once (by the VMI UID label, and by the VM's hostname label for older pods), so
+    pairing is linear in the number of VMs rather than VMs x pods. ``match_launcher_pods`` then picks
+    the active pod of a migrating VM (the one on the VMI's node).
     """
     by_uid: dict[tuple[str, str], list[Pod]] = defaultdict(list)
     by_name: dict[tuple[str, str], list[Pod]] = defaultdict(list)
     for pod in pods:
         if pod.phase != "Running" or not pod.node:
             continue
-        if uid := pod.labels.get("kubevirt.io/created-by"):
+        if uid := pod.labels.get(CREATED_BY_LABEL):
             by_uid[(pod.namespace, uid)].append(pod)
-        if name := pod.labels.get("vm.kubevirt.io/name"):
+        if name := pod.labels.get(VM_NAME_LABEL):
             by_name[(pod.namespace, name)].append(pod)
     targets = []
     for vmi in vmis:
-        candidates = by_uid.get((vmi.namespace, vmi.uid)) or by_name.get((vmi.namespace, vmi.name), [])
+        candidates = by_uid.get((vmi.namespace, vmi.uid)) or by_name.get(
+            (vmi.namespace, vmi.launcher_hostname), []
+        )
         matched = match_launcher_pods(vmi, candidates)
         if matched and matched[0].node:
             target = VmPod(vmi.namespace, vmi.name, matched[0].name, matched[0].node)

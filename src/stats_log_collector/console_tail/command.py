@@ -97,7 +97,7 @@ def state_store(state_file: Path | None, observer: Observer) -> CheckpointStore:
     """The checkpoint store for STATE_FILE (see the module docstring); OSError if it cannot be written."""
     if state_file is None:
         return MemoryStore()
-    state_file.parent.mkdir(parents=True, exist_ok=True)
+    # its folder was made when the lock was taken (lock_state), the first thing run() does
     if not os.access(state_file.parent, os.W_OK | os.X_OK):
         raise PermissionError(f"cannot write in {state_file.parent}")
     return SlotFileStore(state_file.parent, name=state_file.name, observer=observer)

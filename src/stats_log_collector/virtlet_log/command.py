@@ -27,8 +27,8 @@ def run(config: VirtletLogSettings) -> int:
         log.info("VIRTLET_VM_LOG_LOCATION is pty: VM consoles are ptys, there are no log files to forward")
         lifecycle.run(_idle)
         return 0
-    # The first thing done with the state; cli.py turns InstanceLocked into one line and exit code 2.
-    config.state_dir.mkdir(parents=True, exist_ok=True)
+    # The first thing done with the state (STATE_DIR exists: made when settings load); cli.py turns
+    # InstanceLocked into one line and exit code 2.
     lock = InstanceLock(config.state_dir / LOCK_NAME, "STATE_DIR").acquire()
     watcher = ConsoleLogWatcher(
         WatcherConfig(

@@ -42,9 +42,17 @@ class Layout(enum.Enum):
     NAMESPACED = "kubelet >= 1.14: <namespace>_<pod>_<podUID>/<container>/<attempt>.log"
 
 
+_CONTROL_CHARACTER = re.compile(r"[\x00-\x1f\x7f]")
+
+
+def has_control_character(name: str) -> bool:
+    """No kubelet log is named with one (container names are DNS labels); a newline would forge log lines."""
+    return _CONTROL_CHARACTER.search(name) is not None
+
+
 def plain_name(name: str) -> bool:
     """One path component that cannot forge a log line: not ``.`` or ``..``, no ``/``, no control chars."""
-    return name not in ("", ".", "..") and "/" not in name and not any(ord(char) < 32 for char in name)
+    return name not in ("", ".", "..") and "/" not in name and not has_control_character(name)
 
 
 @dataclasses.dataclass(frozen=True)

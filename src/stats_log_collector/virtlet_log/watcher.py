@@ -25,7 +25,6 @@ import dataclasses
 import heapq
 import logging
 import os
-import re
 import stat
 import time
 from collections.abc import Callable
@@ -41,6 +40,7 @@ from .paths import (
     PodLogDirs,
     Source,
     created_output_path,
+    has_control_character,
     output_path,
     pod_dir_of,
     source_of,
@@ -68,10 +68,6 @@ _FILE_KINDS = {
     stat.S_IFCHR: "a character device",
     stat.S_IFBLK: "a block device",
 }
-
-# No kubelet log is named after a control character (container names are DNS labels): such a console
-# would wait for its pod log forever, and a newline in it would forge our own log lines.
-_CONTROL_CHARACTER = re.compile(r"[\x00-\x1f\x7f]")
 
 
 @dataclasses.dataclass
@@ -229,7 +225,7 @@ class ConsoleLogWatcher:
         """Start following ``path`` if its output can be placed, else remember it as waiting."""
         if path in self._tailers:
             return
-        if _CONTROL_CHARACTER.search(path.name) and path.parent.parent == self._config.source_root:
+        if has_control_character(path.name) and path.parent.parent == self._config.source_root:
             # before source_of, which ignores such a name silently: it is reported once
             self._skip(path, "refusing console log whose name holds a control character", "its name")
             return

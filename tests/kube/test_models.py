@@ -176,12 +176,17 @@ def _vmi_with_domain(domain: object) -> Vmi:
     return Vmi.from_json({"metadata": {"name": "a", "namespace": "vms"}, "spec": {"domain": domain}})
 
 
-def test_guest_memory_is_memory_guest_else_the_memory_request() -> None:
+def test_guest_memory_is_memory_guest_else_the_limit_without_a_request_else_the_request() -> None:
     both = {"memory": {"guest": "1.5Gi"}, "resources": {"requests": {"memory": "2Gi"}}}
     assert _vmi_with_domain(both).guest_memory_bytes == 3 << 29
     assert (
         _vmi_with_domain({"resources": {"requests": {"memory": "512e6"}}}).guest_memory_bytes == 512_000_000
     )
+    # The limit only when no request is set (KubeVirt's converter GetVirtualMemory).
+    only_limit = {"resources": {"limits": {"memory": "768Mi"}}}
+    assert _vmi_with_domain(only_limit).guest_memory_bytes == 768 << 20
+    both_set = {"resources": {"requests": {"memory": "512Mi"}, "limits": {"memory": "768Mi"}}}
+    assert _vmi_with_domain(both_set).guest_memory_bytes == 512 << 20
     bad_guest = {"memory": {"guest": "garbage"}, "resources": {"requests": {"memory": "1Gi"}}}
     assert _vmi_with_domain(bad_guest).guest_memory_bytes == 1 << 30
     for domain in (
@@ -239,7 +244,12 @@ def test_pod_memory_overhead_and_pod_level_resources() -> None:
     spec = {"containers": [_container("compute", "1Gi", "2Gi")], "overhead": {"memory": "120Mi"}}
     assert _pod(spec).memory_request_bytes == (1 << 30) + (120 << 20)
     spec["resources"] = {"requests": {"memory": "3Gi"}, "limits": {"memory": "4Gi"}}
-    assert (_pod(spec).memory_request_bytes, _pod(spec).memory_limit_bytes) == (3 << 30, 4 << 30)
+    # The overhead is added to pod-level values as to summed ones (resource/helpers.go PodRequests).
+    overhead = 120 << 20
+    assert (_pod(spec).memory_request_bytes, _pod(spec).memory_limit_bytes) == (
+        (3 << 30) + overhead,
+        (4 << 30) + overhead,
+    )
 
 
 def test_a_pod_without_a_limit_on_every_container_has_none() -> None:

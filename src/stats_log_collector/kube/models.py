@@ -29,10 +29,10 @@ class Vmi:
     # its active pods (a virt-handler on each of them logs about it).
     nodes: tuple[str, ...] = dataclasses.field(default=(), compare=False)
     hostname: str = ""  # spec.hostname
-    # The guest's RAM: spec.domain.memory.guest, else spec.domain.resources.requests.memory (None when
-    # neither is a quantity). KubeVirt staging/src/kubevirt.io/api/core/v1/schema.go ``Memory.Guest``:
-    # "the amount of memory visible inside the guest OS"; types.go's defaulting gives the guest the
-    # memory request when ``guest`` is unset.
+    # The guest's RAM (None when it is not a quantity), as virt-launcher's domain converter chooses it
+    # (KubeVirt pkg/virt-launcher/virtwrap/converter, ``GetVirtualMemory``): spec.domain.memory.guest
+    # ("the amount of memory visible inside the guest OS", api/core/v1/schema.go ``Memory.Guest``),
+    # else the memory limit when no memory request is set, else the memory request.
     guest_memory_bytes: int | None = dataclasses.field(default=None, compare=False)
 
     @classmethod
@@ -47,7 +47,10 @@ class Vmi:
         domain = _object(spec.get("domain"))
         guest = parse_quantity(_object(domain.get("memory")).get("guest"))
         if guest is None:
-            guest = parse_quantity(_object(_object(domain.get("resources")).get("requests")).get("memory"))
+            resources = _object(domain.get("resources"))
+            requested = _object(resources.get("requests")).get("memory")
+            limited = _object(resources.get("limits")).get("memory")
+            guest = parse_quantity(limited if requested is None and limited is not None else requested)
         return cls(
             namespace=meta.get("namespace", ""),
             name=meta.get("name", ""),
@@ -215,8 +218,9 @@ def pod_memory(spec: JSON, kind: str) -> int | None:
     pod's None. Pod-level resources (``spec.resources``, KEP-2837) win when set, as there. A request is
     None when no container declares one, or one is not a quantity (the figure would be wrong).
     """
+    overhead = parse_quantity(_object(spec.get("overhead")).get("memory")) or 0
     if pod_level := _container_memory(spec, kind):
-        return pod_level
+        return pod_level + overhead  # PodRequests / PodLimits add the overhead to pod-level values too
     containers = _entries(spec, "containers", [])
     inits = _entries(spec, "initContainers", [])
     if not containers:
@@ -237,7 +241,6 @@ def pod_memory(spec: JSON, kind: str) -> int | None:
         else:
             peak = max(peak, sidecars + amount)
     total = max(running + sidecars, peak)
-    overhead = parse_quantity(_object(spec.get("overhead")).get("memory")) or 0
     return total + overhead if total else None
 
 

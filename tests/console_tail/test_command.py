@@ -388,7 +388,10 @@ def test_no_file_setting_is_a_configuration_error() -> None:
         timeout=10,
     )
     assert result.returncode == 2
-    assert b"--file (CONSOLE_LOG_FILE) is required" in result.stderr
+    assert result.stderr == (
+        b"stats-log-collector console-tail: configuration error: CONSOLE_LOG_FILE: required (or --file):"
+        b" the console log to follow\n"
+    )
 
 
 # ---------------------------------------------------------------------------------------------------------

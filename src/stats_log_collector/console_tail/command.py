@@ -30,7 +30,6 @@ import logging
 import os
 import select
 import signal
-import sys
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -39,6 +38,7 @@ from typing import Final
 
 from inotify_simple import INotify, flags
 
+from ..config import ConfigError
 from ..instance_lock import InstanceLock
 from ..settings import ConsoleTailSettings
 from ..tail.checkpoint import CheckpointStore, MemoryStore
@@ -285,10 +285,8 @@ def lock_state(state_file: Path) -> InstanceLock:
 
 
 def run(config: ConsoleTailSettings) -> int:
-    if config.file is None:
-        error = "configuration error: --file (CONSOLE_LOG_FILE) is required"
-        print(f"stats-log-collector console-tail: {error}", file=sys.stderr)
-        return 2
+    if config.file is None:  # cli.py prints a ConfigError as one line, exit code 2
+        raise ConfigError("CONSOLE_LOG_FILE", "required (or --file): the console log to follow")
     # The first thing done with the state; cli.py turns InstanceLocked into one line and exit code 2.
     lock = lock_state(config.state_file) if config.state_file is not None else None
     try:

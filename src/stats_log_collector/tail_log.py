@@ -10,7 +10,7 @@ import logging
 from pathlib import Path
 from typing import Final
 
-from .tail.observer import Block, BlockKind, NullObserver, RepairAction
+from .tail.observer import Block, BlockKind, Observer, RepairAction
 
 __all__ = ["LoggingObserver"]
 
@@ -23,7 +23,7 @@ _REPAIRS: Final = {
 _WARNINGS: Final = (BlockKind.SOURCE_UNUSABLE, BlockKind.SOURCE_REFUSED)
 
 
-class LoggingObserver(NullObserver):
+class LoggingObserver(Observer):
     """Logs every event of the engine that an operator may need, to ``log``."""
 
     def __init__(self, log: logging.Logger) -> None:

@@ -1,8 +1,8 @@
 """What the tailing engine reports: one method per event, for the front ends to log and count.
 
 The engine does not log: it calls its observer, and each front end decides what an event is worth (a log
-line, a metric, nothing). :class:`Observer` is the interface, :class:`NullObserver` a base class that
-ignores every event, so that an observer implements only what it cares about.
+line, a metric, nothing). :class:`Observer` is the interface, and
+ignores every event itself: a front end overrides only what it cares about.
 
 ``source`` is always the followed path as given to the tailer; file names are the paths the files were
 opened under (a rotated sibling's own name).
@@ -13,9 +13,8 @@ from __future__ import annotations
 import dataclasses
 import enum
 from pathlib import Path
-from typing import Protocol
 
-__all__ = ["Block", "BlockKind", "NullObserver", "Observer", "RepairAction"]
+__all__ = ["Block", "BlockKind", "Observer", "RepairAction"]
 
 
 class BlockKind(enum.Enum):
@@ -48,8 +47,11 @@ class RepairAction(enum.Enum):
     ACCEPT = "accept"  # written, or not repairable: go on after it
 
 
-class Observer(Protocol):
-    """The events of the engine (tailer, outputs, checkpoint store)."""
+class Observer:
+    """The events of the engine (tailer, outputs, checkpoint store); each does nothing here.
+
+    A front end subclasses it and overrides the events it reports; the engine's parts take one (this
+    class itself when nobody listens)."""
 
     # Following and rotation
 
@@ -132,79 +134,3 @@ class Observer(Protocol):
 
     def checkpoint_foreign(self, path: Path) -> None:
         """A checkpoint slot holds another source's record (ignored)."""
-
-
-class NullObserver:
-    """Ignores every event: subclass it and override what you report."""
-
-    def opened(self, source: str, file: str, offset: int) -> None:
-        pass
-
-    def rotated(self, source: str, file: str, offset: int) -> None:
-        pass
-
-    def truncated(self, source: str, offset: int, copy: str | None) -> None:
-        pass
-
-    def siblings_kept_moving(self, source: str) -> None:
-        pass
-
-    def finished(self, source: str) -> None:
-        pass
-
-    def output_gone(self, source: str, output: Path) -> None:
-        pass
-
-    def output_reopened(self, output: Path) -> None:
-        pass
-
-    def blocked(self, source: str, output: Path, block: Block) -> None:
-        pass
-
-    def unblocked(self, source: str, block: Block) -> None:
-        pass
-
-    def checkpoint_not_saved(self, source: str, error: str) -> None:
-        pass
-
-    def resumed_in_rotated(self, source: str, file: str, offset: int, then: int) -> None:
-        pass
-
-    def checkpoint_file_lost(self, source: str, offset: int, rewritten: bool) -> None:
-        pass
-
-    def resumed_from_output(self, source: str, output: str, offset: int) -> None:
-        pass
-
-    def output_end_not_found(self, source: str, output: str, why: str) -> None:
-        pass
-
-    def batch_output_gone(self, source: str, output: str) -> None:
-        pass
-
-    def batch_output_size_mismatch(self, source: str, output: str, difference: int) -> None:
-        pass
-
-    def batch_not_rebuilt(self, source: str) -> None:
-        pass
-
-    def batch_repaired(self, source: str, action: RepairAction) -> None:
-        pass
-
-    def batch_lost(self, source: str) -> None:
-        pass
-
-    def torn_line_ended(self, source: str, output: str) -> None:
-        pass
-
-    def torn_line_not_ended(self, source: str, error: str) -> None:
-        pass
-
-    def checkpoint_unreadable(self, path: Path, error: str) -> None:
-        pass
-
-    def checkpoint_corrupt(self, path: Path, error: str) -> None:
-        pass
-
-    def checkpoint_foreign(self, path: Path) -> None:
-        pass

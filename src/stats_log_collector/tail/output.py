@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Final, Protocol
 
 from .fileid import FileId, NotRegularFile, open_regular
-from .observer import Block, BlockKind, NullObserver, Observer
+from .observer import Block, BlockKind, Observer
 
 __all__ = ["Output", "OutputFile", "OutputState", "detect_format", "write_some"]
 
@@ -97,7 +97,7 @@ class OutputFile:
         self.ident: FileId | None = None
         #: Why the last :meth:`ensure` refused, for the caller's report.
         self.refusal: Block | None = None
-        self._observer: Observer = observer or NullObserver()
+        self._observer: Observer = observer or Observer()
 
     def ensure(self) -> OutputState:
         """Make ``fd`` the file now at ``path``, reopening (creating) it if kubelet rotated it away."""

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Final
 
 from .checkpoint import Checkpoint
-from .observer import NullObserver, Observer
+from .observer import Observer
 
 __all__ = ["SlotFileStore"]
 
@@ -37,7 +37,7 @@ class SlotFileStore:
     def __init__(self, state_dir: Path, *, name: str | None = None, observer: Observer | None = None) -> None:
         self._dir = state_dir
         self._name = name
-        self._observer: Observer = observer or NullObserver()
+        self._observer: Observer = observer or Observer()
         # Per key: (sequence number of the newest record, slot it is in).
         self._latest: dict[str, tuple[int, str]] = {}
         self._names: dict[str, tuple[str, str, str]] = {}

@@ -27,7 +27,7 @@ from .batch import Batch, SourceMark
 from .checkpoint import MARK_BYTES, Checkpoint, CheckpointStore, FlushMode, Intent, fingerprint
 from .fileid import FileId, NotRegularFile, Rotation, open_regular, read_at
 from .formats import ENCODERS, MAX_PIECE_BYTES, LineAssembler, Pieces, format_timestamp
-from .observer import Block, BlockKind, NullObserver, Observer
+from .observer import Block, BlockKind, Observer
 from .output import Output, OutputFile, OutputState
 from .plan import pick_file
 from .recovery import Recovery
@@ -107,7 +107,7 @@ class Tailer:
             raise ValueError(f"unknown log format {fmt!r}")
         self._source = source
         self._key = str(source)
-        self._observer: Observer = observer or NullObserver()
+        self._observer: Observer = observer or Observer()
         self._out: Output = OutputFile(output, fmt, self._observer) if isinstance(output, Path) else output
         self._store = store
         self._rotation = rotation

@@ -56,6 +56,24 @@ def test_console_swapped_for_a_symlink_is_refused_and_never_read(logger, tmp_pat
     wait_for(lambda: console_text(output) == b"boot\nafter\n", "the regular file after the link")
 
 
+def test_sandbox_folder_swapped_for_a_symlink_is_refused_and_never_read(logger, tmp_path: Path) -> None:
+    """``mv -T`` of a link over the sandbox folder: O_NOFOLLOW on the console's name alone would open
+    ``<elsewhere>/vm_0.log`` through the link; every folder below the source root is checked."""
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    (elsewhere / "vm_0.log").write_bytes(SECRET)
+    node, source, output = started(logger, b"boot\n")
+    source.parent.rename(tmp_path / "moved")  # a link cannot be renamed over a folder: moved away first
+    source.parent.symlink_to(elsewhere, target_is_directory=True)
+    with (tmp_path / "moved" / "vm_0.log").open("ab") as moved:  # the open file grows: read, then the path
+        moved.write(b"more\n")  # looked at again, which now leads through the link
+    wait_for(lambda: b"source refused" in node.stderr or SECRET in output.read_bytes(), "the swap seen")
+    time.sleep(0.3)
+    assert SECRET not in output.read_bytes()
+    assert console_text(output) == b"boot\nmore\n"
+    assert b"symbolic link in the path" in node.stderr
+
+
 def test_rotated_sibling_that_is_a_symlink_is_never_read(logger, tmp_path: Path) -> None:
     secret = tmp_path / "shadow"
     secret.write_bytes(SECRET)

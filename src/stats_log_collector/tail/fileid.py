@@ -25,6 +25,7 @@ __all__ = [
     "NotRegularFile",
     "Rotation",
     "Sibling",
+    "directory_beneath",
     "open_regular",
     "read_at",
     "rotated_siblings",
@@ -53,21 +54,35 @@ class NotRegularFile(OSError):
     """The path is a symbolic link, directory, FIFO, socket or device: nothing a tailer may follow."""
 
 
-def open_regular(path: Path | str, flags: int = os.O_RDONLY, mode: int = 0o640) -> tuple[int, os.stat_result]:
+def open_regular(
+    path: Path | str, flags: int = os.O_RDONLY, mode: int = 0o640, *, beneath: Path | None = None
+) -> tuple[int, os.stat_result]:
     """Open ``path`` and insist on a regular file; return the descriptor and its stat.
 
     ``O_NOFOLLOW``: a symbolic link is refused (:class:`NotRegularFile`), never followed. The directories
     we read are writable by the VMs' side (virtlet-log runs as root): a console swapped for
-    ``ln -s /etc/shadow`` must not be copied into a pod log, at discovery or after a rotation.
+    ``ln -s /etc/shadow`` must not be copied into a pod log, at discovery or after a rotation. With
+    ``beneath`` (a directory above ``path``), no directory between the two may be a link either: a
+    sandbox folder swapped for ``ln -s /etc`` is refused too (see :func:`directory_beneath`).
     ``O_NONBLOCK`` because opening a FIFO for reading would otherwise wait for a writer and hang the one
     event loop; it changes nothing for a regular file. ``mode`` applies when ``flags`` create the file.
     """
+    path = Path(path)
+    dir_fd = directory_beneath(beneath, path.parent) if beneath is not None else None
     try:
-        fd = os.open(path, flags | os.O_NONBLOCK | os.O_CLOEXEC | os.O_NOFOLLOW, mode)
+        fd = os.open(
+            path.name if dir_fd is not None else path,
+            flags | os.O_NONBLOCK | os.O_CLOEXEC | os.O_NOFOLLOW,
+            mode,
+            dir_fd=dir_fd,
+        )
     except OSError as exc:
         if exc.errno == errno.ELOOP:  # what O_NOFOLLOW answers for a symbolic link
             raise NotRegularFile(errno.ELOOP, "a symbolic link, refused", str(path)) from exc
         raise
+    finally:
+        if dir_fd is not None:
+            os.close(dir_fd)
     try:
         st = os.fstat(fd)
     except BaseException:
@@ -77,6 +92,39 @@ def open_regular(path: Path | str, flags: int = os.O_RDONLY, mode: int = 0o640) 
         os.close(fd)
         raise NotRegularFile(errno.EINVAL, "not a regular file, refused", str(path))
     return fd, st
+
+
+def directory_beneath(root: Path, directory: Path) -> int:
+    """A descriptor of ``directory``, reached from ``root`` one component at a time, never through a link.
+
+    ``O_NOFOLLOW`` guards only the last component of a path; the kernel's ``openat2(RESOLVE_NO_SYMLINKS)``
+    guards them all but Python does not wrap it, so each folder below ``root`` is opened relative to the
+    previous one with ``O_NOFOLLOW | O_DIRECTORY``. ``root`` itself is the operator's setting and may be a
+    link. A link, a non-folder, ``..`` or a ``directory`` outside ``root``: :class:`NotRegularFile`.
+    """
+    try:
+        parts = directory.relative_to(root).parts
+    except ValueError:
+        raise NotRegularFile(errno.EXDEV, f"not below {root}, refused", str(directory)) from None
+    fd = os.open(root, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:
+        for part in parts:
+            if part in (".", ".."):
+                raise NotRegularFile(errno.EINVAL, "a path through '..', refused", str(directory))
+            try:
+                inner = os.open(part, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=fd)
+            except OSError as exc:
+                if exc.errno in (errno.ELOOP, errno.ENOTDIR):  # a link (or a file) where a folder was
+                    raise NotRegularFile(
+                        exc.errno, "a symbolic link in the path, refused", str(directory)
+                    ) from exc
+                raise
+            os.close(fd)
+            fd = inner
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd
 
 
 def read_at(fd: int, size: int, offset: int) -> bytes:
@@ -123,8 +171,11 @@ class Rotation(enum.Enum):
         return not (name.endswith(_COMPRESSED) or name.endswith(".tmp"))
 
 
-def rotated_siblings(path: Path, rotation: Rotation = Rotation.ANY) -> list[Sibling]:
-    """The regular files rotation made of ``path`` (named as ``rotation`` says), oldest first.
+def rotated_siblings(
+    path: Path, rotation: Rotation = Rotation.ANY, beneath: Path | None = None
+) -> list[Sibling]:
+    """The regular files rotation made of ``path`` (named as ``rotation`` says), oldest first; with
+    ``beneath``, listed only if no folder between it and ``path`` is a link (:func:`directory_beneath`).
 
     Age is the modification time: a rotated file stops being written when the next one starts. Files touched
     within the same clock tick are ordered by their suffix: a larger ``.N`` is older (logrotate, virtlogd),
@@ -133,7 +184,11 @@ def rotated_siblings(path: Path, rotation: Rotation = Rotation.ANY) -> list[Sibl
     base = path.name
     found: list[Sibling] = []
     try:
-        with os.scandir(path.parent) as entries:
+        dir_fd = directory_beneath(beneath, path.parent) if beneath is not None else None
+    except OSError:
+        return []
+    try:
+        with os.scandir(path.parent if dir_fd is None else dir_fd) as entries:
             for entry in entries:
                 if not rotation.names(base, entry.name):
                     continue
@@ -142,9 +197,12 @@ def rotated_siblings(path: Path, rotation: Rotation = Rotation.ANY) -> list[Sibl
                 except OSError:
                     continue
                 if stat.S_ISREG(st.st_mode):
-                    found.append(Sibling(Path(entry.path), FileId.of(st), st.st_mtime_ns, st.st_size))
+                    found.append(Sibling(path.parent / entry.name, FileId.of(st), st.st_mtime_ns, st.st_size))
     except OSError:
         return []
+    finally:
+        if dir_fd is not None:
+            os.close(dir_fd)
     found.sort(key=lambda s: _age_key(s, len(base)))
     return found
 

@@ -49,8 +49,10 @@ class Recovery:
         max_piece: int,
         rotation: Rotation = Rotation.ANY,
         fmt: str = "json",
+        beneath: Path | None = None,
     ) -> None:
         self._source = source
+        self._beneath = beneath
         self._fmt = fmt
         self._rotation = rotation
         self._key = str(source)
@@ -61,7 +63,7 @@ class Recovery:
 
     def locate(self, ck: Checkpoint | None) -> tuple[SourceFile | None, list[SourceFile]]:
         """The checkpointed file positioned at its offset (or None), and the files to read after it."""
-        path = open_path(self._source)
+        path = open_path(self._source, self._beneath)
         if ck is None:
             if path is not None and self._out.inspectable:
                 self._resume_from_output(path)
@@ -70,7 +72,9 @@ class Recovery:
         if path is not None and path.ident == ident and matches_checkpoint(path.fd, ck):
             path.seek(ck.offset)
             return path, []
-        siblings = open_siblings(self._source, path.ident if path else None, self._observer, self._rotation)
+        siblings = open_siblings(
+            self._source, path.ident if path else None, self._observer, self._rotation, self._beneath
+        )
         if path is not None:
             # Taken again after the listing: a copy-truncate in between put what the path held into a copy
             # we will read; the path's head must describe what it holds now, or that copy comes twice.

@@ -95,17 +95,22 @@ class SourceFile:
         return bool(self.tail) and os.pread(self.fd, len(self.tail), self.pos - len(self.tail)) != self.tail
 
 
-def open_path(source: Path) -> SourceFile | None:
-    """The file at ``source``, None if there is none; other ``OSError`` are raised."""
+def open_path(source: Path, beneath: Path | None = None) -> SourceFile | None:
+    """The file at ``source``, None if there is none; other ``OSError`` are raised. ``beneath``: see
+    :func:`~.fileid.open_regular`."""
     try:
-        fd, st = open_regular(source)
+        fd, st = open_regular(source, beneath=beneath)
     except FileNotFoundError:
         return None
     return SourceFile(fd, FileId.of(st), str(source))
 
 
 def open_siblings(
-    source: Path, exclude: FileId | None, observer: Observer, rotation: Rotation = Rotation.ANY
+    source: Path,
+    exclude: FileId | None,
+    observer: Observer,
+    rotation: Rotation = Rotation.ANY,
+    beneath: Path | None = None,
 ) -> list[SourceFile]:
     """The rotated siblings of ``source`` (named as ``rotation`` says, but ``exclude``), oldest first, all
     opened at once.
@@ -117,8 +122,8 @@ def open_siblings(
     opened: list[SourceFile] = []
     listed: list[Sibling] = []
     for attempt in range(_LIST_ATTEMPTS):
-        listed = [s for s in rotated_siblings(source, rotation) if s.ident != exclude]
-        opened = [f for f in map(_open_sibling, listed) if f is not None]
+        listed = [s for s in rotated_siblings(source, rotation, beneath) if s.ident != exclude]
+        opened = [f for f in (_open_sibling(s, beneath) for s in listed) if f is not None]
         if len(opened) == len(listed) or attempt == _LIST_ATTEMPTS - 1:
             break
         close_all(opened)
@@ -127,10 +132,10 @@ def open_siblings(
     return opened
 
 
-def _open_sibling(sibling: Sibling) -> SourceFile | None:
+def _open_sibling(sibling: Sibling, beneath: Path | None) -> SourceFile | None:
     """A rotated sibling, opened if it is still the file that was listed."""
     try:
-        fd, st = open_regular(sibling.path)
+        fd, st = open_regular(sibling.path, beneath=beneath)
     except OSError:  # gone, or swapped for a symbolic link or FIFO since it was listed: never followed
         return None
     if FileId.of(st) != sibling.ident:

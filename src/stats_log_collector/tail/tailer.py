@@ -99,10 +99,12 @@ class Tailer:
         clock: Callable[[], int] = time.time_ns,
         observer: Observer | None = None,
         rotation: Rotation = Rotation.ANY,
+        beneath: Path | None = None,
     ) -> None:
         """``output`` is a file path or an :class:`~.output.Output` (a stream); ``clock`` gives the wall time
         (ns) written on the lines; ``poll(now)`` times the idle flush; ``observer`` hears the events;
-        ``rotation`` says how the source's writer names its rotated files."""
+        ``rotation`` says how the source's writer names its rotated files; ``beneath``, a folder above the
+        source below which no folder may be a symbolic link (:func:`~.fileid.directory_beneath`)."""
         if fmt not in ENCODERS:
             raise ValueError(f"unknown log format {fmt!r}")
         self._source = source
@@ -111,7 +113,8 @@ class Tailer:
         self._out: Output = OutputFile(output, fmt, self._observer) if isinstance(output, Path) else output
         self._store = store
         self._rotation = rotation
-        self._recovery = Recovery(source, self._out, store, self._observer, max_piece, rotation, fmt)
+        self._beneath = beneath
+        self._recovery = Recovery(source, self._out, store, self._observer, max_piece, rotation, fmt, beneath)
         self._fmt = fmt
         self._encode = ENCODERS[fmt]
         self._chunk = chunk_bytes
@@ -270,11 +273,14 @@ class Tailer:
                 self._status = Status.WAITING
         return False
 
+    def _siblings(self, exclude: FileId | None) -> list[SourceFile]:
+        return open_siblings(self._source, exclude, self._observer, self._rotation, self._beneath)
+
     def _files_after(self, cur: SourceFile) -> list[SourceFile]:
         """What rotation made after ``cur``: the newer rotated siblings (two rotations between polls), then
         the file at the path."""
         path = self._open_new_path(cur.ident)
-        siblings = open_siblings(self._source, path.ident if path else None, self._observer, self._rotation)
+        siblings = self._siblings(path.ident if path else None)
         index = next((i for i, f in enumerate(siblings) if f.ident == cur.ident), None)
         if index is not None:
             newer = siblings[index + 1 :]
@@ -305,7 +311,7 @@ class Tailer:
         # The copy made by this truncation is the newest sibling, looked at first: any known byte will do.
         siblings: list[SourceFile] = []
         if head or tail:
-            siblings = open_siblings(self._source, cur.ident, self._observer, self._rotation)
+            siblings = self._siblings(cur.ident)
         index = pick_file(candidates(siblings, same_content), None, pos)
         restart = SourceFile(cur.fd, cur.ident, cur.name, final=cur.final)
         if index is not None:
@@ -331,7 +337,7 @@ class Tailer:
     def _open_new_path(self, old: FileId) -> SourceFile | None:
         """The file now at the source path if it is not ``old``."""
         try:
-            fd, st = open_regular(self._source)
+            fd, st = open_regular(self._source, beneath=self._beneath)
         except FileNotFoundError:
             return None
         except OSError as exc:

@@ -241,8 +241,14 @@ class ConsoleLogWatcher:
                 self._waiting.add(path)
             return
         self._waiting.discard(path)
+        # The sandbox folders are the VM side's: one swapped for a link to another folder is refused.
         self._tailers[path] = Tailer(
-            path, output, self._store, fmt=self._config.log_format, observer=self._observer
+            path,
+            output,
+            self._store,
+            fmt=self._config.log_format,
+            observer=self._observer,
+            beneath=self._config.source_root,
         )
         self._paths[str(path)] = path
         log.info("following", extra={"source": str(path), "output": str(output)})

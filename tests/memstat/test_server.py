@@ -12,6 +12,7 @@ import pytest
 from aiohttp.test_utils import TestServer
 
 from stats_log_collector.memstat.sample import Sample
+from stats_log_collector.memstat.series import RETENTION_SECS
 from stats_log_collector.memstat.server import build_app
 from stats_log_collector.memstat.state import LiveState
 from stats_log_collector.memstat.vm_figures import VmMemory, vm_figures
@@ -167,5 +168,29 @@ async def test_one_vm_its_page_and_its_series(server: TestServer, state: LiveSta
         status, _, body = await fetch(server, path)
         assert status == 404 and b"script" not in body and b"etc" not in body, path
     assert (await fetch(server, "/api/vms/default/vm1?since=tomorrow"))[0] == 400
+    assert answer["vm"]["in_latest_poll"] is True
+    # vm1 stops: its page and history stay, with its last figures, marked as not in the latest poll.
+    later = now + timedelta(seconds=10)
+    rest = [Sample(later, "", "plain", "", "host", "procfs", "qemu-kvm", 3, 100 << 20)]
+    state.publish(rest, 0.1, 0, 0, vm_figures(rest, {}))
+    assert (await fetch(server, "/vms/default/vm1"))[0] == 200
+    status, _, body = await fetch(server, "/api/vms/default/vm1?since=-1m&points=60")
+    stopped = json.loads(body)
+    assert status == 200 and stopped["vm"]["in_latest_poll"] is False
+    assert stopped["vm"]["headroom_bytes"] == 259 << 20 and stopped["vm"]["processes"] == []
+    assert max(v for v in stopped["processes"]["series"]["qemu-kvm"] if v is not None) == (220 << 20)
+    assert [vm["vm"] for vm in json.loads((await fetch(server, "/api/vms"))[2])] == ["plain"]
     status, kind, script = await fetch(server, "/static/vm.js")
     assert status == 200 and b"innerHTML" not in script
+
+
+def test_a_vm_gone_longer_than_the_series_keep_is_forgotten(state: LiveState) -> None:
+    def poll(at: datetime, vm: str) -> None:
+        samples = [Sample(at, "ns", vm, f"virt-launcher-{vm}", "n1", "procfs", "qemu-kvm", 1, 1 << 20)]
+        state.publish(samples, 0.1, 0, 0, vm_figures(samples, {}))
+
+    poll(NOW, "old")
+    poll(NOW + timedelta(seconds=5), "new")
+    assert set(state.last_seen) == {("ns", "old"), ("ns", "new")}  # the page of "old" still answers
+    poll(NOW + timedelta(seconds=RETENTION_SECS + 10), "new")
+    assert set(state.last_seen) == {("ns", "new")}

@@ -135,15 +135,14 @@ def build_app(
         )
 
     def known_vm(request: web.Request) -> VmFigures:
-        """The VM a ``/vms/<namespace>/<vm>`` path names, among the latest poll's (``_``: no namespace);
-        the names are only compared, never used as paths. 404 for any other."""
+        """The VM a ``/vms/<namespace>/<vm>`` path names (``_``: no namespace), among those polled since
+        the start (a stopped VM's history stays); the names are only looked up, never used as paths. 404
+        for any other."""
         namespace = request.match_info["namespace"]
         namespace = "" if namespace == "_" else namespace
-        vm = request.match_info["vm"]
-        for figures in state.collector.latest_vms:
-            if figures.namespace == namespace and figures.vm == vm:
-                return figures
-        raise web.HTTPNotFound(text="no such VM in the latest poll\n")
+        if (figures := state.last_seen.get((namespace, request.match_info["vm"]))) is None:
+            raise web.HTTPNotFound(text="no such VM polled since the start\n")
+        return figures
 
     async def api_vm(request: web.Request) -> web.Response:
         """One VM for its page: its ``/api/vms`` entry, its processes' RSS and its overhead over time."""
@@ -161,6 +160,9 @@ def build_app(
             [figures],
             [s for s in state.collector.latest if (s.namespace, s.vm) == (figures.namespace, figures.vm)],
         )[0]
+        # A VM gone from the latest poll (stopped, or moved out of reach): its last figures and history.
+        latest = state.collector.latest_vms
+        entry["in_latest_poll"] = bool(latest) and latest[0].timestamp == figures.timestamp
         answer: dict[str, Any] = {"vm": entry}
         window = (since.timestamp(), now.timestamp(), points)
         for key, cache, query in (

@@ -14,10 +14,11 @@ from collections.abc import Callable, Sequence
 
 from .metrics import MemstatCollector
 from .sample import Sample
-from .series import PROCESS_LEVELS, SeriesCache
-from .vm_figures import VmFigures
+from .series import PROCESS_LEVELS, RETENTION_SECS, SeriesCache
+from .vm_figures import VmFigures, VmKey
 
 MISSED_POLLS = 3  # polls in a row that may be missing before health or readiness fails
+FORGET_EVERY_SECS = 3600  # how often VMs gone for longer than the series keep are forgotten
 
 
 @dataclasses.dataclass
@@ -28,6 +29,10 @@ class LiveState:
     series: SeriesCache = dataclasses.field(default_factory=SeriesCache)
     # The per-VM page's series per process: kept at PROCESS_LEVELS, from polls only (not seeded).
     process_series: SeriesCache = dataclasses.field(default_factory=lambda: SeriesCache(PROCESS_LEVELS))
+    # Every VM polled since the start, by its last figures: the page of a VM that stopped or moved away
+    # keeps showing its history for as long as the series hold it (RETENTION_SECS).
+    last_seen: dict[VmKey, VmFigures] = dataclasses.field(default_factory=dict)
+    _next_forget: float = dataclasses.field(default=0.0, init=False)
     # How long one attempt may wait on the API beyond its interval: KUBE_REQUEST_TIMEOUT_SECS per try.
     request_timeout_s: float = 30.0
     # POLL_INTERVAL_SECS; the poller reports its own with every attempt (this is the setting's default).
@@ -87,3 +92,12 @@ class LiveState:
         self.series.add_samples(samples)
         self.series.add_figures(figures)
         self.process_series.add_processes(samples)
+        for vm in figures:
+            self.last_seen[(vm.namespace, vm.vm)] = vm
+        if figures and (now := figures[0].timestamp.timestamp()) >= self._next_forget:
+            self._next_forget = now + FORGET_EVERY_SECS
+            old = [
+                key for key, vm in self.last_seen.items() if vm.timestamp.timestamp() < now - RETENTION_SECS
+            ]
+            for key in old:  # their series are gone too
+                del self.last_seen[key]

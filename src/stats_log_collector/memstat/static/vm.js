@@ -31,7 +31,7 @@ async function load() {
   try {
     const response = await fetch(`../../api/vms/${rawNamespace}/${rawVm}?${params}`);
     if (response.status === 404) {
-      $("status").textContent = "this VM is not in the latest poll any more";
+      $("status").textContent = "this VM has not been polled since memstat started";
       return;
     }
     const data = await response.json();
@@ -47,7 +47,9 @@ async function load() {
       ["requested overhead", vm.requested_overhead_bytes],
     ]);
     consoleLines(data.console);
-    $("status").textContent = `updated ${new Date().toLocaleTimeString()}`;
+    $("status").textContent = vm.in_latest_poll
+      ? `updated ${new Date().toLocaleTimeString()}`
+      : `not in the latest poll: last seen ${new Date(vm.timestamp).toLocaleString()} (stopped, or moved out of reach); its history stays`;
   } catch (err) {
     $("status").textContent = `error: ${err}`;
   }

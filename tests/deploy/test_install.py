@@ -81,14 +81,14 @@ def test_install_creates_every_object_and_uninstall_deletes_them(
 ) -> None:
     variables = [
         "INSTALL_NAMESPACE=slc",
-        "WITH_PROCFS=yes",
+        "COMPONENTS=procfs",
         "STORAGE_CLASS=fast",
         "REGISTRY=quay.io/me",
         "TAG=t1",
     ]
     before = listed(environ)
     output = make(environ, "install", *variables)
-    expected = keys(render(INSTALL_NAMESPACE="slc", WITH_PROCFS="yes")) | {("Namespace", "", "slc")}
+    expected = keys(render(INSTALL_NAMESPACE="slc", COMPONENTS="procfs")) | {("Namespace", "", "slc")}
     assert len(expected) == 22  # 8 ClusterRoles, 5 bindings, 8 workload objects, the namespace
     assert listed(environ) - before == expected
     assert output.count(" created") == len(expected)
@@ -132,9 +132,9 @@ def test_reinstall_after_a_settings_change_removes_the_old_bindings(
     kubevirt_cluster.add_namespace("vms")
     shipped = install_sh(ROOT / "deploy", "install", INSTALL_NAMESPACE="slc", **cluster_env(environ))
     assert shipped.returncode == 0, shipped.stderr
-    edits = {("deployment.yaml", "memstat", "MEMSTAT_SOURCE"): "exec"}
+    edits = {("base/deployment.yaml", "memstat", "MEMSTAT_SOURCE"): "exec"}
     for container in ("memstat", "logs-collector"):
-        edits[("deployment.yaml", container, "NAMESPACE")] = "default,vms"
+        edits[("base/deployment.yaml", container, "NAMESPACE")] = "default,vms"
     deploy = copy_deploy(tmp_path / "deploy", edits)
     changed = install_sh(deploy, "install", INSTALL_NAMESPACE="slc", **cluster_env(environ))
     assert changed.returncode == 0, changed.stderr

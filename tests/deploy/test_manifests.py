@@ -41,31 +41,31 @@ SUPPORTED_KUBERNETES = ("1.28", "1.29", "1.30", "1.31", "1.32", "1.33", "1.34", 
 # Settings that only make sense outside the cluster: in a pod the ServiceAccount is the credential.
 OUT_OF_CLUSTER = {"KUBE_API_URL", "KUBECONFIG", "KUBE_CONTEXT"}
 # Settings whose value comes from the downward API rather than a literal.
-FROM_DOWNWARD_API = {("memstat-procfs-ds.yaml", "memstat", "NODE_NAME")}  # the node of the processes
+FROM_DOWNWARD_API = {("components/procfs/memstat-procfs-ds.yaml", "memstat", "NODE_NAME")}  # the node of the processes
 # Values that are deliberately not the default, each explained by a comment in the manifest.
 NOT_DEFAULT = {
-    ("deployment.yaml", "logs-collector", "DATA_DIR"): "/data/logs",
-    ("deployment.yaml", "logs-collector", "MAX_DATA_BYTES"): "4294967296",
-    ("memstat-procfs-ds.yaml", "memstat", "MEMSTAT_SOURCE"): "procfs",
-    ("memstat-procfs-ds.yaml", "memstat", "PROC_ROOT"): "/host/proc",
-    ("memstat-procfs-ds.yaml", "memstat", "DATA_DIR"): "/var/lib/stats-log-collector/memstat",
+    ("base/deployment.yaml", "logs-collector", "DATA_DIR"): "/data/logs",
+    ("base/deployment.yaml", "logs-collector", "MAX_DATA_BYTES"): "4294967296",
+    ("components/procfs/memstat-procfs-ds.yaml", "memstat", "MEMSTAT_SOURCE"): "procfs",
+    ("components/procfs/memstat-procfs-ds.yaml", "memstat", "PROC_ROOT"): "/host/proc",
+    ("components/procfs/memstat-procfs-ds.yaml", "memstat", "DATA_DIR"): "/var/lib/stats-log-collector/memstat",
     # The node's folder of Virtlet's consoles; the default, /var/log/vms, is how Virtlet's containers see it.
-    ("virtlet-log-ds.yaml", "virtlet-log", "VIRTLET_VM_LOG_LOCATION"): "/var/log/virtlet/vms",
+    ("base/virtlet-log-ds.yaml", "virtlet-log", "VIRTLET_VM_LOG_LOCATION"): "/var/log/virtlet/vms",
 }
 # The settings of the original stats-logs-collector (github.com/fossedihelm/stats-logs-collector: its
 # deployment.yaml and README): all must be in ours.
 ORIGINAL_SETTINGS = {
-    ("deployment.yaml", "memstat"): {"DATA_DIR", "NAMESPACE", "POLL_INTERVAL_SECS", "HTTP_PORT"},
-    ("deployment.yaml", "logs-collector"): {"DATA_DIR", "KUBEVIRT_NAMESPACE", "HCO_NAMESPACE", "NAMESPACE"},
-    ("virtlet-log-ds.yaml", "virtlet-log"): {"VIRTLET_VM_LOG_LOCATION", "SLEEP_SECONDS"},
+    ("base/deployment.yaml", "memstat"): {"DATA_DIR", "NAMESPACE", "POLL_INTERVAL_SECS", "HTTP_PORT"},
+    ("base/deployment.yaml", "logs-collector"): {"DATA_DIR", "KUBEVIRT_NAMESPACE", "HCO_NAMESPACE", "NAMESPACE"},
+    ("base/virtlet-log-ds.yaml", "virtlet-log"): {"VIRTLET_VM_LOG_LOCATION", "SLEEP_SECONDS"},
 }
 # Where a container may differ from the locked-down baseline, and why (each also commented inline).
 RUNS_AS_ROOT = {
-    ("virtlet-log-ds.yaml", "virtlet-log"),  # writes root's /var/log/pods, reads root's console files
-    ("memstat-procfs-ds.yaml", "memstat"),  # writes its CSV in a hostPath directory the node owns
+    ("base/virtlet-log-ds.yaml", "virtlet-log"),  # writes root's /var/log/pods, reads root's console files
+    ("components/procfs/memstat-procfs-ds.yaml", "memstat"),  # writes its CSV in a hostPath directory the node owns
 }
-ADDED_CAPABILITIES = {("memstat-procfs-ds.yaml", "memstat"): ["SYS_PTRACE"]}  # PSS of other users' QEMU
-HOST_PID = {"memstat-procfs-ds.yaml"}
+ADDED_CAPABILITIES = {("components/procfs/memstat-procfs-ds.yaml", "memstat"): ["SYS_PTRACE"]}  # PSS of other users' QEMU
+HOST_PID = {"components/procfs/memstat-procfs-ds.yaml"}
 
 
 def containers() -> list[tuple[str, Obj, Obj]]:
@@ -74,7 +74,7 @@ def containers() -> list[tuple[str, Obj, Obj]]:
 
 def everything_rendered() -> list[Obj]:
     """What install applies, with every optional part in: the procfs DaemonSet, exec, verbosity, HCO."""
-    return render(WITH_PROCFS="yes")
+    return render(COMPONENTS="procfs")
 
 
 # ---- schemas ----------------------------------------------------------------------------------------
@@ -85,14 +85,14 @@ def test_every_object_validates_against_the_strict_schema(version: str, tmp_path
     variants = copy_deploy(
         tmp_path / "deploy",
         {
-            ("deployment.yaml", "memstat", "MEMSTAT_SOURCE"): "exec",
-            ("deployment.yaml", "memstat", "NAMESPACE"): "*",
-            ("deployment.yaml", "logs-collector", "NAMESPACE"): "*",
-            ("deployment.yaml", "logs-collector", "LOG_VERBOSITY"): "4",
+            ("base/deployment.yaml", "memstat", "MEMSTAT_SOURCE"): "exec",
+            ("base/deployment.yaml", "memstat", "NAMESPACE"): "*",
+            ("base/deployment.yaml", "logs-collector", "NAMESPACE"): "*",
+            ("base/deployment.yaml", "logs-collector", "LOG_VERBOSITY"): "4",
         },
     )
     objects = [obj for _, obj in all_manifest_objects()]
-    objects += everything_rendered() + render(variants, WITH_PROCFS="yes", STORAGE_CLASS="fast")
+    objects += everything_rendered() + render(variants, COMPONENTS="procfs", STORAGE_CLASS="fast")
     kinds = {obj["kind"] for obj in objects}
     assert {"Deployment", "DaemonSet", "PersistentVolumeClaim", "Service", "ServiceAccount"} <= kinds
     assert {"ClusterRole", "RoleBinding", "ClusterRoleBinding"} <= kinds
@@ -104,7 +104,7 @@ def test_every_object_validates_against_the_strict_schema(version: str, tmp_path
 
 
 def test_the_schema_check_can_fail() -> None:
-    deployment = one(manifest("deployment.yaml"), "Deployment")
+    deployment = one(manifest("base/deployment.yaml"), "Deployment")
     pod_spec(deployment)["containers"][0]["securityContext"]["readOnlyRootFileSystem"] = True  # misspelt
     with pytest.raises(kubernetes_validate.ValidationError):
         kubernetes_validate.validate(deployment, SUPPORTED_KUBERNETES[-1], strict=True)
@@ -173,7 +173,7 @@ def test_the_original_settings_are_all_there() -> None:
 
 
 def test_memstat_serves_what_logs_collector_writes_on_the_shared_volume() -> None:
-    deployment = one(manifest("deployment.yaml"), "Deployment")
+    deployment = one(manifest("base/deployment.yaml"), "Deployment")
     by_name = {c["name"]: c for c in pod_spec(deployment)["containers"]}
     memstat, logs = env_values(by_name["memstat"]), env_values(by_name["logs-collector"])
     assert logs["DATA_DIR"] == memstat["LOGS_DIR"] == "/data/logs"
@@ -181,26 +181,26 @@ def test_memstat_serves_what_logs_collector_writes_on_the_shared_volume() -> Non
     for container in by_name.values():
         assert {"name": "data", "mountPath": "/data"} in container["volumeMounts"]
     [volume] = [v for v in pod_spec(deployment)["volumes"] if v["name"] == "data"]
-    pvc = one(manifest("deployment.yaml"), "PersistentVolumeClaim")
+    pvc = one(manifest("base/deployment.yaml"), "PersistentVolumeClaim")
     assert volume["persistentVolumeClaim"]["claimName"] == pvc["metadata"]["name"]
     assert memstat["NAMESPACE"] == logs["NAMESPACE"]
 
 
 def test_the_pvc_is_10gi_rwo_and_the_budgets_fit_in_it() -> None:
-    pvc = one(manifest("deployment.yaml"), "PersistentVolumeClaim")
+    pvc = one(manifest("base/deployment.yaml"), "PersistentVolumeClaim")
     assert pvc["spec"]["accessModes"] == ["ReadWriteOnce"]
     assert pvc["spec"]["resources"]["requests"]["storage"] == "10Gi"
     assert "storageClassName" not in pvc["spec"]  # the cluster's default unless STORAGE_CLASS is given
     [rendered] = [obj for obj in render(STORAGE_CLASS="fast-ssd") if obj["kind"] == "PersistentVolumeClaim"]
     assert rendered["spec"]["storageClassName"] == "fast-ssd"
-    deployment = one(manifest("deployment.yaml"), "Deployment")
+    deployment = one(manifest("base/deployment.yaml"), "Deployment")
     env = {k: v for c in pod_spec(deployment)["containers"] for k, v in env_values(c).items()}
     budget = sum(byte_size(env[name]) for name in ("MAX_CSV_BYTES", "MAX_ARCHIVE_BYTES", "MAX_DATA_BYTES"))
     assert budget < byte_size("10Gi")
 
 
 def test_service_and_probes_use_http_port() -> None:
-    objects = manifest("deployment.yaml")
+    objects = manifest("base/deployment.yaml")
     memstat = next(c for c in pod_spec(one(objects, "Deployment"))["containers"] if c["name"] == "memstat")
     port = int(env_values(memstat)["HTTP_PORT"])
     assert memstat["ports"] == [{"name": "http", "containerPort": port, "protocol": "TCP"}]
@@ -211,12 +211,12 @@ def test_service_and_probes_use_http_port() -> None:
         {"name": "http", "port": port, "targetPort": "http", "protocol": "TCP"}
     ]
     assert service["spec"]["selector"] == one(objects, "Deployment")["spec"]["selector"]["matchLabels"]
-    procfs = pod_spec(one(manifest("memstat-procfs-ds.yaml"), "DaemonSet"))["containers"][0]
+    procfs = pod_spec(one(manifest("components/procfs/memstat-procfs-ds.yaml"), "DaemonSet"))["containers"][0]
     assert procfs["ports"][0]["containerPort"] == int(env_values(procfs)["HTTP_PORT"])
 
 
 def test_hostpaths_are_where_the_settings_point() -> None:
-    virtlet = one(manifest("virtlet-log-ds.yaml"), "DaemonSet")
+    virtlet = one(manifest("base/virtlet-log-ds.yaml"), "DaemonSet")
     container = pod_spec(virtlet)["containers"][0]
     env = env_values(container)
     mounts = {m["mountPath"]: m for m in container["volumeMounts"]}
@@ -229,7 +229,7 @@ def test_hostpaths_are_where_the_settings_point() -> None:
         mount = mounts[env[variable]]
         assert host[mount["name"]] == env[variable]  # same path in the container as on the node
         assert mount.get("readOnly", False) is read_only
-    procfs = one(manifest("memstat-procfs-ds.yaml"), "DaemonSet")
+    procfs = one(manifest("components/procfs/memstat-procfs-ds.yaml"), "DaemonSet")
     container = pod_spec(procfs)["containers"][0]
     env = env_values(container)
     mounts = {m["mountPath"]: m for m in container["volumeMounts"]}
@@ -281,7 +281,7 @@ def test_image_is_the_one_make_image_builds() -> None:
     assert made.split()[-2:] == [image, "."]
     for _, _, container in containers():
         assert container["image"] == image
-    custom = render(WITH_PROCFS="yes", IMAGE="quay.io/me/slc:dev")
+    custom = render(COMPONENTS="procfs", IMAGE="quay.io/me/slc:dev")
     assert {
         c["image"]
         for obj in custom
@@ -311,11 +311,11 @@ def test_install_sh_reads_every_env_entry_as_yaml_does(tmp_path: Path) -> None:
 
 
 def test_a_bad_setting_stops_install_before_the_cluster(tmp_path: Path) -> None:
-    deploy = copy_deploy(tmp_path / "deploy", {("deployment.yaml", "memstat", "MEMSTAT_SOURCE"): "magic"})
+    deploy = copy_deploy(tmp_path / "deploy", {("base/deployment.yaml", "memstat", "MEMSTAT_SOURCE"): "magic"})
     result = install_sh(deploy, "install", KUBECTL="false")
     assert result.returncode == 2
     assert "MEMSTAT_SOURCE must be kubelet, exec or procfs" in result.stderr
-    deploy2 = copy_deploy(tmp_path / "deploy2", {("deployment.yaml", "logs-collector", "NAMESPACE"): "other"})
+    deploy2 = copy_deploy(tmp_path / "deploy2", {("base/deployment.yaml", "logs-collector", "NAMESPACE"): "other"})
     result = install_sh(deploy2, "render")
     assert result.returncode == 2 and "the containers disagree on NAMESPACE" in result.stderr
 
@@ -375,7 +375,7 @@ def test_every_workload_has_its_own_service_account() -> None:
         )
         accounts.append(account)
     assert len(accounts) == len(set(accounts)) == 3
-    virtlet = one(manifest("virtlet-log-ds.yaml"), "ServiceAccount")
+    virtlet = one(manifest("base/virtlet-log-ds.yaml"), "ServiceAccount")
     assert virtlet["automountServiceAccountToken"] is False  # it never calls the API
 
 
@@ -395,7 +395,7 @@ def test_exec_and_nodes_proxy_are_granted_only_with_their_source(tmp_path: Path)
     shipped = roles()
     assert "stats-log-collector-memstat-kubelet" in shipped
     assert "stats-log-collector-memstat-exec" not in shipped
-    exec_ = roles(copy_deploy(tmp_path / "d", {("deployment.yaml", "memstat", "MEMSTAT_SOURCE"): "exec"}))
+    exec_ = roles(copy_deploy(tmp_path / "d", {("base/deployment.yaml", "memstat", "MEMSTAT_SOURCE"): "exec"}))
     assert "stats-log-collector-memstat-exec" in exec_
     assert "stats-log-collector-memstat-kubelet" not in exec_
     assert not any("verbosity" in role for role in shipped)

@@ -167,13 +167,13 @@ def test_grants_follow_bindings_and_scopes() -> None:
 def test_memstat_is_granted_exactly_what_it_uses(
     source: str, namespaces: str, kubevirt_cluster: KubeVirtCluster, variant: Path, tmp_path: Path
 ) -> None:
-    edits = {("deployment.yaml", "memstat", "MEMSTAT_SOURCE"): source}
+    edits = {("base/deployment.yaml", "memstat", "MEMSTAT_SOURCE"): source}
     for container in ("memstat", "logs-collector"):
-        edits[("deployment.yaml", container, "NAMESPACE")] = namespaces
+        edits[("base/deployment.yaml", container, "NAMESPACE")] = namespaces
     deploy = copy_deploy(variant, edits)
     objects = render(deploy)
     populate(kubevirt_cluster, namespaces)
-    settings = container_env("deployment.yaml", "Deployment", "memstat", deploy)
+    settings = container_env("base/deployment.yaml", "Deployment", "memstat", deploy)
     needed = run_memstat(kubevirt_cluster, settings, tmp_path, NODE_NAME="node-01")
     assert_exact(
         needed, granted(objects, COLLECTOR_SA), granted(objects, COLLECTOR_SA, "stats-log-collector-memstat-")
@@ -189,8 +189,8 @@ def test_memstat_is_granted_exactly_what_it_uses(
 def test_memstat_procfs_daemonset_is_granted_exactly_what_it_uses(
     kubevirt_cluster: KubeVirtCluster, tmp_path: Path
 ) -> None:
-    objects = render(WITH_PROCFS="yes")
-    settings = env_values(pod_spec(one(manifest("memstat-procfs-ds.yaml"), "DaemonSet"))["containers"][0])
+    objects = render(COMPONENTS="procfs")
+    settings = env_values(pod_spec(one(manifest("components/procfs/memstat-procfs-ds.yaml"), "DaemonSet"))["containers"][0])
     populate(kubevirt_cluster, settings["NAMESPACE"])
     needed = run_memstat(kubevirt_cluster, settings, tmp_path, PROC_ROOT="/proc", NODE_NAME="node-01")
     own = granted(objects, PROCFS_SA)
@@ -205,7 +205,7 @@ def test_virtlet_log_calls_no_api_and_is_granted_nothing(
     kubevirt_cluster: KubeVirtCluster, tmp_path: Path
 ) -> None:
     """It forwards a console line (real work, same settings) without one request to the API."""
-    settings = env_values(pod_spec(one(manifest("virtlet-log-ds.yaml"), "DaemonSet"))["containers"][0])
+    settings = env_values(pod_spec(one(manifest("base/virtlet-log-ds.yaml"), "DaemonSet"))["containers"][0])
     sandbox = "0b8f4c52-6f0e-4a49-9d0e-6a4d7f0d7a11"
     (tmp_path / "vms" / sandbox).mkdir(parents=True)
     (tmp_path / "pods" / sandbox).mkdir(parents=True)
@@ -230,7 +230,7 @@ def test_virtlet_log_calls_no_api_and_is_granted_nothing(
             process.kill()
             process.wait()
     assert kubevirt_cluster.requests() == []
-    assert granted(render(WITH_PROCFS="yes"), VIRTLET_SA) == set()
+    assert granted(render(COMPONENTS="procfs"), VIRTLET_SA) == set()
 
 
 # ---- logs-collector -----------------------------------------------------------------------------------
@@ -248,12 +248,12 @@ def test_logs_collector_is_granted_exactly_what_it_uses(
     name: str, kubevirt_cluster: KubeVirtCluster, variant: Path, tmp_path: Path
 ) -> None:
     changes = LOGS_VARIANTS[name]
-    edits = {("deployment.yaml", "logs-collector", var): value for var, value in changes.items()}
+    edits = {("base/deployment.yaml", "logs-collector", var): value for var, value in changes.items()}
     if "NAMESPACE" in changes:
-        edits[("deployment.yaml", "memstat", "NAMESPACE")] = changes["NAMESPACE"]
+        edits[("base/deployment.yaml", "memstat", "NAMESPACE")] = changes["NAMESPACE"]
     deploy = copy_deploy(variant, edits)
     objects = render(deploy)
-    settings = container_env("deployment.yaml", "Deployment", "logs-collector", deploy)
+    settings = container_env("base/deployment.yaml", "Deployment", "logs-collector", deploy)
     handlers = settings["HCO_NAMESPACE"] or settings["KUBEVIRT_NAMESPACE"]
     populate(kubevirt_cluster, settings["NAMESPACE"], handler_namespace=handlers)
     if settings["HCO_NAMESPACE"]:
@@ -272,7 +272,7 @@ def test_the_deployment_account_has_nothing_neither_container_uses(
 ) -> None:
     objects = render()
     settings = {
-        name: container_env("deployment.yaml", "Deployment", name, Path(__file__).parents[2] / "deploy")
+        name: container_env("base/deployment.yaml", "Deployment", name, Path(__file__).parents[2] / "deploy")
         for name in ("memstat", "logs-collector")
     }
     populate(kubevirt_cluster, settings["memstat"]["NAMESPACE"])

@@ -6,6 +6,7 @@ ones reject unknown fields, which is how a misspelt or misplaced key is caught o
 
 from __future__ import annotations
 
+import os
 import re
 import subprocess
 from pathlib import Path
@@ -17,7 +18,11 @@ import pytest
 from stats_log_collector.config import Derived, byte_size
 from stats_log_collector.memstat.procfs import cgroup_root_for
 from tests.deploy.manifests import (
+    COMPONENTS,
     DEPLOY,
+    KUBECTL,
+    OVERLAYS,
+    WORKLOAD_KINDS,
     MANIFEST_FILES,
     ROOT,
     Obj,
@@ -291,28 +296,45 @@ def test_image_is_the_one_make_image_builds() -> None:
 
 
 def test_install_sh_reads_every_env_entry_as_yaml_does(tmp_path: Path) -> None:
-    """install.sh's reading of `- name:` / `value:` pairs agrees with a YAML parser on every entry."""
+    """install.sh's reading of the rendered `- name:` / `value:` pairs agrees with a YAML parser on every
+    entry of every workload, in every overlay and with every component."""
     probe = tmp_path / "probe.sh"
     probe.write_text(
         (DEPLOY / "install.sh").read_text().split("\ncase ${1:-} in")[0]
-        + f'\nhere="{DEPLOY}"\nenv_values "$1" "$2"\n'
+        + f'\nhere="{DEPLOY}"\nrendered=$(kustomize)\nkind=$1 name=$2\nshift 2\n'
+        + 'for var in "$@"; do env_values "$kind" "$name" "$var" | sed "s/^/$var=/"; done\n'
     )
-    for file in MANIFEST_FILES:
-        expected: dict[str, list[str]] = {}
-        for obj in manifest(file):
-            if obj["kind"] in ("Deployment", "DaemonSet"):
-                for container in pod_spec(obj)["containers"]:
-                    for name, value in env_values(container).items():
-                        expected.setdefault(name, []).append(value)
-        for name, values in expected.items():
-            result = subprocess.run(["sh", str(probe), file, name], capture_output=True, text=True)
-            read = result.stdout.splitlines() if result.stdout else []
-            assert read == values or (values == [""] and read in ([], [""])), f"{file} {name}: {read}"
+    checked = 0
+    for overlay in OVERLAYS:
+        components = ",".join(COMPONENTS) if overlay == "default" else ""
+        for obj in render(OVERLAY=overlay, COMPONENTS=components):
+            if obj["kind"] not in WORKLOAD_KINDS:
+                continue
+            expected: dict[str, list[str]] = {}
+            for container in pod_spec(obj)["containers"]:
+                for name, value in env_values(container).items():
+                    expected.setdefault(name, []).append(value)
+            environ = {**os.environ, "OVERLAY": overlay, "COMPONENTS": components}
+            args = ["sh", str(probe), obj["kind"], obj["metadata"]["name"], *expected]
+            lines = subprocess.run(args, capture_output=True, text=True, env=environ).stdout.splitlines()
+            for name, values in expected.items():
+                read = [line.split("=", 1)[1] for line in lines if line.split("=", 1)[0] == name]
+                assert read == values or (values == [""] and read in ([], [""])), f"{overlay} {name}: {read}"
+                checked += 1
+    assert checked > 100
+
+
+def kustomize_only(tmp_path: Path) -> str:
+    """A KUBECTL that renders (kubectl kustomize) and fails on anything that would touch a cluster."""
+    script = tmp_path / "kubectl-offline"
+    script.write_text(f'#!/bin/sh\n[ "$1" = kustomize ] || exit 99\nexec {KUBECTL} "$@"\n')
+    script.chmod(0o755)
+    return str(script)
 
 
 def test_a_bad_setting_stops_install_before_the_cluster(tmp_path: Path) -> None:
     deploy = copy_deploy(tmp_path / "deploy", {("base/deployment.yaml", "memstat", "MEMSTAT_SOURCE"): "magic"})
-    result = install_sh(deploy, "install", KUBECTL="false")
+    result = install_sh(deploy, "install", KUBECTL=kustomize_only(tmp_path))
     assert result.returncode == 2
     assert "MEMSTAT_SOURCE must be kubelet, exec or procfs" in result.stderr
     deploy2 = copy_deploy(tmp_path / "deploy2", {("base/deployment.yaml", "logs-collector", "NAMESPACE"): "other"})
@@ -402,5 +424,8 @@ def test_exec_and_nodes_proxy_are_granted_only_with_their_source(tmp_path: Path)
 
 
 def test_all_files_are_covered() -> None:
-    # prometheus-rules.yaml is no manifest: test_prometheus_rules.py checks it.
-    assert sorted(p.name for p in DEPLOY.glob("*.yaml")) == sorted((*MANIFEST_FILES, "prometheus-rules.yaml"))
+    """Every YAML file under deploy/ is a manifest the tests above read, a kustomization, or an Operator
+    object (test_monitoring.py, test_prometheus_rules.py)."""
+    found = {str(p.relative_to(DEPLOY)) for p in DEPLOY.rglob("*.yaml") if p.name != "kustomization.yaml"}
+    monitoring = {f"components/monitoring/{n}.yaml" for n in ("servicemonitor", "podmonitor", "prometheusrule")}
+    assert found == {*MANIFEST_FILES, *monitoring, "overlays/openshift/scc.yaml"}

@@ -19,6 +19,7 @@ from pathlib import Path
 import pytest
 
 from kubevirt_test_cluster import KubeVirtCluster
+from tests.fake_proc import fake_qemu
 from tests.helpers import free_port, http, wait_for
 from tests.image import engine
 from tests.kubelet_logs import read_log_file, rebuild
@@ -118,10 +119,13 @@ def test_the_image_runs_the_cli_as_1001_and_holds_no_build_or_test_tools(contain
             "sh",
             "-c",
             "find / -xdev \\( -path /proc -o -path /sys \\) -prune -o \\( -name 'kubevirt_test_cluster*'"
-            " -o -name testcluster -o -name conftest.py -o -name '*.whl' -o -path /src \\) -print",
+            " -o -name testcluster -o -name 'stats_log_collector-*.whl' -o -path /wheels -o -path /src \\) -print",
         ],
+        user="0:0",
     )
-    assert stray.returncode == 0 and stray.stdout == "", stray.stdout
+    assert stray.returncode == 0 and stray.stdout == "", stray.stdout + stray.stderr
+    files = engine.buildah_run(container, ["pip", "show", "--files", "stats-log-collector"]).stdout
+    assert "stats_log_collector/cli.py" in files and not re.search(r"(^|/)(tests?|conftest)[/.]", files, re.M)
     package = engine.buildah_run(
         container, ["python3", "-c", "import stats_log_collector, os; print(os.path.dirname(stats_log_collector.__file__))"]
     ).stdout.strip()
@@ -143,19 +147,6 @@ def test_the_readme_gives_the_image_size(image: str) -> None:
 
 
 # ---- each component, as each user ---------------------------------------------------------------------
-
-
-def fake_qemu(proc: Path, pid: int, vm: str, pod_uid: str, rss_kb: int) -> None:
-    """A /proc/<pid> of a QEMU in a launcher pod's cgroup, as the kernel shows it."""
-    base = proc / str(pid)
-    base.mkdir(parents=True)
-    slice_ = f"kubepods.slice/kubepods-burstable.slice/kubepods-burstable-pod{pod_uid.replace('-', '_')}.slice"
-    (base / "comm").write_text("qemu-kvm\n")
-    argv = ["/usr/libexec/qemu-kvm", "-name", f"guest={vm},debug-threads=on", "-m", "1024"]
-    (base / "cmdline").write_bytes(b"".join(arg.encode() + b"\0" for arg in argv))
-    (base / "cgroup").write_text(f"0::/{slice_}/cri-containerd-1.scope\n")
-    (base / "status").write_text(f"Name:\tqemu-kvm\nPid:\t{pid}\nVmRSS:\t{rss_kb} kB\nRssAnon:\t{rss_kb} kB\n")
-    (base / "smaps_rollup").write_text(f"0-1 ---p 00000000 00:00 0 [rollup]\nRss: {rss_kb} kB\nPss: {rss_kb} kB\n")
 
 
 def test_memstat_procfs_in_the_image_answers_from_the_host(

@@ -113,4 +113,6 @@ def unused(granted: Iterable[Grant], needed: Iterable[Access]) -> list[Grant]:
     from its resourceVersion is one way of following objects, and deploy/base/rbac.yaml grants the pair."""
     needed = list(needed)
     listed = [dataclasses.replace(access, verb="watch") for access in needed if access.verb == "list"]
-    return sorted(grant for grant in granted if not any(grant.allows(access) for access in [*needed, *listed]))
+    return sorted(
+        grant for grant in granted if not any(grant.allows(access) for access in [*needed, *listed])
+    )

@@ -124,7 +124,9 @@ def install_sh(deploy: Path, *args: str, **env: str) -> subprocess.CompletedProc
 def kustomize(directory: Path) -> list[Obj]:
     """``kubectl kustomize`` of an overlay or component folder, as kubectl itself renders it."""
     assert KUBECTL is not None, "kubectl is not installed"
-    result = subprocess.run([KUBECTL, "kustomize", str(directory)], capture_output=True, text=True, timeout=60)
+    result = subprocess.run(
+        [KUBECTL, "kustomize", str(directory)], capture_output=True, text=True, timeout=60
+    )
     assert result.returncode == 0, result.stderr
     return [doc for doc in yaml.safe_load_all(result.stdout) if doc]
 

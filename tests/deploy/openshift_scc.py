@@ -104,7 +104,11 @@ def violations(pod: Obj, scc: Scc) -> list[str]:
                 found.append(f"{where}: seccomp profile {profile} not allowed")
     if not scc.run_as_any_fs_group and "fsGroup" in context:
         found.append("pod: fsGroup is assigned by OpenShift (MustRunAs)")
-    for flag, allowed in (("hostPID", scc.host_pid), ("hostNetwork", scc.host_network), ("hostIPC", scc.host_ipc)):
+    for flag, allowed in (
+        ("hostPID", scc.host_pid),
+        ("hostNetwork", scc.host_network),
+        ("hostIPC", scc.host_ipc),
+    ):
         if pod.get(flag) and not allowed:
             found.append(f"pod: {flag}")
     for volume in pod.get("volumes", []):

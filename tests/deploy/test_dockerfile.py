@@ -17,8 +17,6 @@ import tomllib
 import zipfile
 from pathlib import Path
 
-import pytest
-
 from tests.deploy.manifests import ROOT
 
 DOCKERFILE = ROOT / "Dockerfile"

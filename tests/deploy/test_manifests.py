@@ -21,10 +21,10 @@ from tests.deploy.manifests import (
     COMPONENTS,
     DEPLOY,
     KUBECTL,
-    OVERLAYS,
-    WORKLOAD_KINDS,
     MANIFEST_FILES,
+    OVERLAYS,
     ROOT,
+    WORKLOAD_KINDS,
     Obj,
     all_manifest_objects,
     command_of,
@@ -45,15 +45,25 @@ SUPPORTED_KUBERNETES = ("1.28", "1.29", "1.30", "1.31", "1.32", "1.33", "1.34", 
 
 # Settings that only make sense outside the cluster: in a pod the ServiceAccount is the credential.
 OUT_OF_CLUSTER = {"KUBE_API_URL", "KUBECONFIG", "KUBE_CONTEXT"}
+# The kubelet source's connection settings: their defaults (direct access, the node's addresses in
+# metrics-server's order, the ServiceAccount's CA) are what a pod wants, and a component (kubelet-proxy)
+# sets the one a user may change, so the Deployment does not list them.
+KUBELET_CONNECTION = {"KUBELET_ACCESS", "KUBELET_ADDRESS_TYPES", "KUBELET_CA_FILE", "KUBELET_INSECURE_TLS"}
 # Settings whose value comes from the downward API rather than a literal.
-FROM_DOWNWARD_API = {("components/procfs/memstat-procfs-ds.yaml", "memstat", "NODE_NAME")}  # the node of the processes
+FROM_DOWNWARD_API = {
+    ("components/procfs/memstat-procfs-ds.yaml", "memstat", "NODE_NAME")
+}  # the node of the processes
 # Values that are deliberately not the default, each explained by a comment in the manifest.
 NOT_DEFAULT = {
     ("base/deployment.yaml", "logs-collector", "DATA_DIR"): "/data/logs",
     ("base/deployment.yaml", "logs-collector", "MAX_DATA_BYTES"): "4294967296",
     ("components/procfs/memstat-procfs-ds.yaml", "memstat", "MEMSTAT_SOURCE"): "procfs",
     ("components/procfs/memstat-procfs-ds.yaml", "memstat", "PROC_ROOT"): "/host/proc",
-    ("components/procfs/memstat-procfs-ds.yaml", "memstat", "DATA_DIR"): "/var/lib/stats-log-collector/memstat",
+    (
+        "components/procfs/memstat-procfs-ds.yaml",
+        "memstat",
+        "DATA_DIR",
+    ): "/var/lib/stats-log-collector/memstat",
     # The node's folder of Virtlet's consoles; the default, /var/log/vms, is how Virtlet's containers see it.
     ("base/virtlet-log-ds.yaml", "virtlet-log", "VIRTLET_VM_LOG_LOCATION"): "/var/log/virtlet/vms",
 }
@@ -61,15 +71,25 @@ NOT_DEFAULT = {
 # deployment.yaml and README): all must be in ours.
 ORIGINAL_SETTINGS = {
     ("base/deployment.yaml", "memstat"): {"DATA_DIR", "NAMESPACE", "POLL_INTERVAL_SECS", "HTTP_PORT"},
-    ("base/deployment.yaml", "logs-collector"): {"DATA_DIR", "KUBEVIRT_NAMESPACE", "HCO_NAMESPACE", "NAMESPACE"},
+    ("base/deployment.yaml", "logs-collector"): {
+        "DATA_DIR",
+        "KUBEVIRT_NAMESPACE",
+        "HCO_NAMESPACE",
+        "NAMESPACE",
+    },
     ("base/virtlet-log-ds.yaml", "virtlet-log"): {"VIRTLET_VM_LOG_LOCATION", "SLEEP_SECONDS"},
 }
 # Where a container may differ from the locked-down baseline, and why (each also commented inline).
 RUNS_AS_ROOT = {
     ("base/virtlet-log-ds.yaml", "virtlet-log"),  # writes root's /var/log/pods, reads root's console files
-    ("components/procfs/memstat-procfs-ds.yaml", "memstat"),  # writes its CSV in a hostPath directory the node owns
+    (
+        "components/procfs/memstat-procfs-ds.yaml",
+        "memstat",
+    ),  # writes its CSV in a hostPath directory the node owns
 }
-ADDED_CAPABILITIES = {("components/procfs/memstat-procfs-ds.yaml", "memstat"): ["SYS_PTRACE"]}  # PSS of other users' QEMU
+ADDED_CAPABILITIES = {
+    ("components/procfs/memstat-procfs-ds.yaml", "memstat"): ["SYS_PTRACE"]
+}  # PSS of other users' QEMU
 HOST_PID = {"components/procfs/memstat-procfs-ds.yaml"}
 
 
@@ -153,7 +173,7 @@ def test_every_setting_is_present_with_its_default() -> None:
         settings = settings_of(command_of(container))
         downward = {name for f, c, name in FROM_DOWNWARD_API if (f, c) == (file, container["name"])}
         primary = {name for name, (_, spec) in settings.items() if name == spec.env}  # not the aliases
-        missing = primary - set(values) - OUT_OF_CLUSTER - downward
+        missing = primary - set(values) - OUT_OF_CLUSTER - downward - KUBELET_CONNECTION
         assert not missing, f"{file} {container['name']}: no env entry for {sorted(missing)}"
         parsed = {name: settings[name][1].parse(value.strip()) for name, value in values.items()}
         for name, value in values.items():
@@ -333,11 +353,15 @@ def kustomize_only(tmp_path: Path) -> str:
 
 
 def test_a_bad_setting_stops_install_before_the_cluster(tmp_path: Path) -> None:
-    deploy = copy_deploy(tmp_path / "deploy", {("base/deployment.yaml", "memstat", "MEMSTAT_SOURCE"): "magic"})
+    deploy = copy_deploy(
+        tmp_path / "deploy", {("base/deployment.yaml", "memstat", "MEMSTAT_SOURCE"): "magic"}
+    )
     result = install_sh(deploy, "install", KUBECTL=kustomize_only(tmp_path))
     assert result.returncode == 2
     assert "MEMSTAT_SOURCE must be kubelet, exec or procfs" in result.stderr
-    deploy2 = copy_deploy(tmp_path / "deploy2", {("base/deployment.yaml", "logs-collector", "NAMESPACE"): "other"})
+    deploy2 = copy_deploy(
+        tmp_path / "deploy2", {("base/deployment.yaml", "logs-collector", "NAMESPACE"): "other"}
+    )
     result = install_sh(deploy2, "render")
     assert result.returncode == 2 and "the containers disagree on NAMESPACE" in result.stderr
 
@@ -417,7 +441,9 @@ def test_exec_and_nodes_proxy_are_granted_only_with_their_source(tmp_path: Path)
     shipped = roles()
     assert "stats-log-collector-memstat-kubelet" in shipped
     assert "stats-log-collector-memstat-exec" not in shipped
-    exec_ = roles(copy_deploy(tmp_path / "d", {("base/deployment.yaml", "memstat", "MEMSTAT_SOURCE"): "exec"}))
+    exec_ = roles(
+        copy_deploy(tmp_path / "d", {("base/deployment.yaml", "memstat", "MEMSTAT_SOURCE"): "exec"})
+    )
     assert "stats-log-collector-memstat-exec" in exec_
     assert "stats-log-collector-memstat-kubelet" not in exec_
     assert not any("verbosity" in role for role in shipped)
@@ -427,5 +453,7 @@ def test_all_files_are_covered() -> None:
     """Every YAML file under deploy/ is a manifest the tests above read, a kustomization, or an Operator
     object (test_monitoring.py, test_prometheus_rules.py)."""
     found = {str(p.relative_to(DEPLOY)) for p in DEPLOY.rglob("*.yaml") if p.name != "kustomization.yaml"}
-    monitoring = {f"components/monitoring/{n}.yaml" for n in ("servicemonitor", "podmonitor", "prometheusrule")}
+    monitoring = {
+        f"components/monitoring/{n}.yaml" for n in ("servicemonitor", "podmonitor", "prometheusrule")
+    }
     assert found == {*MANIFEST_FILES, *monitoring, "overlays/openshift/scc.yaml"}

@@ -105,7 +105,11 @@ def test_the_monitors_point_at_ports_that_exist() -> None:
     for daemonset in daemonsets.values():
         template = daemonset["spec"]["template"]
         if template["metadata"]["labels"]["app.kubernetes.io/component"] in expression["values"]:
-            ports = {p["name"]: p["containerPort"] for c in pod_spec(daemonset)["containers"] for p in c.get("ports", [])}
+            ports = {
+                p["name"]: p["containerPort"]
+                for c in pod_spec(daemonset)["containers"]
+                for p in c.get("ports", [])
+            }
             assert ports, daemonset["metadata"]["name"]
             scraped |= set(ports) & {e["port"] for e in pods["spec"]["podMetricsEndpoints"]}
     assert scraped == {"metrics", "http"}

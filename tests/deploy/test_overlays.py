@@ -11,7 +11,20 @@ from typing import Any
 import kubernetes_validate
 import pytest
 
-from tests.deploy.manifests import COMPONENTS, DEPLOY, KUBECTL, OVERLAYS, Obj, kustomize, one, pod_spec, render
+from stats_log_collector.cli import COMMANDS
+from tests.deploy.manifests import (
+    COMPONENTS,
+    DEPLOY,
+    KUBECTL,
+    OVERLAYS,
+    Obj,
+    command_of,
+    kustomize,
+    one,
+    pod_spec,
+    render,
+    settings_of,
+)
 from tests.deploy.openshift_scc import BY_NAME, RESTRICTED_V2, violations
 
 pytestmark = pytest.mark.skipif(KUBECTL is None, reason="kubectl is not installed (it renders the overlays)")
@@ -56,8 +69,8 @@ def test_the_overlays_differ_from_the_base_only_as_documented() -> None:
 # ---- OpenShift --------------------------------------------------------------------------------------
 
 
-def openshift_install(**env: str) -> list[Obj]:
-    return render(OVERLAY="openshift", COMPONENTS="procfs", **env)
+def openshift_install(install_namespace: str = "stats-log-collector") -> list[Obj]:
+    return render(OVERLAY="openshift", COMPONENTS="procfs", INSTALL_NAMESPACE=install_namespace)
 
 
 def test_the_openshift_deployment_passes_restricted_v2() -> None:
@@ -100,7 +113,7 @@ def scc_grants(objects: list[Obj]) -> dict[str, set[str]]:
 
 
 def test_each_openshift_daemonset_passes_the_scc_it_is_granted_and_nothing_wider() -> None:
-    objects = openshift_install(INSTALL_NAMESPACE="vm-tools")
+    objects = openshift_install("vm-tools")
     granted = scc_grants(objects)
     expected = {
         "stats-log-collector-virtlet-log": {"hostmount-anyuid"},
@@ -137,7 +150,9 @@ SOURCES = ("kubelet", "exec", "procfs")
 
 def install_variants() -> list[tuple[str, str]]:
     """Every overlay with every subset of the components it does not hold already."""
-    subsets = [subset for size in range(len(COMPONENTS) + 1) for subset in itertools.combinations(COMPONENTS, size)]
+    subsets = [
+        subset for size in range(len(COMPONENTS) + 1) for subset in itertools.combinations(COMPONENTS, size)
+    ]
     return [(name, ",".join(subset)) for name in OVERLAYS for subset in subsets if name not in subset]
 
 
@@ -170,7 +185,10 @@ def granted_resources(objects: list[Obj]) -> set[str]:
     """The resources of every rule of every ClusterRole some binding of the render refers to."""
     bound = {o["roleRef"]["name"] for o in objects if o["kind"] in ("RoleBinding", "ClusterRoleBinding")}
     rules: list[dict[str, Any]] = [
-        rule for o in objects if o["kind"] == "ClusterRole" and o["metadata"]["name"] in bound for rule in o["rules"]
+        rule
+        for o in objects
+        if o["kind"] == "ClusterRole" and o["metadata"]["name"] in bound
+        for rule in o["rules"]
     ]
     return {resource for rule in rules for resource in rule["resources"]}
 
@@ -181,6 +199,27 @@ def test_kubelet_proxy_and_exec_are_components_a_user_adds(tmp_path: Path) -> No
     assert "nodes/proxy" not in granted_resources(objects)
     assert "pods/exec" not in granted_resources(objects)
     memstat = next(
-        c for c in pod_spec(one(objects, "Deployment", "stats-log-collector"))["containers"] if c["name"] == "memstat"
+        c
+        for c in pod_spec(one(objects, "Deployment", "stats-log-collector"))["containers"]
+        if c["name"] == "memstat"
     )
     assert not any(e["name"].startswith("KUBELET_") for e in memstat["env"])  # the defaults hold
+
+
+def test_every_env_entry_of_every_variant_is_a_real_setting() -> None:
+    """What the overlays and components patch in (HCO_NAMESPACE, MEMSTAT_SOURCE, KUBELET_ACCESS,
+    METRICS_PORT) are settings of the container's subcommand, with values they accept."""
+    memstat = settings_of(next(c for c in COMMANDS if c.name == "memstat"))
+    if "KUBELET_ACCESS" not in memstat:
+        pytest.skip("memstat has no KUBELET_ACCESS setting yet (deploy/components/kubelet-proxy sets it)")
+    for name in OVERLAYS:
+        components = ",".join(c for c in COMPONENTS if c != name and c != "exec-source")
+        for obj in render(OVERLAY=name, COMPONENTS=components):
+            if obj["kind"] not in ("Deployment", "DaemonSet"):
+                continue
+            for container in pod_spec(obj)["containers"]:
+                settings = settings_of(command_of(container))
+                for entry in container["env"]:
+                    assert entry["name"] in settings, f"{name}: {container['name']}: {entry['name']}"
+                    if "value" in entry:
+                        settings[entry["name"]][1].parse(entry["value"])

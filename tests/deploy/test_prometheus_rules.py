@@ -42,6 +42,8 @@ def rules_dir(tmp_path: Path) -> Path:
     (tmp_path / "tests" / "deploy").mkdir(parents=True)
     (tmp_path / "tests" / "deploy" / UNIT_TESTS.name).write_text(UNIT_TESTS.read_text())
     return tmp_path
+
+
 PROMTOOL = shutil.which("promtool")
 needs_promtool = pytest.mark.skipif(
     PROMTOOL is None, reason="promtool not installed (apt-get install --no-install-recommends prometheus)"
@@ -81,7 +83,10 @@ def test_the_spec_is_a_plain_rule_file() -> None:
     document = spec()
     assert set(document) == {"groups"}
     assert [set(group) for group in document["groups"]] == [{"name", "rules"}] * 2
-    assert [rule["alert"] for rule in rules(VM_GROUP)] == ["VmMemoryHeadroomLow", "VmMemoryOverheadAboveRequest"]
+    assert [rule["alert"] for rule in rules(VM_GROUP)] == [
+        "VmMemoryHeadroomLow",
+        "VmMemoryOverheadAboveRequest",
+    ]
     assert [rule["alert"] for rule in rules(HEALTH_GROUP)] == [
         "MemstatPollsFailing",
         "MemstatNoGoodPoll",

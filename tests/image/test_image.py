@@ -72,7 +72,9 @@ class Running:
     def __init__(self, args: list[str], log: Path) -> None:
         self.log = log
         with log.open("wb") as stderr:
-            self.process = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=stderr, start_new_session=True)
+            self.process = subprocess.Popen(
+                args, stdout=subprocess.PIPE, stderr=stderr, start_new_session=True
+            )
 
     def text(self) -> str:
         return self.log.read_text(errors="replace")
@@ -119,7 +121,8 @@ def test_the_image_runs_the_cli_as_1001_and_holds_no_build_or_test_tools(contain
             "sh",
             "-c",
             "find / -xdev \\( -path /proc -o -path /sys \\) -prune -o \\( -name 'kubevirt_test_cluster*'"
-            " -o -name testcluster -o -name 'stats_log_collector-*.whl' -o -path /wheels -o -path /src \\) -print",
+            " -o -name testcluster -o -name 'stats_log_collector-*.whl' -o -path /wheels -o -path /src \\)"
+            " -print",
         ],
         user="0:0",
     )
@@ -127,7 +130,12 @@ def test_the_image_runs_the_cli_as_1001_and_holds_no_build_or_test_tools(contain
     files = engine.buildah_run(container, ["pip", "show", "--files", "stats-log-collector"]).stdout
     assert "stats_log_collector/cli.py" in files and not re.search(r"(^|/)(tests?|conftest)[/.]", files, re.M)
     package = engine.buildah_run(
-        container, ["python3", "-c", "import stats_log_collector, os; print(os.path.dirname(stats_log_collector.__file__))"]
+        container,
+        [
+            "python3",
+            "-c",
+            "import stats_log_collector, os; print(os.path.dirname(stats_log_collector.__file__))",
+        ],
     ).stdout.strip()
     listing = engine.buildah_run(container, ["find", package, "-name", "test*"])
     assert listing.stdout == ""

@@ -63,6 +63,7 @@ kustomize() {
         echo "components:"
     } >"$work/kustomization.yaml"
     for component in $components; do
+        [ "$component" != "$overlay" ] || continue  # the overlay of that name holds it already
         [ -f "$here/components/$component/kustomization.yaml" ] || {
             rm -rf "$work"
             die "COMPONENTS: no component $component in deploy/components"

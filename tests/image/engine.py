@@ -95,7 +95,16 @@ def base_image() -> str:
     return tag
 
 
+def image_id(image: str) -> str | None:
+    found = subprocess.run(
+        ["podman", "image", "inspect", "--format", "{{.Id}}", image], capture_output=True, text=True
+    )
+    return found.stdout.strip() if found.returncode == 0 else None
+
+
 def build_image(base: str) -> None:
+    """``make image`` as a buildah user runs it; the image the tag named before is removed (no pile-up)."""
+    previous = image_id(IMAGE)
     environ = {**os.environ, **ISOLATION}
     result = subprocess.run(
         ["make", "-s", "image", "CONTAINER_ENGINE=buildah", f"PYTHON_IMAGE={base}", f"IMAGE={IMAGE}"],
@@ -106,6 +115,8 @@ def build_image(base: str) -> None:
         timeout=900,
     )
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    if previous is not None and previous != image_id(IMAGE):
+        subprocess.run(["podman", "rmi", previous], capture_output=True)  # in use by a container: kept
 
 
 def image_size() -> int:

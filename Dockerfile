@@ -3,7 +3,10 @@
 #
 # Two stages: the first builds wheels for the package and its dependencies, the second installs them
 # into a clean slim image with pip's cache off, so no compiler, build tool, wheel cache or source tree
-# ends up in what runs on the cluster. The user is UID/GID 1001 (the manifests say so too).
+# ends up in what runs on the cluster. The user is UID/GID 1001 (the default manifests say so too).
+# OpenShift runs the image as an arbitrary UID with group 0 (restricted-v2 SCC): /data belongs to group 0
+# and is group-writable, so any UID of group 0 can write it (OpenShift's "Creating images" guidelines:
+# "Support arbitrary user ids").
 ARG PYTHON_IMAGE=python:3.11-slim-bookworm
 
 FROM ${PYTHON_IMAGE} AS build
@@ -22,7 +25,8 @@ RUN --mount=type=bind,from=build,source=/wheels,target=/wheels \
     && groupadd --gid 1001 collector \
     && useradd --uid 1001 --gid 1001 --no-create-home --home-dir /nonexistent --shell /usr/sbin/nologin collector \
     && mkdir -p /data \
-    && chown 1001:1001 /data
+    && chown 1001:0 /data \
+    && chmod 2775 /data
 USER 1001:1001
 WORKDIR /data
 EXPOSE 8099

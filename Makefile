@@ -12,14 +12,19 @@ REGISTRY ?= localhost:5000
 TAG ?= $(shell sed -n 's/^version = "\(.*\)"/\1/p' pyproject.toml)
 IMAGE ?= $(REGISTRY)/stats-log-collector:$(TAG)
 CONTAINER_ENGINE ?= docker
+# The base of both stages (the Dockerfile's PYTHON_IMAGE); empty: the Dockerfile's default.
+PYTHON_IMAGE ?=
 # The cluster (KUBECONFIG) side: the namespace the collector runs in. Not NAMESPACE, which is the
-# collector's own setting (where the VMs are) and is set in deploy/deployment.yaml.
+# collector's own setting (where the VMs are) and is set in deploy/base/deployment.yaml.
 INSTALL_NAMESPACE ?= stats-log-collector
 STORAGE_CLASS ?=
-WITH_PROCFS ?= no
+# What to install: a folder of deploy/overlays (default, openshift, procfs, monitoring) or a kustomization
+# of your own, plus components of deploy/components (procfs, monitoring, exec-source, kubelet-proxy).
+OVERLAY ?= default
+COMPONENTS ?=
 KUBECTL ?= kubectl
 DEPLOY_ENV = INSTALL_NAMESPACE='$(INSTALL_NAMESPACE)' IMAGE='$(IMAGE)' STORAGE_CLASS='$(STORAGE_CLASS)' \
-	WITH_PROCFS='$(WITH_PROCFS)' KUBECTL='$(KUBECTL)'
+	OVERLAY='$(OVERLAY)' COMPONENTS='$(COMPONENTS)' KUBECTL='$(KUBECTL)'
 
 # The virtualenv with the project, its test extras and the KubeVirt test cluster (testcluster/, a
 # distribution of its own); redone when either pyproject.toml changes.
@@ -66,13 +71,16 @@ clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .hypothesis build *.egg-info src/*.egg-info \
 		testcluster/build testcluster/src/*.egg-info
 
+# With buildah where its default isolation cannot run (no cgroup v2 delegation), export
+# BUILDAH_ISOLATION=chroot: buildah reads it, docker and podman ignore it.
 image:
-	$(CONTAINER_ENGINE) build -t $(IMAGE) .
+	$(CONTAINER_ENGINE) build $(if $(PYTHON_IMAGE),--build-arg PYTHON_IMAGE=$(PYTHON_IMAGE)) -t $(IMAGE) .
 
 push: image
 	$(CONTAINER_ENGINE) push $(IMAGE)
 
-# Everything in deploy/ onto the cluster KUBECONFIG points at; again after editing a manifest.
+# `kubectl kustomize` of OVERLAY (and COMPONENTS) onto the cluster KUBECONFIG points at, with the RBAC
+# bindings its settings need; again after editing a manifest.
 install:
 	$(DEPLOY_ENV) deploy/install.sh install
 

@@ -1,57 +1,132 @@
 #!/bin/sh
 # Install or uninstall stats-log-collector on the cluster KUBECONFIG points at (`make install`, `make uninstall`).
 #
-#   deploy/install.sh plan       the RBAC bindings the manifests' settings call for, one per line
+#   deploy/install.sh plan       the RBAC bindings the rendered settings call for, one per line
 #   deploy/install.sh render     every object that install applies, as YAML (no cluster needed)
 #   deploy/install.sh install    create the namespace if missing, then apply what render prints
 #   deploy/install.sh uninstall  delete all of it: workloads, the PVC and its data, bindings, the namespace
 #                                if install created it, and the ClusterRoles unless another installation
 #                                (another INSTALL_NAMESPACE) still uses them
 #
-# Variables (the Makefile passes them): INSTALL_NAMESPACE (stats-log-collector), IMAGE, STORAGE_CLASS
-# (empty: the cluster's default), WITH_PROCFS (yes: also the memstat procfs DaemonSet), KUBECTL (kubectl).
+# What is installed is `kubectl kustomize` of OVERLAY (default, openshift, procfs, monitoring: a folder of
+# deploy/overlays, or the path of your own kustomization) with the COMPONENTS of deploy/components added
+# (space- or comma-separated: procfs, monitoring, exec-source, kubelet-proxy). install.sh then places the
+# objects in INSTALL_NAMESPACE, labels them as this installation's, fills in IMAGE and STORAGE_CLASS, and
+# adds the RBAC bindings the rendered settings need. Variables (the Makefile passes them):
+# INSTALL_NAMESPACE (stats-log-collector), OVERLAY (default), COMPONENTS (none), IMAGE, STORAGE_CLASS
+# (empty: the cluster's default), KUBECTL (kubectl).
 #
-# The settings that decide the RBAC are read from the manifests' `env` entries, so editing a manifest and
-# running `make install` again is all a change takes: NAMESPACE (where the VMs are), MEMSTAT_SOURCE,
-# KUBEVIRT_NAMESPACE, HCO_NAMESPACE, LOG_VERBOSITY. Entries are read as the manifests write them: a line
-# `- name: VAR` followed by a line `value: ...` (tests/deploy checks every entry reads back right).
+# The settings that decide the RBAC are read from the rendered Deployment's `env` entries, so changing one
+# in an overlay and running `make install` again is all a change takes: NAMESPACE (where the VMs are),
+# MEMSTAT_SOURCE, KUBELET_ACCESS, KUBEVIRT_NAMESPACE, HCO_NAMESPACE, LOG_VERBOSITY; the procfs DaemonSet's
+# NAMESPACE when it is rendered; and the OpenShift SCC roles (ClusterRoles annotated
+# stats-log-collector/bind-to-service-account), bound to that ServiceAccount when it is rendered.
 set -eu
 set -f  # NAMESPACE may be `*`: never a glob
 
 here=$(cd "$(dirname "$0")" && pwd)
 ns=${INSTALL_NAMESPACE:-stats-log-collector}
+overlay=${OVERLAY:-default}
+components=$(printf '%s' "${COMPONENTS:-}" | tr ',' ' ')
 image=${IMAGE:-}
 storage_class=${STORAGE_CLASS:-}
-with_procfs=${WITH_PROCFS:-no}
 kubectl=${KUBECTL:-kubectl}
 part_of="app.kubernetes.io/part-of=stats-log-collector"
 instance="app.kubernetes.io/instance=$ns"
+bind_annotation="stats-log-collector/bind-to-service-account"
 
 die() {
     echo "deploy/install.sh: $*" >&2
     exit 2
 }
 
-# Every value the manifest FILE gives to the variable NAME, one per line (one per container setting it).
-env_values() {
-    awk -v name="$2" '
-        want && /^[[:space:]]*value:/ {
-            value = $0
-            sub(/^[[:space:]]*value:[[:space:]]*/, "", value)
-            sub(/[[:space:]]+#.*$/, "", value)
-            if (value ~ /^".*"$/ || value ~ /^'"'"'.*'"'"'$/) value = substr(value, 2, length(value) - 2)
-            print value
+# The kustomization to render: OVERLAY, plus COMPONENTS through a kustomization of links (kustomize
+# takes no absolute paths, and links let an overlay of your own anywhere be combined too).
+kustomize() {
+    case $overlay in
+        */*) dir=$overlay ;;
+        *) dir=$here/overlays/$overlay ;;
+    esac
+    [ -f "$dir/kustomization.yaml" ] || die "OVERLAY: no kustomization.yaml in $dir"
+    dir=$(cd "$dir" && pwd)
+    if [ -z "$components" ]; then
+        $kubectl kustomize "$dir"
+        return
+    fi
+    work=$(mktemp -d)
+    ln -s "$dir" "$work/overlay"
+    mkdir "$work/components"
+    {
+        echo "apiVersion: kustomize.config.k8s.io/v1beta1"
+        echo "kind: Kustomization"
+        echo "resources: [overlay]"
+        echo "components:"
+    } >"$work/kustomization.yaml"
+    for component in $components; do
+        [ "$component" != "$overlay" ] || continue  # the overlay of that name holds it already
+        [ -f "$here/components/$component/kustomization.yaml" ] || {
+            rm -rf "$work"
+            die "COMPONENTS: no component $component in deploy/components"
         }
-        { want = 0 }
-        $0 ~ "^[[:space:]]*- name: " name "([[:space:]]+#.*)?$" { want = 1 }
-    ' "$here/$1"
+        ln -s "$here/components/$component" "$work/components/$component"
+        echo "  - components/$component" >>"$work/kustomization.yaml"
+    done
+    status=0
+    $kubectl kustomize "$work" || status=$?
+    rm -rf "$work"
+    return $status
 }
 
-# One value of NAME in FILE: its containers must agree.
-env_value() {
-    values=$(env_values "$1" "$2" | sort -u)
-    [ "$(printf '%s\n' "$values" | wc -l)" -le 1 ] || die "$1: the containers disagree on $2: $(echo $values)"
+# Run AWK-PROGRAM over each object of the rendered YAML (on stdin) with `kind` and `name` (its
+# metadata.name) known at each of its lines: the program sees every line, in order.
+per_object() {  # AWK-PROGRAM [awk -v assignments...]
+    program=$1
+    shift
+    awk "$@" '
+        function flush() { for (i = 1; i <= n; i++) { line = lines[i]; '"$program"' } n = 0; kind = ""; name = "" }
+        /^---/ { flush(); next }
+        { lines[++n] = $0 }
+        /^kind: / { kind = substr($0, 7) }
+        /^metadata:/ { meta = 1; next }
+        /^[^ ]/ { meta = 0 }
+        meta && /^  name: / { name = substr($0, 9) }
+        END { flush() }
+    '
+}
+
+# Every value the rendered KIND NAME gives to the variable VAR, one per line (one per container setting it).
+env_values() {  # KIND NAME VAR
+    printf '%s\n' "$rendered" | per_object '
+        if (kind == k && name == o) {
+            if (want && line ~ /^[[:space:]]*value:/) {
+                value = line
+                sub(/^[[:space:]]*value:[[:space:]]*/, "", value)
+                if (value ~ /^".*"$/ || value ~ /^'"'"'.*'"'"'$/) value = substr(value, 2, length(value) - 2)
+                print value
+            }
+            want = (line ~ ("^[[:space:]]*- name: " v "$"))
+        }
+    ' -v k="$1" -v o="$2" -v v="$3"
+}
+
+# One value of VAR in KIND NAME: its containers must agree.
+env_value() {  # KIND NAME VAR
+    values=$(env_values "$1" "$2" "$3" | sort -u)
+    [ "$(printf '%s\n' "$values" | wc -l)" -le 1 ] || die "$2: the containers disagree on $3: $(echo $values)"
     printf '%s' "$values"
+}
+
+# Whether the render holds KIND NAME.
+rendered_has() {  # KIND NAME
+    printf '%s\n' "$rendered" | per_object 'if (kind == k && name == o && line ~ /^kind: /) print "yes"' \
+        -v k="$1" -v o="$2" | grep -q yes
+}
+
+# "SERVICEACCOUNT CLUSTERROLE" for each ClusterRole annotated with the ServiceAccount to bind it to.
+annotated_roles() {
+    printf '%s\n' "$rendered" | per_object '
+        if (kind == "ClusterRole" && index(line, "    " a ": ") == 1) print substr(line, length(a) + 7) " " name
+    ' -v a="$bind_annotation"
 }
 
 # The namespaces of a NAMESPACE value, one per line (`*`: all).
@@ -72,30 +147,36 @@ bind_in_vm_namespaces() {  # SERVICEACCOUNT CLUSTERROLE NAMESPACE-VALUE
 
 plan() {
     sa=stats-log-collector
-    vm_namespaces=$(env_value deployment.yaml NAMESPACE)
-    [ -n "$vm_namespaces" ] || die "deployment.yaml: NAMESPACE is empty"
-    source=$(env_value deployment.yaml MEMSTAT_SOURCE)
+    deployment="Deployment stats-log-collector"
+    vm_namespaces=$(env_value $deployment NAMESPACE)
+    [ -n "$vm_namespaces" ] || die "stats-log-collector: NAMESPACE is empty"
+    source=$(env_value $deployment MEMSTAT_SOURCE)
     case $source in
         kubelet)
             bind_in_vm_namespaces "$sa" stats-log-collector-memstat-vms "$vm_namespaces"
-            bind "$sa" stats-log-collector-memstat-kubelet '*'
+            access=$(env_value $deployment KUBELET_ACCESS)
+            case ${access:-direct} in
+                direct) bind "$sa" stats-log-collector-memstat-kubelet '*' ;;
+                proxy) bind "$sa" stats-log-collector-memstat-kubelet-proxy '*' ;;
+                *) die "stats-log-collector: KUBELET_ACCESS must be direct or proxy" ;;
+            esac
             ;;
         exec)
             bind_in_vm_namespaces "$sa" stats-log-collector-memstat-vms "$vm_namespaces"
             bind_in_vm_namespaces "$sa" stats-log-collector-memstat-exec "$vm_namespaces"
             ;;
-        procfs)  # in the Deployment's pod it sees only its own processes; deploy/memstat-procfs-ds.yaml is the real use
+        procfs)  # in the Deployment's pod it sees only its own processes; the procfs component is the real use
             bind_in_vm_namespaces "$sa" stats-log-collector-memstat-procfs "$vm_namespaces"
             ;;
-        *) die "deployment.yaml: MEMSTAT_SOURCE must be kubelet, exec or procfs" ;;
+        *) die "stats-log-collector: MEMSTAT_SOURCE must be kubelet, exec or procfs" ;;
     esac
     bind_in_vm_namespaces "$sa" stats-log-collector-logs-collector-vms "$vm_namespaces"
-    hco=$(env_value deployment.yaml HCO_NAMESPACE)
-    handlers=$(env_value deployment.yaml KUBEVIRT_NAMESPACE)
+    hco=$(env_value $deployment HCO_NAMESPACE)
+    handlers=$(env_value $deployment KUBEVIRT_NAMESPACE)
     handlers=${hco:-$handlers}
-    [ -n "$handlers" ] || die "deployment.yaml: KUBEVIRT_NAMESPACE is empty"
+    [ -n "$handlers" ] || die "stats-log-collector: KUBEVIRT_NAMESPACE is empty"
     bind "$sa" stats-log-collector-logs-collector-handlers "$handlers"
-    verbosity=$(env_value deployment.yaml LOG_VERBOSITY)
+    verbosity=$(env_value $deployment LOG_VERBOSITY)
     if [ -n "$verbosity" ]; then
         if [ -n "$hco" ]; then
             bind "$sa" stats-log-collector-logs-collector-hco-verbosity "$hco"
@@ -103,11 +184,13 @@ plan() {
             bind "$sa" stats-log-collector-logs-collector-kubevirt-verbosity "$handlers"
         fi
     fi
-    if [ "$with_procfs" = yes ]; then
-        procfs_namespaces=$(env_value memstat-procfs-ds.yaml NAMESPACE)
-        bind_in_vm_namespaces stats-log-collector-memstat-procfs stats-log-collector-memstat-procfs \
-            "$procfs_namespaces"
+    procfs=stats-log-collector-memstat-procfs
+    if rendered_has DaemonSet $procfs; then
+        bind_in_vm_namespaces $procfs $procfs "$(env_value DaemonSet $procfs NAMESPACE)"
     fi
+    annotated_roles | while read -r account role; do
+        if rendered_has ServiceAccount "$account"; then bind "$account" "$role" "$ns"; fi
+    done
 }
 
 # The binding of one plan line: a RoleBinding in that namespace, or a ClusterRoleBinding for `*`.
@@ -137,26 +220,25 @@ binding_yaml() {  # SERVICEACCOUNT CLUSTERROLE SCOPE
     echo "    namespace: $ns"
 }
 
-# A manifest of namespaced objects, placed in INSTALL_NAMESPACE, with IMAGE and STORAGE_CLASS filled in.
-workload_yaml() {
-    echo "---"
-    awk -v ns="$ns" -v image="$image" -v storage_class="$storage_class" -v part_of="$part_of" \
-        -v instance="$instance" '
-        image != "" && /^[[:space:]]*image:/ { sub(/image:.*/, "image: " image) }
-        storage_class != "" && /^[[:space:]]*#storageClassName:/ {
-            sub(/#storageClassName:.*/, "storageClassName: " storage_class)
-        }
-        { print }
-        /^metadata:[[:space:]]*$/ {
-            print "  namespace: " ns
-        }
-        /^  labels:[[:space:]]*$/ && top {
-            split(part_of, p, "="); split(instance, i, "=")
+# The render, placed: namespaced objects in INSTALL_NAMESPACE and labelled as this installation's, IMAGE
+# and STORAGE_CLASS filled in. ClusterRoles are shared by every installation and left as they are.
+placed_yaml() {
+    printf '%s\n' "$rendered" | per_object '
+        if (i == 1) print "---"
+        if (kind != "ClusterRole" && image != "" && (kind == "Deployment" || kind == "DaemonSet") \
+            && line ~ /^[[:space:]]*image: /) sub(/image: .*/, "image: " image, line)
+        if (kind == "ClusterRole" || line !~ /^  namespace: /) print line
+        if (kind != "ClusterRole" && line ~ /^metadata:/) print "  namespace: " ns
+        if (kind != "ClusterRole" && line == "  labels:" && top) {
+            split(part_of, p, "="); split(inst, q, "=")
             print "    " p[1] ": " p[2]
-            print "    " i[1] ": " i[2]
+            print "    " q[1] ": " q[2]
         }
-        /^[a-z]/ { top = ($0 ~ /^metadata:/) }
-    ' "$here/$1"
+        if (line ~ /^[a-z]/) top = (line ~ /^metadata:/)
+        if (kind == "PersistentVolumeClaim" && storage_class != "" && line ~ /^spec:/)
+            print "  storageClassName: " storage_class
+    ' -v ns="$ns" -v image="$image" -v storage_class="$storage_class" -v part_of="$part_of" \
+        -v inst="$instance"
 }
 
 namespace_yaml() {
@@ -171,10 +253,7 @@ namespace_yaml() {
 
 render() {
     bindings=$(plan)
-    cat "$here/rbac.yaml"
-    workload_yaml deployment.yaml
-    workload_yaml virtlet-log-ds.yaml
-    [ "$with_procfs" != yes ] || workload_yaml memstat-procfs-ds.yaml
+    placed_yaml
     printf '%s\n' "$bindings" | while read -r sa role scope; do
         [ -z "$sa" ] || binding_yaml "$sa" "$role" "$scope"
     done
@@ -216,16 +295,23 @@ install() {
     done
 }
 
+# The kinds any overlay or component may have placed in INSTALL_NAMESPACE, swept by this installation's
+# label so that uninstall leaves nothing even when OVERLAY or COMPONENTS changed since install.
+SWEPT="deployments.apps,daemonsets.apps,services,serviceaccounts,persistentvolumeclaims,configmaps"
+MONITORING="servicemonitors.monitoring.coreos.com,podmonitors.monitoring.coreos.com,prometheusrules.monitoring.coreos.com"
+
 uninstall() {
-    for file in deployment.yaml virtlet-log-ds.yaml memstat-procfs-ds.yaml; do
-        workload_yaml "$file"
-    done | $kubectl delete --ignore-not-found -f -
+    placed_yaml | per_object 'if (kind != "ClusterRole") print line' | $kubectl delete --ignore-not-found -f -
+    $kubectl delete "$SWEPT" -n "$ns" -l "$instance" --ignore-not-found
+    if $kubectl get "$MONITORING" -n "$ns" -o name >/dev/null 2>&1; then  # only where the Operator's CRDs are
+        $kubectl delete "$MONITORING" -n "$ns" -l "$instance" --ignore-not-found
+    fi
     $kubectl delete rolebindings --all-namespaces -l "$instance" --ignore-not-found
     $kubectl delete clusterrolebindings -l "$instance" --ignore-not-found
     # The ClusterRoles are shared by every installation in the cluster: the last one out deletes them.
     others=$($kubectl get rolebindings,clusterrolebindings --all-namespaces -l "$part_of" -o name)
     if [ -z "$others" ]; then
-        $kubectl delete -f "$here/rbac.yaml" --ignore-not-found
+        $kubectl delete clusterroles -l app.kubernetes.io/name=stats-log-collector --ignore-not-found
     else
         echo "ClusterRoles kept: another installation still uses them"
     fi
@@ -237,9 +323,7 @@ uninstall() {
 }
 
 case ${1:-} in
-    plan) plan ;;
-    render) render ;;
-    install) install ;;
-    uninstall) uninstall ;;
+    plan | render | install | uninstall) rendered=$(kustomize) ;;
     *) die "usage: $0 plan|render|install|uninstall" ;;
 esac
+"$1"

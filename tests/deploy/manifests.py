@@ -1,7 +1,7 @@
-"""deploy/ as the tests see it: the manifest files, what ``deploy/install.sh render`` makes of them, and the
-settings each container is given.
+"""deploy/ as the tests see it: the manifest files, what ``kubectl kustomize`` and ``deploy/install.sh
+render`` make of them, and the settings each container is given.
 
-install.sh is the only thing that reads the manifests on a user's machine, so the tests render through it
+install.sh is the only thing that reads the renders on a user's machine, so the tests render through it
 (a copy of deploy/ when a test edits a setting) rather than re-implementing its choices.
 """
 
@@ -22,7 +22,15 @@ from stats_log_collector.config import SettingSpec, spec_of
 
 ROOT = Path(__file__).parents[2]
 DEPLOY = ROOT / "deploy"
-MANIFEST_FILES = ("deployment.yaml", "virtlet-log-ds.yaml", "memstat-procfs-ds.yaml", "rbac.yaml")
+MANIFEST_FILES = (
+    "base/deployment.yaml",
+    "base/virtlet-log-ds.yaml",
+    "components/procfs/memstat-procfs-ds.yaml",
+    "base/rbac.yaml",
+)
+OVERLAYS = ("default", "openshift", "procfs", "monitoring")
+COMPONENTS = ("procfs", "monitoring", "exec-source", "kubelet-proxy")
+KUBECTL = shutil.which("kubectl")
 WORKLOAD_KINDS = ("Deployment", "DaemonSet")
 
 Obj = dict[str, Any]
@@ -111,6 +119,16 @@ def install_sh(deploy: Path, *args: str, **env: str) -> subprocess.CompletedProc
     return subprocess.run(
         ["sh", str(deploy / "install.sh"), *args], capture_output=True, text=True, env=environ, timeout=60
     )
+
+
+def kustomize(directory: Path) -> list[Obj]:
+    """``kubectl kustomize`` of an overlay or component folder, as kubectl itself renders it."""
+    assert KUBECTL is not None, "kubectl is not installed"
+    result = subprocess.run(
+        [KUBECTL, "kustomize", str(directory)], capture_output=True, text=True, timeout=60
+    )
+    assert result.returncode == 0, result.stderr
+    return [doc for doc in yaml.safe_load_all(result.stdout) if doc]
 
 
 def render(deploy: Path = DEPLOY, **env: str) -> list[Obj]:

@@ -1,4 +1,4 @@
-"""`make install` and `make uninstall` with the real kubectl against the test cluster.
+"""`make install` and `make uninstall` with the real kubectl against the test cluster, for every overlay.
 
 The objects are checked by listing them with kubectl, kind by kind, across all namespaces: every object
 install renders exists afterwards (with the values the Makefile variables asked for), and none of them,
@@ -30,6 +30,10 @@ PLURALS = {
     "ClusterRole": "clusterroles.rbac.authorization.k8s.io",
     "ClusterRoleBinding": "clusterrolebindings.rbac.authorization.k8s.io",
     "RoleBinding": "rolebindings.rbac.authorization.k8s.io",
+    "ConfigMap": "configmaps",
+    "ServiceMonitor": "servicemonitors.monitoring.coreos.com",
+    "PodMonitor": "podmonitors.monitoring.coreos.com",
+    "PrometheusRule": "prometheusrules.monitoring.coreos.com",
 }
 Key = tuple[str, str, str]  # kind, namespace ("" when cluster-scoped), name
 
@@ -81,15 +85,15 @@ def test_install_creates_every_object_and_uninstall_deletes_them(
 ) -> None:
     variables = [
         "INSTALL_NAMESPACE=slc",
-        "WITH_PROCFS=yes",
+        "COMPONENTS=procfs",
         "STORAGE_CLASS=fast",
         "REGISTRY=quay.io/me",
         "TAG=t1",
     ]
     before = listed(environ)
     output = make(environ, "install", *variables)
-    expected = keys(render(INSTALL_NAMESPACE="slc", WITH_PROCFS="yes")) | {("Namespace", "", "slc")}
-    assert len(expected) == 22  # 8 ClusterRoles, 5 bindings, 8 workload objects, the namespace
+    expected = keys(render(INSTALL_NAMESPACE="slc", COMPONENTS="procfs")) | {("Namespace", "", "slc")}
+    assert len(expected) == 23  # 9 ClusterRoles, 5 bindings, 8 workload objects, the namespace
     assert listed(environ) - before == expected
     assert output.count(" created") == len(expected)
     jsonpath = "-o=jsonpath={.spec.template.spec.containers[*].image}"
@@ -132,9 +136,9 @@ def test_reinstall_after_a_settings_change_removes_the_old_bindings(
     kubevirt_cluster.add_namespace("vms")
     shipped = install_sh(ROOT / "deploy", "install", INSTALL_NAMESPACE="slc", **cluster_env(environ))
     assert shipped.returncode == 0, shipped.stderr
-    edits = {("deployment.yaml", "memstat", "MEMSTAT_SOURCE"): "exec"}
+    edits = {("base/deployment.yaml", "memstat", "MEMSTAT_SOURCE"): "exec"}
     for container in ("memstat", "logs-collector"):
-        edits[("deployment.yaml", container, "NAMESPACE")] = "default,vms"
+        edits[("base/deployment.yaml", container, "NAMESPACE")] = "default,vms"
     deploy = copy_deploy(tmp_path / "deploy", edits)
     changed = install_sh(deploy, "install", INSTALL_NAMESPACE="slc", **cluster_env(environ))
     assert changed.returncode == 0, changed.stderr
@@ -159,11 +163,40 @@ def test_two_installations_share_the_cluster_roles_until_the_last_goes(environ: 
     make(environ, "install", "INSTALL_NAMESPACE=one")
     make(environ, "install", "INSTALL_NAMESPACE=two")
     roles = {key for key in listed(environ) if key[0] == "ClusterRole"}
-    assert len(roles) == 8
+    assert len(roles) == 9
     kept = make(environ, "uninstall", "INSTALL_NAMESPACE=one")
     assert "ClusterRoles kept: another installation still uses them" in kept
     remaining = listed(environ) - before
     assert roles <= remaining and not any(namespace == "one" for _, namespace, _ in remaining)
     assert ("ClusterRoleBinding", "", "stats-log-collector-memstat-kubelet.two") in remaining
     make(environ, "uninstall", "INSTALL_NAMESPACE=two")
+    assert listed(environ) == before
+
+
+# OVERLAY, COMPONENTS, and how many objects install adds (the namespace included).
+OVERLAY_INSTALLS = {
+    "default": ("default", "", 20),
+    "openshift-with-procfs": ("openshift", "procfs", 27),
+    "procfs": ("procfs", "", 23),
+    "monitoring": ("monitoring", "", 24),
+}
+
+
+@pytest.mark.parametrize("name", list(OVERLAY_INSTALLS))
+def test_each_overlay_installs_and_uninstall_leaves_nothing(
+    environ: dict[str, str], kubevirt_cluster: KubeVirtCluster, name: str
+) -> None:
+    """Installed with OVERLAY (and COMPONENTS), uninstalled without them: nothing is left either way."""
+    overlay, components, count = OVERLAY_INSTALLS[name]
+    kubevirt_cluster.add_namespace("openshift-cnv")  # OpenShift Virtualization's (HCO_NAMESPACE)
+    variables = ["INSTALL_NAMESPACE=slc", f"OVERLAY={overlay}", f"COMPONENTS={components}"]
+    before = listed(environ)
+    make(environ, "install", *variables)
+    expected = keys(render(INSTALL_NAMESPACE="slc", OVERLAY=overlay, COMPONENTS=components))
+    added = listed(environ) - before
+    assert added == expected | {("Namespace", "", "slc")} and len(added) == count
+    roles = get(environ, "clusterrolebindings,rolebindings", "-A", "-o", "jsonpath={.items[*].roleRef.name}")
+    assert "stats-log-collector-memstat-kubelet" in roles.split()  # nodes/stats, never nodes/proxy
+    assert "stats-log-collector-memstat-kubelet-proxy" not in roles.split()
+    make(environ, "uninstall", "INSTALL_NAMESPACE=slc")
     assert listed(environ) == before

@@ -6,6 +6,7 @@ ones reject unknown fields, which is how a misspelt or misplaced key is caught o
 
 from __future__ import annotations
 
+import os
 import re
 import subprocess
 from pathlib import Path
@@ -17,9 +18,13 @@ import pytest
 from stats_log_collector.config import Derived, byte_size
 from stats_log_collector.memstat.procfs import cgroup_root_for
 from tests.deploy.manifests import (
+    COMPONENTS,
     DEPLOY,
+    KUBECTL,
     MANIFEST_FILES,
+    OVERLAYS,
     ROOT,
+    WORKLOAD_KINDS,
     Obj,
     all_manifest_objects,
     command_of,
@@ -40,32 +45,52 @@ SUPPORTED_KUBERNETES = ("1.28", "1.29", "1.30", "1.31", "1.32", "1.33", "1.34", 
 
 # Settings that only make sense outside the cluster: in a pod the ServiceAccount is the credential.
 OUT_OF_CLUSTER = {"KUBE_API_URL", "KUBECONFIG", "KUBE_CONTEXT"}
+# The kubelet source's connection settings: their defaults (direct access, the node's addresses in
+# metrics-server's order, the ServiceAccount's CA) are what a pod wants, and a component (kubelet-proxy)
+# sets the one a user may change, so the Deployment does not list them.
+KUBELET_CONNECTION = {"KUBELET_ACCESS", "KUBELET_ADDRESS_TYPES", "KUBELET_CA_FILE", "KUBELET_INSECURE_TLS"}
 # Settings whose value comes from the downward API rather than a literal.
-FROM_DOWNWARD_API = {("memstat-procfs-ds.yaml", "memstat", "NODE_NAME")}  # the node of the processes
+FROM_DOWNWARD_API = {
+    ("components/procfs/memstat-procfs-ds.yaml", "memstat", "NODE_NAME")
+}  # the node of the processes
 # Values that are deliberately not the default, each explained by a comment in the manifest.
 NOT_DEFAULT = {
-    ("deployment.yaml", "logs-collector", "DATA_DIR"): "/data/logs",
-    ("deployment.yaml", "logs-collector", "MAX_DATA_BYTES"): "4294967296",
-    ("memstat-procfs-ds.yaml", "memstat", "MEMSTAT_SOURCE"): "procfs",
-    ("memstat-procfs-ds.yaml", "memstat", "PROC_ROOT"): "/host/proc",
-    ("memstat-procfs-ds.yaml", "memstat", "DATA_DIR"): "/var/lib/stats-log-collector/memstat",
+    ("base/deployment.yaml", "logs-collector", "DATA_DIR"): "/data/logs",
+    ("base/deployment.yaml", "logs-collector", "MAX_DATA_BYTES"): "4294967296",
+    ("components/procfs/memstat-procfs-ds.yaml", "memstat", "MEMSTAT_SOURCE"): "procfs",
+    ("components/procfs/memstat-procfs-ds.yaml", "memstat", "PROC_ROOT"): "/host/proc",
+    (
+        "components/procfs/memstat-procfs-ds.yaml",
+        "memstat",
+        "DATA_DIR",
+    ): "/var/lib/stats-log-collector/memstat",
     # The node's folder of Virtlet's consoles; the default, /var/log/vms, is how Virtlet's containers see it.
-    ("virtlet-log-ds.yaml", "virtlet-log", "VIRTLET_VM_LOG_LOCATION"): "/var/log/virtlet/vms",
+    ("base/virtlet-log-ds.yaml", "virtlet-log", "VIRTLET_VM_LOG_LOCATION"): "/var/log/virtlet/vms",
 }
 # The settings of the original stats-logs-collector (github.com/fossedihelm/stats-logs-collector: its
 # deployment.yaml and README): all must be in ours.
 ORIGINAL_SETTINGS = {
-    ("deployment.yaml", "memstat"): {"DATA_DIR", "NAMESPACE", "POLL_INTERVAL_SECS", "HTTP_PORT"},
-    ("deployment.yaml", "logs-collector"): {"DATA_DIR", "KUBEVIRT_NAMESPACE", "HCO_NAMESPACE", "NAMESPACE"},
-    ("virtlet-log-ds.yaml", "virtlet-log"): {"VIRTLET_VM_LOG_LOCATION", "SLEEP_SECONDS"},
+    ("base/deployment.yaml", "memstat"): {"DATA_DIR", "NAMESPACE", "POLL_INTERVAL_SECS", "HTTP_PORT"},
+    ("base/deployment.yaml", "logs-collector"): {
+        "DATA_DIR",
+        "KUBEVIRT_NAMESPACE",
+        "HCO_NAMESPACE",
+        "NAMESPACE",
+    },
+    ("base/virtlet-log-ds.yaml", "virtlet-log"): {"VIRTLET_VM_LOG_LOCATION", "SLEEP_SECONDS"},
 }
 # Where a container may differ from the locked-down baseline, and why (each also commented inline).
 RUNS_AS_ROOT = {
-    ("virtlet-log-ds.yaml", "virtlet-log"),  # writes root's /var/log/pods, reads root's console files
-    ("memstat-procfs-ds.yaml", "memstat"),  # writes its CSV in a hostPath directory the node owns
+    ("base/virtlet-log-ds.yaml", "virtlet-log"),  # writes root's /var/log/pods, reads root's console files
+    (
+        "components/procfs/memstat-procfs-ds.yaml",
+        "memstat",
+    ),  # writes its CSV in a hostPath directory the node owns
 }
-ADDED_CAPABILITIES = {("memstat-procfs-ds.yaml", "memstat"): ["SYS_PTRACE"]}  # PSS of other users' QEMU
-HOST_PID = {"memstat-procfs-ds.yaml"}
+ADDED_CAPABILITIES = {
+    ("components/procfs/memstat-procfs-ds.yaml", "memstat"): ["SYS_PTRACE"]
+}  # PSS of other users' QEMU
+HOST_PID = {"components/procfs/memstat-procfs-ds.yaml"}
 
 
 def containers() -> list[tuple[str, Obj, Obj]]:
@@ -74,7 +99,7 @@ def containers() -> list[tuple[str, Obj, Obj]]:
 
 def everything_rendered() -> list[Obj]:
     """What install applies, with every optional part in: the procfs DaemonSet, exec, verbosity, HCO."""
-    return render(WITH_PROCFS="yes")
+    return render(COMPONENTS="procfs")
 
 
 # ---- schemas ----------------------------------------------------------------------------------------
@@ -85,14 +110,17 @@ def test_every_object_validates_against_the_strict_schema(version: str, tmp_path
     variants = copy_deploy(
         tmp_path / "deploy",
         {
-            ("deployment.yaml", "memstat", "MEMSTAT_SOURCE"): "exec",
-            ("deployment.yaml", "memstat", "NAMESPACE"): "*",
-            ("deployment.yaml", "logs-collector", "NAMESPACE"): "*",
-            ("deployment.yaml", "logs-collector", "LOG_VERBOSITY"): "4",
+            ("base/deployment.yaml", "memstat", "MEMSTAT_SOURCE"): "exec",
+            ("base/deployment.yaml", "memstat", "NAMESPACE"): "*",
+            ("base/deployment.yaml", "logs-collector", "NAMESPACE"): "*",
+            ("base/deployment.yaml", "logs-collector", "LOG_VERBOSITY"): "4",
         },
     )
     objects = [obj for _, obj in all_manifest_objects()]
-    objects += everything_rendered() + render(variants, WITH_PROCFS="yes", STORAGE_CLASS="fast")
+    objects += everything_rendered() + render(variants, COMPONENTS="procfs", STORAGE_CLASS="fast")
+    objects += render(OVERLAY="openshift", COMPONENTS="procfs,kubelet-proxy,monitoring")
+    # the Operator's kinds: test_monitoring.py validates them against their CRDs
+    objects = [obj for obj in objects if obj["apiVersion"] != "monitoring.coreos.com/v1"]
     kinds = {obj["kind"] for obj in objects}
     assert {"Deployment", "DaemonSet", "PersistentVolumeClaim", "Service", "ServiceAccount"} <= kinds
     assert {"ClusterRole", "RoleBinding", "ClusterRoleBinding"} <= kinds
@@ -104,7 +132,7 @@ def test_every_object_validates_against_the_strict_schema(version: str, tmp_path
 
 
 def test_the_schema_check_can_fail() -> None:
-    deployment = one(manifest("deployment.yaml"), "Deployment")
+    deployment = one(manifest("base/deployment.yaml"), "Deployment")
     pod_spec(deployment)["containers"][0]["securityContext"]["readOnlyRootFileSystem"] = True  # misspelt
     with pytest.raises(kubernetes_validate.ValidationError):
         kubernetes_validate.validate(deployment, SUPPORTED_KUBERNETES[-1], strict=True)
@@ -148,7 +176,7 @@ def test_every_setting_is_present_with_its_default() -> None:
         settings = settings_of(command_of(container))
         downward = {name for f, c, name in FROM_DOWNWARD_API if (f, c) == (file, container["name"])}
         primary = {name for name, (_, spec) in settings.items() if name == spec.env}  # not the aliases
-        missing = primary - set(values) - OUT_OF_CLUSTER - downward
+        missing = primary - set(values) - OUT_OF_CLUSTER - downward - KUBELET_CONNECTION
         assert not missing, f"{file} {container['name']}: no env entry for {sorted(missing)}"
         parsed = {name: settings[name][1].parse(value.strip()) for name, value in values.items()}
         for name, value in values.items():
@@ -173,7 +201,7 @@ def test_the_original_settings_are_all_there() -> None:
 
 
 def test_memstat_serves_what_logs_collector_writes_on_the_shared_volume() -> None:
-    deployment = one(manifest("deployment.yaml"), "Deployment")
+    deployment = one(manifest("base/deployment.yaml"), "Deployment")
     by_name = {c["name"]: c for c in pod_spec(deployment)["containers"]}
     memstat, logs = env_values(by_name["memstat"]), env_values(by_name["logs-collector"])
     assert logs["DATA_DIR"] == memstat["LOGS_DIR"] == "/data/logs"
@@ -181,26 +209,26 @@ def test_memstat_serves_what_logs_collector_writes_on_the_shared_volume() -> Non
     for container in by_name.values():
         assert {"name": "data", "mountPath": "/data"} in container["volumeMounts"]
     [volume] = [v for v in pod_spec(deployment)["volumes"] if v["name"] == "data"]
-    pvc = one(manifest("deployment.yaml"), "PersistentVolumeClaim")
+    pvc = one(manifest("base/deployment.yaml"), "PersistentVolumeClaim")
     assert volume["persistentVolumeClaim"]["claimName"] == pvc["metadata"]["name"]
     assert memstat["NAMESPACE"] == logs["NAMESPACE"]
 
 
 def test_the_pvc_is_10gi_rwo_and_the_budgets_fit_in_it() -> None:
-    pvc = one(manifest("deployment.yaml"), "PersistentVolumeClaim")
+    pvc = one(manifest("base/deployment.yaml"), "PersistentVolumeClaim")
     assert pvc["spec"]["accessModes"] == ["ReadWriteOnce"]
     assert pvc["spec"]["resources"]["requests"]["storage"] == "10Gi"
     assert "storageClassName" not in pvc["spec"]  # the cluster's default unless STORAGE_CLASS is given
     [rendered] = [obj for obj in render(STORAGE_CLASS="fast-ssd") if obj["kind"] == "PersistentVolumeClaim"]
     assert rendered["spec"]["storageClassName"] == "fast-ssd"
-    deployment = one(manifest("deployment.yaml"), "Deployment")
+    deployment = one(manifest("base/deployment.yaml"), "Deployment")
     env = {k: v for c in pod_spec(deployment)["containers"] for k, v in env_values(c).items()}
     budget = sum(byte_size(env[name]) for name in ("MAX_CSV_BYTES", "MAX_ARCHIVE_BYTES", "MAX_DATA_BYTES"))
     assert budget < byte_size("10Gi")
 
 
 def test_service_and_probes_use_http_port() -> None:
-    objects = manifest("deployment.yaml")
+    objects = manifest("base/deployment.yaml")
     memstat = next(c for c in pod_spec(one(objects, "Deployment"))["containers"] if c["name"] == "memstat")
     port = int(env_values(memstat)["HTTP_PORT"])
     assert memstat["ports"] == [{"name": "http", "containerPort": port, "protocol": "TCP"}]
@@ -211,12 +239,12 @@ def test_service_and_probes_use_http_port() -> None:
         {"name": "http", "port": port, "targetPort": "http", "protocol": "TCP"}
     ]
     assert service["spec"]["selector"] == one(objects, "Deployment")["spec"]["selector"]["matchLabels"]
-    procfs = pod_spec(one(manifest("memstat-procfs-ds.yaml"), "DaemonSet"))["containers"][0]
+    procfs = pod_spec(one(manifest("components/procfs/memstat-procfs-ds.yaml"), "DaemonSet"))["containers"][0]
     assert procfs["ports"][0]["containerPort"] == int(env_values(procfs)["HTTP_PORT"])
 
 
 def test_hostpaths_are_where_the_settings_point() -> None:
-    virtlet = one(manifest("virtlet-log-ds.yaml"), "DaemonSet")
+    virtlet = one(manifest("base/virtlet-log-ds.yaml"), "DaemonSet")
     container = pod_spec(virtlet)["containers"][0]
     env = env_values(container)
     mounts = {m["mountPath"]: m for m in container["volumeMounts"]}
@@ -229,7 +257,7 @@ def test_hostpaths_are_where_the_settings_point() -> None:
         mount = mounts[env[variable]]
         assert host[mount["name"]] == env[variable]  # same path in the container as on the node
         assert mount.get("readOnly", False) is read_only
-    procfs = one(manifest("memstat-procfs-ds.yaml"), "DaemonSet")
+    procfs = one(manifest("components/procfs/memstat-procfs-ds.yaml"), "DaemonSet")
     container = pod_spec(procfs)["containers"][0]
     env = env_values(container)
     mounts = {m["mountPath"]: m for m in container["volumeMounts"]}
@@ -281,7 +309,7 @@ def test_image_is_the_one_make_image_builds() -> None:
     assert made.split()[-2:] == [image, "."]
     for _, _, container in containers():
         assert container["image"] == image
-    custom = render(WITH_PROCFS="yes", IMAGE="quay.io/me/slc:dev")
+    custom = render(COMPONENTS="procfs", IMAGE="quay.io/me/slc:dev")
     assert {
         c["image"]
         for obj in custom
@@ -291,31 +319,52 @@ def test_image_is_the_one_make_image_builds() -> None:
 
 
 def test_install_sh_reads_every_env_entry_as_yaml_does(tmp_path: Path) -> None:
-    """install.sh's reading of `- name:` / `value:` pairs agrees with a YAML parser on every entry."""
+    """install.sh's reading of the rendered `- name:` / `value:` pairs agrees with a YAML parser on every
+    entry of every workload, in every overlay and with every component."""
     probe = tmp_path / "probe.sh"
     probe.write_text(
         (DEPLOY / "install.sh").read_text().split("\ncase ${1:-} in")[0]
-        + f'\nhere="{DEPLOY}"\nenv_values "$1" "$2"\n'
+        + f'\nhere="{DEPLOY}"\nrendered=$(kustomize)\nkind=$1 name=$2\nshift 2\n'
+        + 'for var in "$@"; do env_values "$kind" "$name" "$var" | sed "s/^/$var=/"; done\n'
     )
-    for file in MANIFEST_FILES:
-        expected: dict[str, list[str]] = {}
-        for obj in manifest(file):
-            if obj["kind"] in ("Deployment", "DaemonSet"):
-                for container in pod_spec(obj)["containers"]:
-                    for name, value in env_values(container).items():
-                        expected.setdefault(name, []).append(value)
-        for name, values in expected.items():
-            result = subprocess.run(["sh", str(probe), file, name], capture_output=True, text=True)
-            read = result.stdout.splitlines() if result.stdout else []
-            assert read == values or (values == [""] and read in ([], [""])), f"{file} {name}: {read}"
+    checked = 0
+    for overlay in OVERLAYS:
+        components = ",".join(COMPONENTS) if overlay == "default" else ""
+        for obj in render(OVERLAY=overlay, COMPONENTS=components):
+            if obj["kind"] not in WORKLOAD_KINDS:
+                continue
+            expected: dict[str, list[str]] = {}
+            for container in pod_spec(obj)["containers"]:
+                for name, value in env_values(container).items():
+                    expected.setdefault(name, []).append(value)
+            environ = {**os.environ, "OVERLAY": overlay, "COMPONENTS": components}
+            args = ["sh", str(probe), obj["kind"], obj["metadata"]["name"], *expected]
+            lines = subprocess.run(args, capture_output=True, text=True, env=environ).stdout.splitlines()
+            for name, values in expected.items():
+                read = [line.split("=", 1)[1] for line in lines if line.split("=", 1)[0] == name]
+                assert read == values or (values == [""] and read in ([], [""])), f"{overlay} {name}: {read}"
+                checked += 1
+    assert checked > 100
+
+
+def kustomize_only(tmp_path: Path) -> str:
+    """A KUBECTL that renders (kubectl kustomize) and fails on anything that would touch a cluster."""
+    script = tmp_path / "kubectl-offline"
+    script.write_text(f'#!/bin/sh\n[ "$1" = kustomize ] || exit 99\nexec {KUBECTL} "$@"\n')
+    script.chmod(0o755)
+    return str(script)
 
 
 def test_a_bad_setting_stops_install_before_the_cluster(tmp_path: Path) -> None:
-    deploy = copy_deploy(tmp_path / "deploy", {("deployment.yaml", "memstat", "MEMSTAT_SOURCE"): "magic"})
-    result = install_sh(deploy, "install", KUBECTL="false")
+    deploy = copy_deploy(
+        tmp_path / "deploy", {("base/deployment.yaml", "memstat", "MEMSTAT_SOURCE"): "magic"}
+    )
+    result = install_sh(deploy, "install", KUBECTL=kustomize_only(tmp_path))
     assert result.returncode == 2
     assert "MEMSTAT_SOURCE must be kubelet, exec or procfs" in result.stderr
-    deploy2 = copy_deploy(tmp_path / "deploy2", {("deployment.yaml", "logs-collector", "NAMESPACE"): "other"})
+    deploy2 = copy_deploy(
+        tmp_path / "deploy2", {("base/deployment.yaml", "logs-collector", "NAMESPACE"): "other"}
+    )
     result = install_sh(deploy2, "render")
     assert result.returncode == 2 and "the containers disagree on NAMESPACE" in result.stderr
 
@@ -375,7 +424,7 @@ def test_every_workload_has_its_own_service_account() -> None:
         )
         accounts.append(account)
     assert len(accounts) == len(set(accounts)) == 3
-    virtlet = one(manifest("virtlet-log-ds.yaml"), "ServiceAccount")
+    virtlet = one(manifest("base/virtlet-log-ds.yaml"), "ServiceAccount")
     assert virtlet["automountServiceAccountToken"] is False  # it never calls the API
 
 
@@ -395,12 +444,19 @@ def test_exec_and_nodes_proxy_are_granted_only_with_their_source(tmp_path: Path)
     shipped = roles()
     assert "stats-log-collector-memstat-kubelet" in shipped
     assert "stats-log-collector-memstat-exec" not in shipped
-    exec_ = roles(copy_deploy(tmp_path / "d", {("deployment.yaml", "memstat", "MEMSTAT_SOURCE"): "exec"}))
+    exec_ = roles(
+        copy_deploy(tmp_path / "d", {("base/deployment.yaml", "memstat", "MEMSTAT_SOURCE"): "exec"})
+    )
     assert "stats-log-collector-memstat-exec" in exec_
     assert "stats-log-collector-memstat-kubelet" not in exec_
     assert not any("verbosity" in role for role in shipped)
 
 
 def test_all_files_are_covered() -> None:
-    # prometheus-rules.yaml is no manifest: test_prometheus_rules.py checks it.
-    assert sorted(p.name for p in DEPLOY.glob("*.yaml")) == sorted((*MANIFEST_FILES, "prometheus-rules.yaml"))
+    """Every YAML file under deploy/ is a manifest the tests above read, a kustomization, or an Operator
+    object (test_monitoring.py, test_prometheus_rules.py)."""
+    found = {str(p.relative_to(DEPLOY)) for p in DEPLOY.rglob("*.yaml") if p.name != "kustomization.yaml"}
+    monitoring = {
+        f"components/monitoring/{n}.yaml" for n in ("servicemonitor", "podmonitor", "prometheusrule")
+    }
+    assert found == {*MANIFEST_FILES, *monitoring, "overlays/openshift/scc.yaml"}

@@ -1,7 +1,10 @@
-"""deploy/prometheus-rules.yaml: a plain Prometheus rule file that loads; its alerts fire when they should.
+"""The PrometheusRule of the monitoring component: its spec is a plain Prometheus rule file that loads; its
+alerts fire when they should.
 
-The format is Prometheus' (docs/configuration/alerting_rules.md, recording_rules.md): `groups:` of named
-groups, each a list of rules. `promtool check rules` is the reference checker and `promtool test rules`
+The PrometheusRule is the single source of the rules: the tests extract its ``spec`` into a plain rule file
+(what a user without the Operator loads with ``rule_files:``) and run promtool on that. The format is
+Prometheus' (docs/configuration/alerting_rules.md, recording_rules.md): `groups:` of named groups, each a
+list of rules. `promtool check rules` is the reference checker and `promtool test rules`
 (docs/configuration/unit_testing_rules.md) evaluates the rules over synthetic series
 (prometheus-rules.test.yaml); both are skipped, with the reason, where promtool is not installed (Debian
 package `prometheus`; .ci/run installs it).
@@ -20,8 +23,27 @@ import yaml
 
 from tests.deploy.manifests import DEPLOY
 
-RULES = DEPLOY / "prometheus-rules.yaml"
+PROMETHEUS_RULE = DEPLOY / "components" / "monitoring" / "prometheusrule.yaml"
 UNIT_TESTS = Path(__file__).parent / "prometheus-rules.test.yaml"
+
+
+def rule_file(directory: Path) -> Path:
+    """The PrometheusRule's spec as a plain rule file, where the unit tests expect it (../../deploy/)."""
+    target = directory / "deploy" / "prometheus-rules.yaml"
+    target.parent.mkdir(parents=True, exist_ok=True)
+    target.write_text(yaml.safe_dump(yaml.safe_load(PROMETHEUS_RULE.read_text())["spec"], sort_keys=False))
+    return target
+
+
+@pytest.fixture
+def rules_dir(tmp_path: Path) -> Path:
+    """tmp/deploy/prometheus-rules.yaml and tmp/tests/deploy/prometheus-rules.test.yaml, as in a checkout."""
+    rule_file(tmp_path)
+    (tmp_path / "tests" / "deploy").mkdir(parents=True)
+    (tmp_path / "tests" / "deploy" / UNIT_TESTS.name).write_text(UNIT_TESTS.read_text())
+    return tmp_path
+
+
 PROMTOOL = shutil.which("promtool")
 needs_promtool = pytest.mark.skipif(
     PROMTOOL is None, reason="promtool not installed (apt-get install --no-install-recommends prometheus)"
@@ -37,40 +59,60 @@ VM_METRICS = {
 RULE_KEYS = {"alert", "expr", "for", "labels", "annotations"}
 
 
-def rules() -> list[dict[str, Any]]:
-    return [rule for group in yaml.safe_load(RULES.read_text())["groups"] for rule in group["rules"]]
+def spec() -> dict[str, Any]:
+    document: dict[str, Any] = yaml.safe_load(PROMETHEUS_RULE.read_text())
+    assert (document["apiVersion"], document["kind"]) == ("monitoring.coreos.com/v1", "PrometheusRule")
+    spec: dict[str, Any] = document["spec"]
+    return spec
+
+
+def rules(group_name: str | None = None) -> list[dict[str, Any]]:
+    return [
+        rule for group in spec()["groups"] if group_name in (None, group["name"]) for rule in group["rules"]
+    ]
+
+
+VM_GROUP, HEALTH_GROUP = "stats-log-collector-memstat", "stats-log-collector-health"
 
 
 def by_name() -> dict[str, dict[str, Any]]:
     return {rule["alert"]: rule for rule in rules()}
 
 
-def test_the_file_is_a_plain_rule_file_not_an_operator_object() -> None:
-    document = yaml.safe_load(RULES.read_text())
-    assert set(document) == {"groups"}  # no apiVersion/kind: PrometheusRule objects come with the Operator
-    [group] = document["groups"]
-    assert set(group) == {"name", "rules"}
-    assert [rule["alert"] for rule in group["rules"]] == [
+def test_the_spec_is_a_plain_rule_file() -> None:
+    document = spec()
+    assert set(document) == {"groups"}
+    assert [set(group) for group in document["groups"]] == [{"name", "rules"}] * 2
+    assert [rule["alert"] for rule in rules(VM_GROUP)] == [
         "VmMemoryHeadroomLow",
         "VmMemoryOverheadAboveRequest",
     ]
+    assert [rule["alert"] for rule in rules(HEALTH_GROUP)] == [
+        "MemstatPollsFailing",
+        "MemstatNoGoodPoll",
+        "VirtletLogFallingBehind",
+        "VirtletLogFilesWaiting",
+    ]
 
 
-def test_each_alert_has_severity_duration_and_names_the_vm() -> None:
+def test_each_alert_has_severity_duration_and_names_the_vm_or_the_pod() -> None:
     for rule in rules():
         assert set(rule) == RULE_KEYS, rule["alert"]
         assert re.fullmatch(r"\d+m", rule["for"]), rule["alert"]
-        assert rule["labels"] == {"severity": "warning"}
+        critical = rule["alert"] == "MemstatNoGoodPoll"  # every memstat alert is blind then
+        assert rule["labels"] == {"severity": "critical" if critical else "warning"}
+        names = ("namespace", "vm", "node") if rule in rules(VM_GROUP) else ("namespace", "pod")
         for key in ("summary", "description"):
             text = rule["annotations"][key]
-            for label in ("namespace", "vm", "node"):
+            for label in names:
                 assert f"$labels.{label}" in text, (rule["alert"], key, label)
         assert "Look:" in rule["annotations"]["description"]  # runbook-style: where to look, what to do
         assert "Act:" in rule["annotations"]["description"]
 
 
-def test_expressions_use_only_memstats_vm_metrics() -> None:
-    used = {name for rule in rules() for name in re.findall(r"\bmemstat_\w+", rule["expr"])}
+def test_vm_alerts_use_only_memstats_vm_metrics() -> None:
+    """(test_metrics_exported.py checks every metric of every rule against what the components export.)"""
+    used = {name for rule in rules(VM_GROUP) for name in re.findall(r"\bmemstat_\w+", rule["expr"])}
     assert used == VM_METRICS
 
 
@@ -89,16 +131,16 @@ def promtool(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess
 
 
 @needs_promtool
-def test_promtool_checks_the_rule_file() -> None:
-    result = promtool("check", "rules", str(RULES))
+def test_promtool_checks_the_rule_file(tmp_path: Path) -> None:
+    result = promtool("check", "rules", str(rule_file(tmp_path)))
     assert result.returncode == 0, result.stdout + result.stderr
-    assert "SUCCESS: 2 rules found" in result.stdout
+    assert "SUCCESS: 6 rules found" in result.stdout
 
 
 @needs_promtool
-def test_promtool_unit_tests_pass() -> None:
+def test_promtool_unit_tests_pass(rules_dir: Path) -> None:
     """Each alert fires for the VM it should, with its annotations rendered, and for no other VM."""
-    result = promtool("test", "rules", str(UNIT_TESTS))
+    result = promtool("test", "rules", str(rules_dir / "tests" / "deploy" / UNIT_TESTS.name))
     assert result.returncode == 0, result.stdout + result.stderr
     assert "SUCCESS" in result.stdout
 
@@ -112,16 +154,13 @@ def test_promtool_unit_tests_pass() -> None:
         ("(memstat_vm_requested_overhead_bytes > 0)", "memstat_vm_requested_overhead_bytes"),
     ],
 )
-def test_the_unit_tests_catch_a_changed_rule(tmp_path: Path, old: str, new: str) -> None:
+def test_the_unit_tests_catch_a_changed_rule(rules_dir: Path, old: str, new: str) -> None:
     """The unit tests are not vacuous: a rule changed in a copy makes them fail."""
-    text = RULES.read_text()
+    extracted = rules_dir / "deploy" / "prometheus-rules.yaml"
+    text = extracted.read_text()
     assert old in text
-    (tmp_path / "deploy").mkdir()
-    (tmp_path / "deploy" / RULES.name).write_text(text.replace(old, new, 1))
-    (tmp_path / "tests" / "deploy").mkdir(parents=True)
-    copy = tmp_path / "tests" / "deploy" / UNIT_TESTS.name
-    copy.write_text(UNIT_TESTS.read_text())
-    result = promtool("test", "rules", str(copy))
+    extracted.write_text(text.replace(old, new, 1))
+    result = promtool("test", "rules", str(rules_dir / "tests" / "deploy" / UNIT_TESTS.name))
     assert result.returncode != 0
     assert "FAILED" in result.stdout + result.stderr
 
@@ -129,8 +168,8 @@ def test_the_unit_tests_catch_a_changed_rule(tmp_path: Path, old: str, new: str)
 @needs_promtool
 def test_promtool_rejects_a_broken_rule_file(tmp_path: Path) -> None:
     """The checker is real: a rule with a PromQL syntax error is refused, naming it."""
-    broken = tmp_path / "rules.yaml"
-    broken.write_text(RULES.read_text().replace("< 0.10", "< < 0.10", 1))
+    broken = rule_file(tmp_path)
+    broken.write_text(broken.read_text().replace("< 0.10", "< < 0.10", 1))
     result = promtool("check", "rules", str(broken))
     assert result.returncode != 0
     output = result.stdout + result.stderr

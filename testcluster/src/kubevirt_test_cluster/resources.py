@@ -261,6 +261,36 @@ RESOURCES: tuple[ResourceType, ...] = (
         builtin=False,
         subresources=(_sub("status", "HyperConverged", *_STATUS),),
     ),
+    # The Prometheus Operator's kinds that `make install OVERLAY=monitoring` applies, as its CRDs declare
+    # them (prometheus-operator example/prometheus-operator-crd/monitoring.coreos.com_*.yaml: names,
+    # short names, categories "prometheus-operator").
+    ResourceType(
+        "monitoring.coreos.com",
+        "v1",
+        "servicemonitors",
+        "ServiceMonitor",
+        short_names=("smon",),
+        categories=("prometheus-operator",),
+        builtin=False,
+    ),
+    ResourceType(
+        "monitoring.coreos.com",
+        "v1",
+        "podmonitors",
+        "PodMonitor",
+        short_names=("pmon",),
+        categories=("prometheus-operator",),
+        builtin=False,
+    ),
+    ResourceType(
+        "monitoring.coreos.com",
+        "v1",
+        "prometheusrules",
+        "PrometheusRule",
+        short_names=("promrule",),
+        categories=("prometheus-operator",),
+        builtin=False,
+    ),
 )
 
 _BY_KEY: dict[tuple[str, str, str], ResourceType] = {(r.group, r.version, r.plural): r for r in RESOURCES}

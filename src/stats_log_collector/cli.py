@@ -22,6 +22,7 @@ from .instance_lock import InstanceLocked
 from .settings import (
     ConsoleTailSettings,
     DemoSettings,
+    KubeletSettings,
     KubeSettings,
     LoggingSettings,
     LogsCollectorSettings,
@@ -39,6 +40,7 @@ T = TypeVar("T")
 class MemstatCommand:
     memstat: MemstatSettings
     kube: KubeSettings
+    kubelet: KubeletSettings
     logging: LoggingSettings
 
 
@@ -72,7 +74,7 @@ class DemoCommand:
 def _memstat(settings: MemstatCommand) -> int:
     from .memstat.command import run
 
-    return run(settings.memstat, settings.kube)
+    return run(settings.memstat, settings.kube, settings.kubelet)
 
 
 def _logs_collector(settings: LogsCollectorCommand) -> int:

@@ -423,12 +423,11 @@ def _from_exception(exc: BaseException, timeout: float) -> KubeletUnreadable:
         if isinstance(link, ssl.SSLCertVerificationError):
             return KubeletUnreadable(
                 TLS,
-                f"the kubelet's serving certificate does not verify ({link.verify_message}): set "
-                "KUBELET_CA_FILE to the CA that signed it, or KUBELET_INSECURE_TLS=true (see the README)",
+                f"the kubelet's serving certificate does not verify (certificate verify failed: "
+                f"{link.verify_message}): set KUBELET_CA_FILE to the CA that signed it, or "
+                "KUBELET_INSECURE_TLS=true (see the README)",
             )
-    for link in chain:
-        if isinstance(link, ssl.SSLError):
-            return KubeletUnreadable(TLS, f"TLS with the kubelet failed: {link.reason or link}")
+    # A timeout cancels a TLS read: its SSLWantReadError is in the chain too, and is not the cause.
     if any(isinstance(link, (TimeoutError, httpx.TimeoutException)) for link in chain):
         return KubeletUnreadable(TIMEOUT, f"the kubelet did not answer within {timeout:g} s")
     if any(isinstance(link, ConnectionRefusedError) for link in chain):
@@ -437,6 +436,9 @@ def _from_exception(exc: BaseException, timeout: float) -> KubeletUnreadable:
             "connection refused: nothing listens on the kubelet port, or a firewall rejects this pod "
             "(KUBELET_ACCESS=proxy goes through the API server instead: see the README)",
         )
+    for link in chain:
+        if isinstance(link, ssl.SSLError):
+            return KubeletUnreadable(TLS, f"TLS with the kubelet failed: {link.reason or link}")
     if isinstance(exc, httpx.TransportError):
         return KubeletUnreadable(UNREACHABLE, f"cannot reach the kubelet: {type(exc).__name__}: {exc}")
     return KubeletUnreadable(UNREACHABLE, f"reading the kubelet failed: {type(exc).__name__}: {exc}")

@@ -157,14 +157,20 @@ class KubeVirtCluster:
         return self._ca.cert_pem
 
     def write_kubeconfig(
-        self, path: str | Path, *, namespace: str = "default", token: str | None = DEFAULT_TOKEN
+        self,
+        path: str | Path,
+        *,
+        namespace: str = "default",
+        token: str | None = DEFAULT_TOKEN,
+        with_ca: bool = True,
     ) -> Path:
         """A kubeconfig for this cluster, accepted by kubectl and kr8s: the API over plain HTTP, the
         cluster CA as ``certificate-authority-data`` (what the kubelets' certificates chain to, as in a
         cluster with kubelet serverTLSBootstrap), ``token`` as the user's (None: no credentials). The
-        default token is the cluster admin's; the API server does not check tokens, the kubelets do."""
+        default token is the cluster admin's; the API server does not check tokens, the kubelets do.
+        ``with_ca=False``: no CA (a client then has only its system trust store)."""
         cluster: dict[str, Any] = {"server": self.url}
-        if self._ca is not None:
+        if self._ca is not None and with_ca:
             cluster["certificate-authority-data"] = base64.b64encode(self._ca.cert_pem).decode()
         config = {
             "apiVersion": "v1",
@@ -382,6 +388,13 @@ class KubeVirtCluster:
             self._fleet().tokens[token] = allowed
 
         self._run(assign)
+
+    def use_own_kubelet_ca(self, node: str) -> bytes:
+        """``node``'s kubelet serves a certificate of a CA of its own (kubelet's self-signed default),
+        not the cluster CA's; returns that CA (PEM)."""
+        ca = CertificateAuthority(f"{node}-ca")
+        self._run(lambda b: self._fleet().issue(node, ca))
+        return ca.cert_pem
 
     def kubelet_port(self, node: str) -> int:
         return self._run(lambda b: self._fleet().ports[node])

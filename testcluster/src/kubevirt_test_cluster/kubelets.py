@@ -98,6 +98,7 @@ class KubeletFleet:
     tokens: dict[str, KubeletUser] = field(default_factory=dict)
     requests: list[KubeletRequest] = field(default_factory=list)
     ports: dict[str, int] = field(default_factory=dict)
+    _contexts: dict[str, ssl.SSLContext] = field(default_factory=dict)
     _nodes_by_port: dict[int, str] = field(default_factory=dict)
     _runner: web.ServerRunner | None = None
     _starting: set[asyncio.Task[None]] = field(default_factory=set)
@@ -119,13 +120,9 @@ class KubeletFleet:
             return self.ports[node]
         if self._runner is None:
             raise RuntimeError("the kubelets are not set up")
-        pair = self.ca.issue_serving(node, (host,))
-        folder = Path(self._folder.name)
-        cert, key = folder / f"{len(self.ports)}.crt", folder / f"{len(self.ports)}.key"
-        cert.write_bytes(pair.cert_pem)
-        key.write_bytes(pair.key_pem)
         context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-        context.load_cert_chain(cert, key)
+        self._contexts[node] = context
+        self.issue(node, self.ca, host)
         sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         sock.bind((host, 0))
@@ -138,6 +135,21 @@ class KubeletFleet:
         self._starting.add(task)
         task.add_done_callback(self._starting.discard)
         return port
+
+    def issue(self, node: str, ca: CertificateAuthority, host: str = "127.0.0.1") -> None:
+        """Serve a new certificate for ``node``, signed by ``ca``, from the next TLS handshake on.
+
+        A CA of the node's own is kubelet's default without serverTLSBootstrap: it makes a
+        ``<host>-ca@<time>`` CA and signs its serving certificate with it
+        (k8s.io/client-go/util/cert/cert.go, ``GenerateSelfSignedCertKeyWithFixtures``).
+        """
+        pair = ca.issue_serving(node, (host,))
+        folder = Path(self._folder.name)
+        serial = len(list(folder.iterdir()))
+        cert, key = folder / f"{serial}.crt", folder / f"{serial}.key"
+        cert.write_bytes(pair.cert_pem + ca.cert_pem)  # the chain, as kubelet serves it
+        key.write_bytes(pair.key_pem)
+        self._contexts[node].load_cert_chain(cert, key)
 
     async def close(self) -> None:
         if self._starting:

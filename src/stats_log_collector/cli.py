@@ -2,8 +2,8 @@
 
 Each subcommand names the settings groups it reads (settings.py) and the component function that runs
 with them. Components never import this module: they take their typed settings groups as arguments
-(``run(memstat: MemstatSettings, kube: KubeSettings)``), so they can be called, and tested, without a
-command line. Exit codes: 0 done, 1 failed, 2 bad configuration.
+(``run(memstat: MemstatSettings, kube: KubeSettings, kubelet: KubeletSettings)``), so they can be
+called, and tested, without a command line. Exit codes: 0 done, 1 failed, 2 bad configuration.
 """
 
 from __future__ import annotations

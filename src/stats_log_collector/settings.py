@@ -13,7 +13,7 @@ How settings reach the code, one rule for every component:
 - Every setting is declared here, in the group of the component that reads it; nothing else reads the
   environment for a setting. Only cli.py loads settings (variables, flags, defaults, validation).
 - cli.py calls a component's ``command.run()`` with the groups that component declares, e.g.
-  ``memstat.command.run(settings.memstat, settings.kube)``.
+  ``memstat.command.run(settings.memstat, settings.kube, settings.kubelet)``.
 - Below ``run()``, a class or function takes one of the groups ``run()`` was given (its component's
   own, e.g. ``ProcfsSource(MemstatSettings, ...)``, or ``KubeSettings`` to connect to the API) or plain
   values; it never looks a setting up (no ``os.environ``, no settings of its own) and never takes a

@@ -252,6 +252,24 @@ async def test_a_token_without_nodes_stats_is_forbidden_and_no_token_unauthorize
         assert (error.reason, error.status) == (UNAUTHORIZED, 401) and "webhook" in str(error)
 
 
+async def test_a_kubeconfig_client_certificate_authenticates_to_the_kubelet(
+    kubevirt_cluster: KubeVirtCluster, tmp_path: Path
+) -> None:
+    """A kubeconfig with a client certificate (kubeadm's admin.conf, kind's) and no token: the kubelet
+    authenticates the certificate's CN, and RBAC decides for that user."""
+    kubevirt_cluster.add_node("node-1")
+    kubevirt_cluster.allow_kubelet_user("kubernetes-admin", ["stats"])
+    pair = kubevirt_cluster.issue_client_certificate("kubernetes-admin", ("kubeadm:cluster-admins",))
+    client = await connect(kubevirt_cluster, tmp_path, token=None, client_cert=pair)
+    try:
+        assert (await read(client, "node-1"))["node"]["nodeName"] == "node-1"
+        kubevirt_cluster.allow_kubelet_user("kubernetes-admin", [])
+        error = await failure(client, "node-1")
+    finally:
+        await client.close()
+    assert "Forbidden (user=kubernetes-admin, verb=get" in str(error)
+
+
 async def test_a_kubelet_that_does_not_answer_times_out(
     kubevirt_cluster: KubeVirtCluster, admin: KubeClient
 ) -> None:

@@ -34,7 +34,7 @@ from .faults import Fault, RequestRecord, compile_pattern
 from .kubelets import ALL, KubeletFleet, KubeletRequest, KubeletUser
 from .logs import Stamp
 from .objects import DEFAULT_MEMORY, LAUNCHER_SHAPE_VERSION, VmiMemory
-from .pki import CertificateAuthority
+from .pki import CertificateAuthority, KeyPair
 from .populate import Population, populate
 from .resources import by_kind
 from .stats import ContainerMemory
@@ -87,7 +87,8 @@ class KubeVirtCluster:
         self._api = api
         if self._ca is not None:
             fleet = KubeletFleet(self._ca, api.node_summary, api.unreachable_nodes)
-            fleet.tokens[DEFAULT_TOKEN] = KubeletUser(DEFAULT_USER, frozenset({ALL}))
+            fleet.tokens[DEFAULT_TOKEN] = DEFAULT_USER
+            fleet.users[DEFAULT_USER] = KubeletUser(DEFAULT_USER, frozenset({ALL}))
             await fleet.setup()
             api.kubelets = fleet
         self._builder = Builder(api, self._rng)
@@ -163,12 +164,14 @@ class KubeVirtCluster:
         namespace: str = "default",
         token: str | None = DEFAULT_TOKEN,
         with_ca: bool = True,
+        client_cert: KeyPair | None = None,
     ) -> Path:
         """A kubeconfig for this cluster, accepted by kubectl and kr8s: the API over plain HTTP, the
         cluster CA as ``certificate-authority-data`` (what the kubelets' certificates chain to, as in a
         cluster with kubelet serverTLSBootstrap), ``token`` as the user's (None: no credentials). The
         default token is the cluster admin's; the API server does not check tokens, the kubelets do.
-        ``with_ca=False``: no CA (a client then has only its system trust store)."""
+        ``with_ca=False``: no CA (a client then has only its system trust store). ``client_cert``: the
+        user's client certificate (see ``issue_client_certificate``)."""
         cluster: dict[str, Any] = {"server": self.url}
         if self._ca is not None and with_ca:
             cluster["certificate-authority-data"] = base64.b64encode(self._ca.cert_pem).decode()
@@ -176,7 +179,7 @@ class KubeVirtCluster:
             "apiVersion": "v1",
             "kind": "Config",
             "clusters": [{"name": "kubevirt-test", "cluster": cluster}],
-            "users": [{"name": "kubevirt-test-admin", "user": {"token": token} if token else {}}],
+            "users": [{"name": "kubevirt-test-admin", "user": _user(token, client_cert)}],
             "contexts": [
                 {
                     "name": "kubevirt-test",
@@ -382,12 +385,27 @@ class KubeVirtCluster:
         """Let ``token`` (authenticating as ``user``) ``get`` these node subresources (``stats``,
         ``proxy``, ``*``...) on every kubelet, as RBAC would; an empty set authenticates but allows
         nothing (403)."""
+        self.allow_kubelet_user(user, subresources)
+
+        def assign(b: Builder) -> None:
+            self._fleet().tokens[token] = user
+
+        self._run(assign)
+
+    def allow_kubelet_user(self, user: str, subresources: Iterable[str]) -> None:
+        """Let ``user`` ``get`` these node subresources on every kubelet (``*``: everything)."""
         allowed = KubeletUser(user, frozenset(subresources))
 
         def assign(b: Builder) -> None:
-            self._fleet().tokens[token] = allowed
+            self._fleet().users[user] = allowed
 
         self._run(assign)
+
+    def issue_client_certificate(self, user: str, groups: tuple[str, ...] = ()) -> KeyPair:
+        """A client certificate of the cluster CA for ``user`` (kubelets authenticate it by its CN)."""
+        if self._ca is None:
+            raise RuntimeError("this cluster runs no kubelets")
+        return self._ca.issue_client(user, groups)
 
     def use_own_kubelet_ca(self, node: str) -> bytes:
         """``node``'s kubelet serves a certificate of a CA of its own (kubelet's self-signed default),
@@ -463,3 +481,12 @@ class KubeVirtCluster:
     def vanish_after_list(self, namespace: str, pod: str) -> None:
         """The pod appears in the next pod list that includes it, and is deleted right after."""
         self._run(lambda b: b.api.vanishing.add((namespace, pod)))
+
+
+def _user(token: str | None, client_cert: KeyPair | None) -> dict[str, str]:
+    """A kubeconfig user: a token, a client certificate (inline, base64), both, or nothing."""
+    user = {"token": token} if token else {}
+    if client_cert is not None:
+        user["client-certificate-data"] = base64.b64encode(client_cert.cert_pem).decode()
+        user["client-key-data"] = base64.b64encode(client_cert.key_pem).decode()
+    return user

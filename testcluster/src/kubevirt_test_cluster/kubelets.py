@@ -5,18 +5,19 @@ A collector may read ``/stats/summary`` from each node's kubelet (port
 it then meets is kubelet's server, modelled here from kubernetes ``pkg/kubelet/server``:
 
 * TLS with the node's serving certificate (see :mod:`.pki`): the client must trust the CA;
-* ``server.go`` ``InstallAuthFilter``: authenticate the request (a bearer token; none or an unknown
-  one is ``401 Unauthorized``), then authorize it with the attributes ``auth.go``
-  ``GetRequestAttributes`` derives from the path (``/stats/*`` is ``nodes/stats``, ``/metrics/*``
-  ``nodes/metrics``, ``/logs/*`` ``nodes/log``, ``/checkpoint/*`` ``nodes/checkpoint``; with
-  fine-grained authorization ``/pods``, ``/healthz``, ``/configz`` are tried as their own subresource
-  then as ``nodes/proxy``; anything else is ``nodes/proxy``). The request passes when any of them is
-  allowed, else ``403`` with kubelet's message ``Forbidden (user=..., verb=get, resource=nodes,
-  subresource(s)=[stats])``.
+* ``server.go`` ``InstallAuthFilter``: authenticate the request (a client certificate of the cluster
+  CA, whose CN is the user, as kubelet's ``authentication.x509.clientCAFile``; else a bearer token, as
+  its token webhook; neither, or an unknown token, is ``401 Unauthorized``), then authorize it with
+  the attributes ``auth.go`` ``GetRequestAttributes`` derives from the path (``/stats/*`` is
+  ``nodes/stats``, ``/metrics/*`` ``nodes/metrics``, ``/logs/*`` ``nodes/log``, ``/checkpoint/*``
+  ``nodes/checkpoint``; with fine-grained authorization ``/pods``, ``/healthz``, ``/configz`` are
+  tried as their own subresource then as ``nodes/proxy``; anything else is ``nodes/proxy``). The
+  request passes when any of them is allowed, else ``403`` with kubelet's message ``Forbidden
+  (user=..., verb=get, resource=nodes, subresource(s)=[stats])``.
 
-Authorization is a table: token -> (user name, the subresources it may ``get``), standing for what
-the API server's SubjectAccessReview answers from RBAC. Every listener runs on the test cluster's loop;
-a node marked unreachable keeps connections open and never answers.
+Authorization is a table: user -> the subresources it may ``get``, standing for what the API server's
+SubjectAccessReview answers from RBAC; tokens map to users. Every listener runs on the test cluster's
+loop; a node marked unreachable keeps connections open and never answers.
 """
 
 from __future__ import annotations
@@ -95,7 +96,8 @@ class KubeletFleet:
     ca: CertificateAuthority
     summary: Callable[[str], Any]  # the node's Summary document, as the node proxy serves it
     unreachable: set[str]  # nodes whose kubelet does not answer (shared with the node proxy)
-    tokens: dict[str, KubeletUser] = field(default_factory=dict)
+    tokens: dict[str, str] = field(default_factory=dict)  # bearer token -> user name
+    users: dict[str, KubeletUser] = field(default_factory=dict)  # user name -> what it may get
     requests: list[KubeletRequest] = field(default_factory=list)
     ports: dict[str, int] = field(default_factory=dict)
     _contexts: dict[str, ssl.SSLContext] = field(default_factory=dict)
@@ -121,6 +123,8 @@ class KubeletFleet:
         if self._runner is None:
             raise RuntimeError("the kubelets are not set up")
         context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        context.verify_mode = ssl.CERT_OPTIONAL  # a client certificate authenticates, if there is one
+        context.load_verify_locations(cadata=self.ca.cert_pem.decode())
         self._contexts[node] = context
         self.issue(node, self.ca, host)
         sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
@@ -169,7 +173,8 @@ class KubeletFleet:
         return response
 
     def _answer(self, node: str, request: web.BaseRequest) -> web.Response:
-        user = self._authenticate(request.headers.get("Authorization", ""))
+        peer = request.transport.get_extra_info("peercert") if request.transport else None
+        user = self._authenticate(peer, request.headers.get("Authorization", ""))
         if user is None:
             return web.Response(status=401, text="Unauthorized")
         verb = VERBS.get(request.method, "")
@@ -183,10 +188,23 @@ class KubeletFleet:
             return web.Response(text="ok")
         return web.Response(status=404, text="404 page not found\n")
 
-    def _authenticate(self, header: str) -> KubeletUser | None:
-        """A bearer token from the table; kubelet's webhook token authentication asks the API server
-        (TokenReview), and an unknown or absent token authenticates no one (anonymous auth off)."""
-        scheme, _, token = header.partition(" ")
-        if scheme.lower() != "bearer" or not token.strip():
+    def _authenticate(self, peer: Any, header: str) -> KubeletUser | None:
+        """The user of a verified client certificate (its CN), else of a bearer token from the table
+        (kubelet's webhook token authentication asks the API server: TokenReview); anything else
+        authenticates no one (anonymous auth off). A user with no grant gets an empty one."""
+        name = _common_name(peer)
+        if name is None:
+            scheme, _, token = header.partition(" ")
+            name = self.tokens.get(token.strip()) if scheme.lower() == "bearer" else None
+        if name is None:
             return None
-        return self.tokens.get(token.strip())
+        return self.users.get(name, KubeletUser(name, frozenset()))
+
+
+def _common_name(peer: Any) -> str | None:
+    """The CN of a peer certificate as ``ssl`` gives it: ``{"subject": ((("commonName", "x"),), ...)}``."""
+    for part in (peer or {}).get("subject", ()):
+        for key, value in part:
+            if key == "commonName":
+                return str(value)
+    return None

@@ -79,6 +79,27 @@ class CertificateAuthority:
         )
         self.cert_pem: bytes = self._cert.public_bytes(serialization.Encoding.PEM)
 
+    def issue_client(self, user: str, groups: tuple[str, ...] = ()) -> KeyPair:
+        """A client certificate: ``CN`` the user name, ``O`` its groups (what the API server and
+        kubelet's x509 authenticator read)."""
+        key = ec.generate_private_key(ec.SECP256R1())
+        now = datetime.datetime.now(datetime.UTC)
+        parts = [x509.NameAttribute(NameOID.COMMON_NAME, user)]
+        parts += [x509.NameAttribute(NameOID.ORGANIZATION_NAME, group) for group in groups]
+        cert = (
+            x509.CertificateBuilder()
+            .subject_name(x509.Name(parts))
+            .issuer_name(self._subject)
+            .public_key(key.public_key())
+            .serial_number(x509.random_serial_number())
+            .not_valid_before(now - datetime.timedelta(minutes=5))
+            .not_valid_after(now + VALIDITY)
+            .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+            .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.CLIENT_AUTH]), critical=False)
+            .sign(self._key, hashes.SHA256())
+        )
+        return KeyPair(cert.public_bytes(serialization.Encoding.PEM), _pem_key(key))
+
     def issue_serving(self, node: str, ips: tuple[str, ...] = ("127.0.0.1",)) -> KeyPair:
         """A kubelet serving certificate as kube-controller-manager signs one for ``node``'s CSR:
         ``CN=system:node:<node>``, ``O=system:nodes``, SANs the node's host name and IPs (the

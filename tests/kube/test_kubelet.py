@@ -87,6 +87,8 @@ def test_the_address_follows_the_preferred_types_and_the_port_the_node_status() 
         (node([{"type": "InternalIP", "address": "user@10.0.0.5"}], port(10250)), "'user@10.0.0.5'"),
         (node([{"type": "InternalIP", "address": "10.0.0.5\nX: y"}], port(10250)), "'10.0.0.5\\nX: y'"),
         (node([{"type": "Hostname", "address": "a" * 300}], port(10250)), "..."),
+        (node([{"type": "InternalIP", "address": "fe80::1%eth0"}], port(10250)), "'fe80::1%eth0'"),
+        (node([{"type": "InternalIP", "address": "10.0.0.5:99"}], port(10250)), "'10.0.0.5:99'"),
         (node([{"type": "InternalIP", "address": "10.0.0.5"}]), "Port is not a port: None"),
         (node([{"type": "InternalIP", "address": "10.0.0.5"}], {}), "Port is not a port: None"),
         (node([{"type": "InternalIP", "address": "10.0.0.5"}], "x"), "Port is not a port: None"),

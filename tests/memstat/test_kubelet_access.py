@@ -258,3 +258,14 @@ def test_a_bad_kubelet_setting_is_one_line_and_exit_2(
     assert process.wait(timeout=20) == 2
     [line] = stderr_of(tmp_path).splitlines()
     assert named in line and "configuration error" in line
+
+
+def test_a_kubelet_ca_file_that_is_not_a_certificate_is_one_line_and_exit_2(
+    memstat: Memstat, kubevirt_cluster: KubeVirtCluster, tmp_path: Path
+) -> None:
+    kubeconfig = kubevirt_cluster.write_kubeconfig(tmp_path / "kubeconfig")
+    (tmp_path / "ca.pem").write_text("-----BEGIN CERTIFICATE-----\nnot one\n-----END CERTIFICATE-----\n")
+    process, _ = memstat(KUBECONFIG=str(kubeconfig), KUBELET_CA_FILE=str(tmp_path / "ca.pem"))
+    assert process.wait(timeout=20) == 2
+    [line] = [line for line in stderr_of(tmp_path).splitlines() if "configuration error" in line]
+    assert f"KUBELET_CA_FILE: cannot read the CA file '{tmp_path / 'ca.pem'}': no PEM certificate" in line

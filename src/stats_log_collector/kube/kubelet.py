@@ -98,7 +98,7 @@ class KubeletEndpoint:
 
 def _valid_host(address: object) -> str | None:
     """``address`` if it is an IP address or a DNS name, else None (a path, ``@``, a newline...)."""
-    if not isinstance(address, str):
+    if not isinstance(address, str) or "%" in address:  # an IPv6 zone is local to a host: not ours
         return None
     try:
         return str(ipaddress.ip_address(address))
@@ -116,17 +116,16 @@ def kubelet_endpoint(node: object, address_types: Sequence[str]) -> KubeletEndpo
     status = status if isinstance(status, dict) else {}
     entries = status.get("addresses")
     entries = [entry for entry in entries if isinstance(entry, dict)] if isinstance(entries, list) else []
+    # metrics-server's order: the first type that has an address, and its first address of that type
+    candidates = [
+        (kind, e.get("address")) for kind in address_types for e in entries if e.get("type") == kind
+    ]
     host, rejected = None, []
-    for kind in address_types:
-        for entry in entries:
-            if entry.get("type") == kind:
-                host = _valid_host(entry.get("address"))
-                if host is None:
-                    rejected.append(f"{kind} {_shown(entry.get('address'))}")
-                    continue
-                break
+    for kind, address in candidates:
+        host = _valid_host(address)
         if host is not None:
             break
+        rejected.append(f"{kind} {_shown(address)}")
     if host is None:
         wanted = ",".join(address_types)
         why = f" (not an IP address or host name: {'; '.join(rejected)})" if rejected else ""
@@ -226,9 +225,10 @@ def kubelet_ssl_context(settings: KubeletSettings, credentials: ApiCredentials) 
         context = ssl.create_default_context(
             cafile=str(ca) if ca and not settings.kubelet_insecure_tls else None
         )
-    except (OSError, ssl.SSLError) as exc:
+    except (OSError, ssl.SSLError) as exc:  # SSLError is an OSError: "[X509] PEM lib" says little
         variable = "KUBELET_CA_FILE" if settings.kubelet_ca_file else "KUBECONFIG"
-        raise ConfigError(variable, f"cannot read the CA file {str(ca)!r}: {exc}") from None
+        why = "no PEM certificate in it" if isinstance(exc, ssl.SSLError) else exc.strerror
+        raise ConfigError(variable, f"cannot read the CA file {str(ca)!r}: {why}") from None
     if settings.kubelet_insecure_tls:
         context.check_hostname = False
         context.verify_mode = ssl.CERT_NONE

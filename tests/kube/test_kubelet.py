@@ -347,6 +347,21 @@ async def test_nodes_are_listed_once_and_again_for_a_node_not_in_the_list(
     assert nodes.lists == 3
 
 
+async def test_a_node_list_refused_names_the_missing_permission(
+    kubevirt_cluster: KubeVirtCluster, admin: KubeClient
+) -> None:
+    kubevirt_cluster.add_node("node-1")
+    kubevirt_cluster.inject(r"^/api/v1/nodes$", 403, times=None)
+    with pytest.raises(KubeletUnreadable) as caught:
+        await NodeDirectory(admin).get("node-1")
+    assert caught.value.reason == FORBIDDEN and "RBAC `list nodes`" in str(caught.value)
+    kubevirt_cluster.clear_faults()
+    kubevirt_cluster.inject(r"^/api/v1/nodes$", 404, times=None)  # any other failure: the node is unknown
+    with pytest.raises(KubeletUnreadable) as caught:
+        await NodeDirectory(admin).get("node-1")
+    assert caught.value.reason == NODE_UNKNOWN
+
+
 async def test_the_proxy_reader_still_reads_through_the_api_server(
     kubevirt_cluster: KubeVirtCluster, admin: KubeClient
 ) -> None:

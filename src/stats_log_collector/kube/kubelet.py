@@ -200,6 +200,10 @@ class NodeDirectory:
             if name in self._nodes:  # a list of a few minutes ago is still the best address we have
                 log.warning("listing nodes failed; using the previous list", extra={"error": str(exc)})
                 return
+            if exc.status == 403:
+                raise KubeletUnreadable(
+                    FORBIDDEN, f"listing nodes was refused: {exc}: our identity needs RBAC `list nodes`", 403
+                ) from None
             raise KubeletUnreadable(NODE_UNKNOWN, f"listing nodes failed: {exc}", exc.status) from None
         self.lists += 1
         nodes = {}

@@ -218,12 +218,19 @@ class NodeDirectory:
 # --- TLS and credentials ------------------------------------------------------------------------------------
 
 
+def check_tls_settings(settings: KubeletSettings) -> None:
+    """KUBELET_CA_FILE and KUBELET_INSECURE_TLS that cannot work (``ConfigError``), before connecting."""
+    if settings.kubelet_ca_file is not None and not settings.kubelet_ca_file.is_file():
+        raise ConfigError("KUBELET_CA_FILE", f"{settings.kubelet_ca_file} is not a file")
+    if settings.kubelet_insecure_tls and settings.kubelet_ca_file is not None:
+        raise ConfigError("KUBELET_INSECURE_TLS", "cannot be true when KUBELET_CA_FILE is set: choose one")
+
+
 def kubelet_ssl_context(settings: KubeletSettings, credentials: ApiCredentials) -> ssl.SSLContext:
     """Verify the kubelets' serving certificates against KUBELET_CA_FILE, else the cluster CA, else
     the system's trust store; or not at all with KUBELET_INSECURE_TLS. Present the client certificate
     of the kubeconfig, if it has one."""
-    if settings.kubelet_insecure_tls and settings.kubelet_ca_file is not None:
-        raise ConfigError("KUBELET_INSECURE_TLS", "cannot be true when KUBELET_CA_FILE is set: choose one")
+    check_tls_settings(settings)
     ca = settings.kubelet_ca_file or credentials.ca_file
     try:
         context = ssl.create_default_context(

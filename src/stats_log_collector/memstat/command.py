@@ -15,6 +15,7 @@ from .. import lifecycle
 from ..config import ConfigError
 from ..instance_lock import InstanceLock
 from ..kube import KubeError
+from ..kube.kubelet import check_tls_settings
 from ..settings import KubeletSettings, KubeSettings, MemstatSettings
 from .choose_source import make_source
 from .csv_routes import CsvRoutes
@@ -89,12 +90,8 @@ def check_settings(config: MemstatSettings, kubelet: KubeletSettings) -> None:
     """Settings that parse but cannot work, found before anything starts (not at the first poll)."""
     if config.memstat_source == "procfs" and not config.proc_root.is_dir():
         raise ConfigError("PROC_ROOT", f"{config.proc_root} is not a directory")
-    if config.memstat_source != "kubelet" or kubelet.kubelet_access != "direct":
-        return
-    if kubelet.kubelet_ca_file is not None and not kubelet.kubelet_ca_file.is_file():
-        raise ConfigError("KUBELET_CA_FILE", f"{kubelet.kubelet_ca_file} is not a file")
-    if kubelet.kubelet_ca_file is not None and kubelet.kubelet_insecure_tls:
-        raise ConfigError("KUBELET_INSECURE_TLS", "cannot be true when KUBELET_CA_FILE is set: choose one")
+    if config.memstat_source == "kubelet" and kubelet.kubelet_access == "direct":
+        check_tls_settings(kubelet)
 
 
 def _run(config: MemstatSettings, kube: KubeSettings, kubelet: KubeletSettings) -> int:

@@ -254,6 +254,24 @@ async def test_a_token_without_nodes_stats_is_forbidden_and_no_token_unauthorize
         assert (error.reason, error.status) == (UNAUTHORIZED, 401) and "webhook" in str(error)
 
 
+async def test_a_rotated_token_is_read_again_after_a_401(
+    kubevirt_cluster: KubeVirtCluster, tmp_path: Path
+) -> None:
+    """A ServiceAccount token is rotated in its file (kubelet refreshes projected tokens hourly): the
+    first 401 reads the credentials again, and the new token is used."""
+    kubevirt_cluster.add_node("node-1")
+    kubevirt_cluster.allow_kubelet_token("rotated", "system:serviceaccount:monitoring:memstat", ["stats"])
+    client = await connect(kubevirt_cluster, tmp_path, token="expired")
+    reader = await DirectReader.connect(client, KubeletSettings(), KubeSettings(kube_request_timeout_secs=5))
+    try:
+        kubevirt_cluster.write_kubeconfig(tmp_path / "kubeconfig", token="rotated")
+        assert (await reader.summary("node-1"))["node"]["nodeName"] == "node-1"
+    finally:
+        await reader.close()
+        await client.close()
+    assert [r.status for r in kubevirt_cluster.kubelet_requests()] == [401, 200]
+
+
 async def test_a_kubeconfig_client_certificate_authenticates_to_the_kubelet(
     kubevirt_cluster: KubeVirtCluster, tmp_path: Path
 ) -> None:

@@ -28,6 +28,7 @@ from stats_log_collector.kube.retry import RetryPolicy
 from stats_log_collector.memstat.csvstore import CsvStore
 from stats_log_collector.memstat.kubelet_source import KubeletSource
 from stats_log_collector.memstat.metrics import registry_for
+from stats_log_collector.memstat.node_failures import NodeFailures
 from stats_log_collector.memstat.poller import Poller
 from stats_log_collector.memstat.state import LiveState
 from stats_log_collector.settings import KubeletSettings, KubeSettings
@@ -87,6 +88,30 @@ async def direct(kubevirt_cluster: KubeVirtCluster, tmp_path: Path) -> AsyncIter
 
 def skipped_logs(caplog: pytest.LogCaptureFixture) -> list[tuple[str, str]]:
     return [(r.node, r.reason) for r in caplog.records if r.getMessage() == SKIPPED]  # type: ignore[attr-defined]
+
+
+def test_a_node_failure_is_logged_when_it_starts_changes_or_comes_back(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    failures = NodeFailures()
+    with caplog.at_level(logging.INFO):
+        for reason in ("timeout", "timeout", "tls", "tls"):
+            failures.failed("n1", reason, f"{reason} error", 3)
+        failures.succeeded("n1")
+        failures.succeeded("n1")
+        failures.failed("n1", "tls", "tls error", 3)
+        failures.failed("n2", "tls", "tls error", 1)
+    fields = [r.__dict__ for r in caplog.records]  # a log record's extra fields
+    logged = [(f["msg"], f["node"], f.get("reason", f.get("after"))) for f in fields]
+    assert logged == [
+        (SKIPPED, "n1", "timeout"),
+        (SKIPPED, "n1", "tls"),
+        (RECOVERED, "n1", "tls"),
+        (SKIPPED, "n1", "tls"),
+        (SKIPPED, "n2", "tls"),
+    ]
+    assert failures.counts == {("n1", "timeout"): 2, ("n1", "tls"): 3, ("n2", "tls"): 1}
+    assert failures.failing == {"n1": "tls", "n2": "tls"}
 
 
 async def test_a_node_of_another_ca_is_skipped_once_logged_and_counted_each_poll(

@@ -345,6 +345,13 @@ class DirectReader:
         status, body = await self._get(endpoint)
         if status == 401 and await self._reload_credentials():
             status, body = await self._get(endpoint)  # a rotated ServiceAccount token: once more
+        if status == 401 and not (self._credentials.token or self._credentials.client_cert):
+            raise KubeletUnreadable(
+                UNAUTHORIZED,
+                "the kubelet asks for credentials (401 Unauthorized) and we have none: the API is reached "
+                "without a token or client certificate (KUBE_API_URL alone?)",
+                401,
+            )
         if status != 200:
             raise _from_status(status, body)
         try:

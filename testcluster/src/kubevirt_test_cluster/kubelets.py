@@ -53,7 +53,7 @@ FINE_GRAINED = {
 
 @dataclass(frozen=True)
 class KubeletUser:
-    """Who a token authenticates as, and the node subresources that user may ``get``."""
+    """A user (of a token or a client certificate) and the node subresources it may ``get``."""
 
     name: str
     subresources: frozenset[str]

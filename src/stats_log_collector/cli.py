@@ -2,8 +2,8 @@
 
 Each subcommand names the settings groups it reads (settings.py) and the component function that runs
 with them. Components never import this module: they take their typed settings groups as arguments
-(``run(memstat: MemstatSettings, kube: KubeSettings)``), so they can be called, and tested, without a
-command line. Exit codes: 0 done, 1 failed, 2 bad configuration.
+(``run(memstat: MemstatSettings, kube: KubeSettings, kubelet: KubeletSettings)``), so they can be
+called, and tested, without a command line. Exit codes: 0 done, 1 failed, 2 bad configuration.
 """
 
 from __future__ import annotations
@@ -22,6 +22,7 @@ from .instance_lock import InstanceLocked
 from .settings import (
     ConsoleTailSettings,
     DemoSettings,
+    KubeletSettings,
     KubeSettings,
     LoggingSettings,
     LogsCollectorSettings,
@@ -39,6 +40,7 @@ T = TypeVar("T")
 class MemstatCommand:
     memstat: MemstatSettings
     kube: KubeSettings
+    kubelet: KubeletSettings
     logging: LoggingSettings
 
 
@@ -72,7 +74,7 @@ class DemoCommand:
 def _memstat(settings: MemstatCommand) -> int:
     from .memstat.command import run
 
-    return run(settings.memstat, settings.kube)
+    return run(settings.memstat, settings.kube, settings.kubelet)
 
 
 def _logs_collector(settings: LogsCollectorCommand) -> int:

@@ -260,6 +260,20 @@ def name_list(raw: str) -> tuple[str, ...]:
     return items
 
 
+# core/v1 NodeAddressType values (k8s.io/api/core/v1/types.go), as spelt there.
+NODE_ADDRESS_TYPES = ("Hostname", "InternalIP", "ExternalIP", "InternalDNS", "ExternalDNS")
+
+
+def node_address_types(raw: str) -> tuple[str, ...]:
+    """Node address types in order of preference, e.g. ``InternalIP,ExternalIP,Hostname``."""
+    canonical = {name.lower(): name for name in NODE_ADDRESS_TYPES}
+    items = name_list(raw)
+    unknown = [item for item in items if item.lower() not in canonical]
+    if unknown:
+        raise ValueError(f"{unknown[0]!r} is not a node address type ({', '.join(NODE_ADDRESS_TYPES)})")
+    return tuple(dict.fromkeys(canonical[item.lower()] for item in items))
+
+
 ALL_NAMESPACES = "*"
 _DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
 

@@ -13,7 +13,7 @@ How settings reach the code, one rule for every component:
 - Every setting is declared here, in the group of the component that reads it; nothing else reads the
   environment for a setting. Only cli.py loads settings (variables, flags, defaults, validation).
 - cli.py calls a component's ``command.run()`` with the groups that component declares, e.g.
-  ``memstat.command.run(settings.memstat, settings.kube)``.
+  ``memstat.command.run(settings.memstat, settings.kube, settings.kubelet)``.
 - Below ``run()``, a class or function takes one of the groups ``run()`` was given (its component's
   own, e.g. ``ProcfsSource(MemstatSettings, ...)``, or ``KubeSettings`` to connect to the API) or plain
   values; it never looks a setting up (no ``os.environ``, no settings of its own) and never takes a
@@ -36,6 +36,7 @@ from .config import (
     name_prefix,
     namespace_name,
     namespaces,
+    node_address_types,
     non_negative_int,
     optional_namespace,
     optional_non_negative_int,
@@ -82,6 +83,43 @@ class KubeSettings:
         5,
         "retries of an API call on connection errors, 429 and 5xx (with backoff and jitter)",
         non_negative_int,
+    )
+
+
+@dataclasses.dataclass(frozen=True)
+class KubeletSettings:
+    """How memstat's kubelet source reaches each node's kubelet (its Summary API)."""
+
+    # direct: https://<node address>:<kubelet port>/stats/summary, authorized as `get nodes/stats`, as
+    # metrics-server does; proxy: the API server's /api/v1/nodes/<node>/proxy/, which needs `get
+    # nodes/proxy`, a permission that also allows exec in every pod of the node (kubernetes#83465).
+    kubelet_access: str = setting(
+        "KUBELET_ACCESS",
+        "direct",
+        "how to reach kubelets: direct (needs get nodes/stats), or proxy through the API server "
+        "(needs get nodes/proxy: see the README before choosing it)",
+        choice("direct", "proxy"),
+    )
+    kubelet_address_types: tuple[str, ...] = setting(
+        "KUBELET_ADDRESS_TYPES",
+        ("InternalIP", "ExternalIP", "Hostname"),
+        "which Node address to connect to, in order of preference (metrics-server's "
+        "--kubelet-preferred-address-types)",
+        node_address_types,
+    )
+    kubelet_ca_file: Path | None = setting(
+        "KUBELET_CA_FILE",
+        None,
+        "CA that signed the kubelets' serving certificates (default: the cluster CA of the "
+        "ServiceAccount or kubeconfig)",
+        optional_path,
+    )
+    kubelet_insecure_tls: bool = setting(
+        "KUBELET_INSECURE_TLS",
+        False,
+        "do not verify the kubelets' serving certificates (self-signed ones): anyone on the path can "
+        "read the token",
+        boolean,
     )
 
 

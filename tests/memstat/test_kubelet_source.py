@@ -147,7 +147,12 @@ async def test_an_unreachable_node_is_skipped_and_the_others_sampled(
     on_dead = sum(v.node == dead for v in population.vmis)
     assert source.skipped == on_dead > 0 and state.collector.health.failures == on_dead
     assert state.ready  # a partial poll is a good poll
-    skipped = [r for r in caplog.records if r.getMessage() == "node skipped for this sample"]
+    skipped = [
+        r
+        for r in caplog.records
+        if r.getMessage()
+        == "node skipped: its kubelet cannot be read (logged again only when the reason changes)"
+    ]
     assert [getattr(r, "node", None) for r in skipped] == [dead]
 
 

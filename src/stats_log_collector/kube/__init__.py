@@ -1,7 +1,8 @@
 """Kubernetes access shared by every component: one client, typed answers, one failure contract.
 
-``KubeClient`` (client.py) is the only place that speaks HTTP to the API; ``models`` holds the typed
-objects it returns, ``errors`` the exceptions it raises, ``retry`` the pure retry policy.
+``KubeClient`` (client.py) is the only place that speaks HTTP to the API, ``kubelet`` the only one that
+speaks to kubelets (their Summary API, directly or through the API's node proxy); ``models`` holds the
+typed objects they return, ``errors`` the exceptions they raise, ``retry`` the pure retry policy.
 """
 
 from .client import KubeClient, match_launcher_pods

@@ -23,6 +23,7 @@ import logging
 import random
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any, TypedDict, TypeVar, Unpack
 
 import httpx
@@ -35,7 +36,7 @@ from ..config import ALL_NAMESPACES, ConfigError
 from ..settings import KubeSettings
 from .errors import ExecFailed, KubeError, KubeNotFound, KubeRejected, KubeUnavailable
 from .exec_protocol import SUBPROTOCOLS, ExecStream
-from .models import JSON, ExecResult, Pod, Vmi, format_time, label_selector
+from .models import JSON, ApiCredentials, ExecResult, Pod, Vmi, format_time, label_selector
 from .retry import RetryPolicy, is_retryable_status, parse_retry_after
 
 log = logging.getLogger(__name__)
@@ -244,6 +245,29 @@ class KubeClient:
     async def stats_summary(self, node: str) -> JSON:
         """kubelet's Summary API: memory of every container on the node, in one request."""
         return await self.node_proxy_get(node, "stats/summary")
+
+    async def list_nodes(self) -> list[JSON]:
+        """Every Node object, as the API returns it (``kubelet.py`` reads addresses and ports from it)."""
+        return await self._list_in((ALL_NAMESPACES,), "/api/v1", "nodes")
+
+    async def credentials(self, reload: bool = False) -> ApiCredentials:
+        """Who we are to the API (kubeconfig or ServiceAccount), to be the same to the kubelets.
+
+        ``reload``: read them again first (a ServiceAccount token is rotated in its file).
+        """
+        auth = self._api.auth
+        if reload:
+            await auth.reauthenticate()
+
+        def path(value: object) -> Path | None:
+            return Path(str(value)) if value else None
+
+        return ApiCredentials(
+            token=auth.token or None,
+            client_cert=path(auth.client_cert_file),
+            client_key=path(auth.client_key_file),
+            ca_file=path(auth.server_ca_file),
+        )
 
     async def exec(
         self,

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 from .quantity import parse_quantity
@@ -305,3 +306,14 @@ def format_time(moment: datetime) -> str:
 
 def label_selector(labels: dict[str, str]) -> str:
     return ",".join(f"{key}={value}" for key, value in labels.items())
+
+
+@dataclasses.dataclass(frozen=True)
+class ApiCredentials:
+    """The client's credentials as kr8s loaded them: a bearer token and/or a client certificate, and
+    the cluster CA (files, as kr8s writes a kubeconfig's inline data to temporary files)."""
+
+    token: str | None = dataclasses.field(repr=False)  # never in a log line
+    client_cert: Path | None
+    client_key: Path | None
+    ca_file: Path | None

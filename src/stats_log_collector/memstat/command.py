@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import threading
 import time
@@ -14,7 +15,8 @@ from .. import lifecycle
 from ..config import ConfigError
 from ..instance_lock import InstanceLock
 from ..kube import KubeError
-from ..settings import KubeSettings, MemstatSettings
+from ..kube.kubelet import check_tls_settings
+from ..settings import KubeletSettings, KubeSettings, MemstatSettings
 from .choose_source import make_source
 from .csv_routes import CsvRoutes
 from .csvstore import VM_LAYOUT, CsvStore
@@ -76,21 +78,23 @@ def split_budget(total: int) -> tuple[int, int]:
     return total - vm_stats, vm_stats
 
 
-def run(config: MemstatSettings, kube: KubeSettings) -> int:
+def run(config: MemstatSettings, kube: KubeSettings, kubelet: KubeletSettings) -> int:
     """Exit code 0; 1 when the API cannot be reached. Raises InstanceLocked and ConfigError (exit 2)."""
     # First: a second memstat on this DATA_DIR would rotate the CSV under the first one.
     with InstanceLock(config.data_dir / LOCK_NAME, "DATA_DIR"):
-        check_settings(config)
-        return _run(config, kube)
+        check_settings(config, kubelet)
+        return _run(config, kube, kubelet)
 
 
-def check_settings(config: MemstatSettings) -> None:
+def check_settings(config: MemstatSettings, kubelet: KubeletSettings) -> None:
     """Settings that parse but cannot work, found before anything starts (not at the first poll)."""
     if config.memstat_source == "procfs" and not config.proc_root.is_dir():
         raise ConfigError("PROC_ROOT", f"{config.proc_root} is not a directory")
+    if config.memstat_source == "kubelet" and kubelet.kubelet_access == "direct":
+        check_tls_settings(kubelet)
 
 
-def _run(config: MemstatSettings, kube: KubeSettings) -> int:
+def _run(config: MemstatSettings, kube: KubeSettings, kubelet: KubeletSettings) -> int:
     failed: list[str] = []
 
     async def run(stop: asyncio.Event) -> None:
@@ -111,7 +115,7 @@ def _run(config: MemstatSettings, kube: KubeSettings) -> int:
         app = build_app(state, config.logs_dir, CsvRoutes(store, vm_store).add_routes)
         runner = web.AppRunner(app, access_log=None)
         await runner.setup()
-        client = None
+        resources = contextlib.AsyncExitStack()
         try:
             try:
                 await web.TCPSite(runner, "0.0.0.0", config.http_port).start()
@@ -119,7 +123,7 @@ def _run(config: MemstatSettings, kube: KubeSettings) -> int:
                 problem = f"cannot listen on {config.http_port}: {exc.strerror}"
                 raise ConfigError("HTTP_PORT", problem) from None
             try:
-                source, client = await make_source(config, kube)
+                source = await make_source(config, kube, kubelet, state.collector.node_failures, resources)
             except KubeError as exc:
                 failed.append(f"cannot reach the Kubernetes API: {exc}")
                 return
@@ -139,8 +143,7 @@ def _run(config: MemstatSettings, kube: KubeSettings) -> int:
             finally:
                 seeding.cancel()
         finally:
-            if client is not None:
-                await client.close()
+            await resources.aclose()
             await runner.cleanup()
             store.close()
             vm_store.close()

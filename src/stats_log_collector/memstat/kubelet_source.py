@@ -1,9 +1,12 @@
 """The ``kubelet`` source: every VM's ``compute`` container memory from the node Summary API.
 
 The default: one Summary request per node that runs a VM, whatever the number of VMs on it, instead of
-execs per pod; a node or VM that cannot be read is skipped for that sample with one log line. Why:
-docs/memstat.md, "kubelet: the node Summary API". :func:`samples_from_summary` is pure;
-:func:`list_targets` (VMs, pods and what the API says of their memory) is shared with the exec source.
+execs per pod. How a Summary is fetched (from the kubelet directly, or through the API server's node
+proxy: KUBELET_ACCESS) is the ``SummaryReader``'s business (kube/kubelet.py). A node that cannot be read
+is skipped for that poll, counted, and logged once per reason (``NodeFailures``); a VM missing from its
+node's Summary is skipped with one log line. Why: docs/memstat.md, "kubelet: the node Summary API".
+:func:`samples_from_summary` is pure; :func:`list_targets` (VMs, pods and what the API says of their
+memory) is shared with the exec source.
 """
 
 from __future__ import annotations
@@ -17,8 +20,9 @@ from datetime import datetime
 from typing import Any
 
 from ..kube.client import CREATED_BY_LABEL, VM_NAME_LABEL, KubeClient, match_launcher_pods
-from ..kube.errors import KubeError
+from ..kube.kubelet import BAD_ANSWER, KubeletUnreadable, ProxyReader, SummaryReader
 from ..kube.models import JSON, Pod, Vmi
+from .node_failures import NodeFailures
 from .sample import Sample, VmPod
 from .vm_figures import VmKey, VmMemory
 
@@ -150,16 +154,28 @@ def memory_by_vm(found: Iterable[tuple[VmPod, VmMemory]]) -> dict[VmKey, VmMemor
 
 
 class KubeletSource:
-    """Samples every VM of ``namespaces`` (``("*",)``: all) with one Summary request per node."""
+    """Samples every VM of ``namespaces`` (``("*",)``: all) with one Summary request per node.
+
+    ``reader`` fetches a node's Summary (default: through the API server's node proxy); ``failures``
+    counts and logs the nodes it cannot read.
+    """
 
     name = SOURCE
 
     def __init__(
-        self, client: KubeClient, namespaces: Sequence[str], max_concurrency: int = DEFAULT_MAX_CONCURRENCY
+        self,
+        client: KubeClient,
+        namespaces: Sequence[str],
+        max_concurrency: int = DEFAULT_MAX_CONCURRENCY,
+        *,
+        reader: SummaryReader | None = None,
+        failures: NodeFailures | None = None,
     ) -> None:
         self._client = client
         self._namespaces = tuple(namespaces)
         self._max_concurrency = max_concurrency
+        self._reader = reader or ProxyReader(client)
+        self.failures = failures or NodeFailures()
         self.skipped = 0
         self.vm_memory: Mapping[VmKey, VmMemory] = {}
 
@@ -192,21 +208,16 @@ class KubeletSource:
         in ``memory`` becomes its whole pod's working set, where the summary has it."""
         async with limit:
             try:
-                summary = await self._client.stats_summary(node)
-            except KubeError as exc:
-                log.warning(
-                    "node skipped for this sample",
-                    extra={"node": node, "vms": len(targets), "error": str(exc)},
-                )
+                summary = await self._reader.summary(node)
+            except KubeletUnreadable as exc:
+                self.failures.failed(node, exc.reason, str(exc), len(targets))
                 return [], len(targets)
         try:
             samples, missing = samples_from_summary(summary, targets, at)
         except Exception as exc:  # an answer shaped like nothing foreseen fails this node, not the poll
-            log.warning(
-                "node skipped for this sample: unreadable summary",
-                extra={"node": node, "vms": len(targets), "error": repr(exc)},
-            )
+            self.failures.failed(node, BAD_ANSWER, f"unreadable summary: {exc!r}", len(targets))
             return [], len(targets)
+        self.failures.succeeded(node)
         working_sets = pod_working_sets(summary)
         for target in targets:
             key = (target.namespace, target.vm)

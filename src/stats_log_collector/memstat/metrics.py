@@ -13,6 +13,7 @@ from prometheus_client import CollectorRegistry
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 
+from .node_failures import NodeFailures
 from .sample import Sample
 from .vm_figures import VmFigures
 
@@ -60,6 +61,7 @@ class MemstatCollector(Collector):
         self.latest: Sequence[Sample] = list(latest or ())
         self.latest_vms: Sequence[VmFigures] = []
         self.health = health or PollHealth()
+        self.node_failures = NodeFailures()  # fed by the kubelet source
 
     def collect(self) -> Iterator[GaugeMetricFamily | CounterMetricFamily]:
         for name, field, text in FIGURES:
@@ -71,6 +73,15 @@ class MemstatCollector(Collector):
         yield CounterMetricFamily(
             "memstat_poll_failures", "VMs or nodes skipped because of an error", health.failures
         )
+        failures = CounterMetricFamily(
+            "memstat_node_failures",
+            "Polls in which a node's kubelet could not be read, by node and reason (tls, unauthorized, "
+            "forbidden, timeout, refused, unreachable, http_error, bad_answer, bad_node, node_unknown)",
+            labels=("node", "reason"),
+        )
+        for (node, reason), count in sorted(self.node_failures.counts.items()):
+            failures.add_metric([node, reason], count)
+        yield failures
         yield CounterMetricFamily(
             "memstat_skipped_ticks", "Sample times skipped because a poll overran", health.skipped_ticks
         )

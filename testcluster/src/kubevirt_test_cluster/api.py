@@ -38,6 +38,7 @@ from . import container_exec, errors, patches, resources, tables, watch
 from .container_exec import CommandResult, ExecHandler, Process
 from .errors import ApiError
 from .faults import Faults, Journal, _Entry
+from .kubelets import KubeletFleet
 from .logs import ContainerLog, PodLogOptions
 from .objects import container_names
 from .resources import NODE, POD, ResourcePath, ResourceType
@@ -134,6 +135,7 @@ class KubeApi(kmock.KubernetesEmulator):
     raw_summaries: dict[str, Any] = attrs.field(factory=dict, init=False)  # served as is (hostile input)
     pods_by_node: dict[str, set[PodKey]] = attrs.field(factory=dict, init=False)  # may hold stale keys
     watches: watch.WatchHub = attrs.field(factory=watch.WatchHub, init=False)
+    kubelets: KubeletFleet | None = attrs.field(default=None, init=False)  # HTTPS kubelets, one per node
 
     def __attrs_post_init__(self) -> None:
         super().__attrs_post_init__()
@@ -525,22 +527,32 @@ class KubeApi(kmock.KubernetesEmulator):
         if path.name in self.unreachable_nodes:
             raise ApiError(
                 503,
-                f"error trying to reach service: dial tcp {self._node_ip(path.name)}:10250: "
-                "connect: connection refused",
+                f"error trying to reach service: dial tcp {self._node_ip(path.name)}:"
+                f"{self._kubelet_port(path.name)}: connect: connection refused",
             )
         target = "/".join(path.extra)
-        if method == "GET" and target == "stats/summary" and path.name in self.raw_summaries:
-            return json_response(self.raw_summaries[path.name])
         if method == "GET" and target == "stats/summary":
-            return json_response(summary(path.name, self._running_pods(path.name), self.memory))
+            return json_response(self.node_summary(path.name))
         if method == "GET" and target == "healthz":
             return web.Response(text="ok", content_type="text/plain")
         return web.Response(text="404 page not found\n", status=404, content_type="text/plain")
+
+    def node_summary(self, node: str) -> Any:
+        """What the node's kubelet answers to ``GET /stats/summary`` (directly or through the proxy)."""
+        if node in self.raw_summaries:
+            return self.raw_summaries[node]
+        return summary(node, self._running_pods(node), self.memory)
 
     def _node_ip(self, node: str) -> str:
         found = self.store.get(NODE, None, node) or {}
         addresses = found.get("status", {}).get("addresses", [])
         return next((a["address"] for a in addresses if a.get("type") == "InternalIP"), "0.0.0.0")
+
+    def _kubelet_port(self, node: str) -> Any:
+        found = self.store.get(NODE, None, node) or {}
+        return (
+            found.get("status", {}).get("daemonEndpoints", {}).get("kubeletEndpoint", {}).get("Port", 10250)
+        )
 
     def _running_pods(self, node: str) -> list[Body]:
         """The node's running pods, from the node index (a Summary must not scan every pod of 50 nodes)."""

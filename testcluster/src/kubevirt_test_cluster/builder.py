@@ -75,7 +75,8 @@ class Builder:
         if found is not None:
             return found
         index = self._node_index.setdefault(name, len(self._node_index))
-        body = objects.node(name, index)
+        port = self.api.kubelets.start(name) if self.api.kubelets is not None else 10250
+        body = objects.node(name, index, port)
         body["metadata"].update(uid=new_uid(self.rng), creationTimestamp=now_rfc3339())
         return self.store.put(NODE, body)
 

@@ -14,6 +14,7 @@ from inside a request handler (which already runs on the loop, and is handled by
 from __future__ import annotations
 
 import asyncio
+import base64
 import random
 import re
 import threading
@@ -30,8 +31,10 @@ from .api import KubeApi
 from .builder import LAUNCHER_INIT_CONTAINERS, Builder, PodRef, VmiRef
 from .container_exec import ExecHandler, ProcessEntry
 from .faults import Fault, RequestRecord, compile_pattern
+from .kubelets import ALL, KubeletFleet, KubeletRequest, KubeletUser
 from .logs import Stamp
 from .objects import DEFAULT_MEMORY, LAUNCHER_SHAPE_VERSION, VmiMemory
+from .pki import CertificateAuthority, KeyPair
 from .populate import Population, populate
 from .resources import by_kind
 from .stats import ContainerMemory
@@ -39,13 +42,20 @@ from .store import Body
 
 T = TypeVar("T")
 CALL_TIMEOUT = 60.0
+DEFAULT_TOKEN = "test-token-not-a-secret"  # the kubeconfig's: the cluster admin (every kubelet path)
+DEFAULT_USER = "kubevirt-test-admin"
 
 
 class KubeVirtCluster:
     """A test cluster; use ``with KubeVirtCluster() as cluster:`` or ``start()``/``stop()``."""
 
-    def __init__(self, *, host: str = "127.0.0.1", port: int = 0, seed: int | None = 0) -> None:
+    def __init__(
+        self, *, host: str = "127.0.0.1", port: int = 0, seed: int | None = 0, kubelets: bool = True
+    ) -> None:
+        """``kubelets``: every node gets an HTTPS kubelet (see :mod:`.kubelets`), its certificate signed by
+        this cluster's CA (``ca_pem``), which the kubeconfig names as the cluster CA."""
         self._host = host
+        self._ca = CertificateAuthority() if kubelets else None
         self._port = port
         self._rng = random.Random(seed)
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -75,6 +85,12 @@ class KubeVirtCluster:
         api = KubeApi(rng=self._rng)
         await api.__aenter__()
         self._api = api
+        if self._ca is not None:
+            fleet = KubeletFleet(self._ca, api.node_summary, api.unreachable_nodes)
+            fleet.tokens[DEFAULT_TOKEN] = DEFAULT_USER
+            fleet.users[DEFAULT_USER] = KubeletUser(DEFAULT_USER, frozenset({ALL}))
+            await fleet.setup()
+            api.kubelets = fleet
         self._builder = Builder(api, self._rng)
         runner = web.ServerRunner(web.Server(api, handler_cancellation=True), shutdown_timeout=1.0)
         await runner.setup()
@@ -100,6 +116,8 @@ class KubeVirtCluster:
         if self._runner is not None:
             await self._runner.cleanup()
             self._runner = None
+        if self._api is not None and self._api.kubelets is not None:
+            await self._api.kubelets.close()
         if self._api is not None:
             await self._api.__aexit__(None, None, None)
 
@@ -132,13 +150,36 @@ class KubeVirtCluster:
             raise RuntimeError("the cluster is not started")
         return self._api
 
-    def write_kubeconfig(self, path: str | Path, *, namespace: str = "default") -> Path:
-        """A kubeconfig for this cluster, accepted by kubectl and kr8s (dummy token, no TLS)."""
+    @property
+    def ca_pem(self) -> bytes:
+        """The cluster CA (PEM): it signed every kubelet's serving certificate."""
+        if self._ca is None:
+            raise RuntimeError("this cluster runs no kubelets")
+        return self._ca.cert_pem
+
+    def write_kubeconfig(
+        self,
+        path: str | Path,
+        *,
+        namespace: str = "default",
+        token: str | None = DEFAULT_TOKEN,
+        with_ca: bool = True,
+        client_cert: KeyPair | None = None,
+    ) -> Path:
+        """A kubeconfig for this cluster, accepted by kubectl and kr8s: the API over plain HTTP, the
+        cluster CA as ``certificate-authority-data`` (what the kubelets' certificates chain to, as in a
+        cluster with kubelet serverTLSBootstrap), ``token`` as the user's (None: no credentials). The
+        default token is the cluster admin's; the API server does not check tokens, the kubelets do.
+        ``with_ca=False``: no CA (a client then has only its system trust store). ``client_cert``: the
+        user's client certificate (see ``issue_client_certificate``)."""
+        cluster: dict[str, Any] = {"server": self.url}
+        if self._ca is not None and with_ca:
+            cluster["certificate-authority-data"] = base64.b64encode(self._ca.cert_pem).decode()
         config = {
             "apiVersion": "v1",
             "kind": "Config",
-            "clusters": [{"name": "kubevirt-test", "cluster": {"server": self.url}}],
-            "users": [{"name": "kubevirt-test-admin", "user": {"token": "test-token-not-a-secret"}}],
+            "clusters": [{"name": "kubevirt-test", "cluster": cluster}],
+            "users": [{"name": "kubevirt-test-admin", "user": _user(token, client_cert)}],
             "contexts": [
                 {
                     "name": "kubevirt-test",
@@ -323,13 +364,65 @@ class KubeVirtCluster:
         self._run(assign)
 
     def set_node_reachable(self, node: str, reachable: bool = True) -> None:
-        """An unreachable node's kubelet answers the node proxy with 503, as behind a dead kubelet."""
+        """An unreachable node's kubelet does not answer: the node proxy says 503 (as the API server
+        does behind a dead kubelet), and a direct request waits for an answer that never comes."""
 
         def assign(b: Builder) -> None:
             b.store.require(by_kind("v1", "Node"), None, node)
             (b.api.unreachable_nodes.discard if reachable else b.api.unreachable_nodes.add)(node)
 
         self._run(assign)
+
+    # ---- kubelets ------------------------------------------------------------------------------
+
+    def _fleet(self) -> KubeletFleet:
+        fleet = self.api.kubelets
+        if fleet is None:
+            raise RuntimeError("this cluster runs no kubelets")
+        return fleet
+
+    def allow_kubelet_token(self, token: str, user: str, subresources: Iterable[str]) -> None:
+        """Let ``token`` (authenticating as ``user``) ``get`` these node subresources (``stats``,
+        ``proxy``, ``*``...) on every kubelet, as RBAC would; an empty set authenticates but allows
+        nothing (403)."""
+        self.allow_kubelet_user(user, subresources)
+
+        def assign(b: Builder) -> None:
+            self._fleet().tokens[token] = user
+
+        self._run(assign)
+
+    def allow_kubelet_user(self, user: str, subresources: Iterable[str]) -> None:
+        """Let ``user`` ``get`` these node subresources on every kubelet (``*``: everything)."""
+        allowed = KubeletUser(user, frozenset(subresources))
+
+        def assign(b: Builder) -> None:
+            self._fleet().users[user] = allowed
+
+        self._run(assign)
+
+    def issue_client_certificate(self, user: str, groups: tuple[str, ...] = ()) -> KeyPair:
+        """A client certificate of the cluster CA for ``user`` (kubelets authenticate it by its CN)."""
+        if self._ca is None:
+            raise RuntimeError("this cluster runs no kubelets")
+        return self._ca.issue_client(user, groups)
+
+    def use_own_kubelet_ca(self, node: str) -> bytes:
+        """``node``'s kubelet serves a certificate of a CA of its own (kubelet's self-signed default),
+        not the cluster CA's; returns that CA (PEM)."""
+        ca = CertificateAuthority(f"{node}-ca")
+        self._run(lambda b: self._fleet().issue(node, ca))
+        return ca.cert_pem
+
+    def kubelet_port(self, node: str) -> int:
+        return self._run(lambda b: self._fleet().ports[node])
+
+    def kubelet_requests(self) -> list[KubeletRequest]:
+        """Requests the kubelets answered, in order (not the API server's: see ``requests``)."""
+        return self._run(lambda b: list(self._fleet().requests))
+
+    def clear_kubelet_requests(self) -> None:
+        self._run(lambda b: self._fleet().requests.clear())
 
     def set_raw_summary(self, node: str, document: Any) -> None:
         """Serve ``document`` as the node's Summary, whatever its shape (``None``: the real one again)."""
@@ -388,3 +481,12 @@ class KubeVirtCluster:
     def vanish_after_list(self, namespace: str, pod: str) -> None:
         """The pod appears in the next pod list that includes it, and is deleted right after."""
         self._run(lambda b: b.api.vanishing.add((namespace, pod)))
+
+
+def _user(token: str | None, client_cert: KeyPair | None) -> dict[str, str]:
+    """A kubeconfig user: a token, a client certificate (inline, base64), both, or nothing."""
+    user = {"token": token} if token else {}
+    if client_cert is not None:
+        user["client-certificate-data"] = base64.b64encode(client_cert.cert_pem).decode()
+        user["client-key-data"] = base64.b64encode(client_cert.key_pem).decode()
+    return user

@@ -94,8 +94,9 @@ def namespace(name: str) -> dict[str, Any]:
     }
 
 
-def node(name: str, index: int) -> dict[str, Any]:
-    address = f"192.168.{index // 250}.{index % 250 + 2}"
+def node(name: str, index: int, kubelet_port: int = 10250, address: str = "127.0.0.1") -> dict[str, Any]:
+    """A Node as kubelet registers it; its kubelet listens on ``address``:``kubelet_port`` (every node of
+    the test cluster is on 127.0.0.1, each kubelet on a port of its own)."""
     return {
         "apiVersion": "v1",
         "kind": "Node",
@@ -130,7 +131,7 @@ def node(name: str, index: int) -> dict[str, Any]:
                     "lastTransitionTime": now_rfc3339(),
                 }
             ],
-            "daemonEndpoints": {"kubeletEndpoint": {"Port": 10250}},
+            "daemonEndpoints": {"kubeletEndpoint": {"Port": kubelet_port}},
             "nodeInfo": {
                 "architecture": "amd64",
                 "containerRuntimeVersion": "containerd://1.7.24",

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from kubevirt_test_cluster import RequestRecord
+from kubevirt_test_cluster.kubelets import KubeletRequest, request_subresources
 from kubevirt_test_cluster.resources import parse_path
 
 # Paths every authenticated user may GET (system:discovery, system:public-info-viewer).
@@ -71,6 +72,17 @@ def needs(method: str, path: str, query: dict[str, list[str]]) -> list[Access]:
 
 def accesses(records: Iterable[RequestRecord]) -> set[Access]:
     return {access for record in records for access in needs(record.method, record.path, record.query)}
+
+
+def kubelet_accesses(records: Iterable[KubeletRequest]) -> set[Access]:
+    """The checks the kubelets made of requests sent to them directly: ``<verb> nodes/<subresource>``,
+    cluster-wide (kubernetes pkg/kubelet/server/auth.go ``GetRequestAttributes``). The last subresource
+    is the one every kubelet checks (the first may be KEP-2862's finer one, tried before it)."""
+    verbs = {"GET": "get", "POST": "create", "PUT": "update", "PATCH": "patch", "DELETE": "delete"}
+    return {
+        Access(verbs.get(record.method, "*"), "", f"nodes/{request_subresources(record.path)[-1]}", None)
+        for record in records
+    }
 
 
 def grants(objects: Iterable[dict[str, Any]], namespace: str, account: str) -> set[Grant]:

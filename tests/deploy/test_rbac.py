@@ -20,7 +20,7 @@ import pytest
 
 from kubevirt_test_cluster import KubeVirtCluster
 from stats_log_collector.cli import COMMANDS
-from tests.deploy.authz import ALL, Access, Grant, accesses, denied, grants, needs, unused
+from tests.deploy.authz import ALL, Access, Grant, accesses, denied, grants, kubelet_accesses, needs, unused
 from tests.deploy.manifests import (
     Obj,
     copy_deploy,
@@ -98,7 +98,7 @@ def run_memstat(
         if process.poll() is None:
             process.kill()
             process.wait()
-    return accesses(cluster.requests())
+    return accesses(cluster.requests()) | kubelet_accesses(cluster.kubelet_requests())
 
 
 def run_logs_collector(cluster: KubeVirtCluster, settings: Mapping[str, str], tmp_path: Path) -> set[Access]:

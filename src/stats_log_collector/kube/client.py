@@ -168,10 +168,15 @@ class KubeClient:
         paths = _collection_paths(namespaces, KUBEVIRT_API, "virtualmachineinstances")
         return ObjectCache(self, "virtualmachineinstances", paths, **options)
 
-    def launcher_pod_cache(self, namespaces: Sequence[str], **options: Any) -> ObjectCache:
-        """The virt-launcher pods of ``namespaces``, kept from a list and a watch."""
+    def launcher_pod_cache(
+        self, namespaces: Sequence[str], node: str | None = None, **options: Any
+    ) -> ObjectCache:
+        """The virt-launcher pods of ``namespaces`` (with ``node``: on that node), kept from a list and a
+        watch."""
         paths = _collection_paths(namespaces, "/api/v1", "pods")
         params = {"labelSelector": label_selector(LAUNCHER_LABELS)}
+        if node:
+            params["fieldSelector"] = f"spec.nodeName={node}"
         return ObjectCache(self, "launcher pods", paths, params, **options)
 
     def handler_pod_cache(self, namespace: str, **options: Any) -> ObjectCache:

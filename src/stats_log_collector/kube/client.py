@@ -93,6 +93,7 @@ class KubeClient:
         self._policy = policy or RetryPolicy(retries=settings.kube_retries)
         self._rng = random.Random(seed)
         self.calls = 0  # requests made, retries included: benchmarks report it
+        self.bytes_read = 0  # bodies read (JSON answers, logs, watch streams): benchmarks report it
 
     @classmethod
     async def connect(cls, settings: KubeSettings, policy: RetryPolicy | None = None) -> KubeClient:
@@ -249,7 +250,7 @@ class KubeClient:
                 )
 
             response = await self._with_retries(f"watch {path}", lambda: self._attempt(open_stream))
-            yield _bounded_lines(_chunks(response, decoded=True), max_line_bytes)
+            yield _bounded_lines(self._counted(_chunks(response, decoded=True)), max_line_bytes)
 
     async def list_pods(self, namespace: str, labels: dict[str, str], node: str | None = None) -> list[Pod]:
         fields = f"spec.nodeName={node}" if node else None
@@ -319,7 +320,7 @@ class KubeClient:
             response = await self._with_retries(
                 f"logs {namespace}/{pod}/{container}", lambda: self._attempt(open_stream)
             )
-            yield _chunks(response)
+            yield self._counted(_chunks(response))
 
     async def kubevirt_crs(self, namespace: str) -> list[JSON]:
         """The KubeVirt custom resources of ``namespace`` (normally one, ``kubevirt``)."""
@@ -380,6 +381,7 @@ class KubeClient:
         async def get() -> JSON:
             async with self._call_api("GET", path, params=params) as response:
                 body: JSON = response.json()
+                self.bytes_read += len(response.content)
                 return body
 
         return await self._with_retries(f"GET {path}", lambda: self._attempt(get))
@@ -423,6 +425,11 @@ class KubeClient:
         except KubeNotFound:  # a namespace that does not exist (yet) has no objects
             return []
         return items
+
+    async def _counted(self, chunks: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
+        async for chunk in chunks:
+            self.bytes_read += len(chunk)
+            yield chunk
 
     @contextlib.asynccontextmanager
     async def _call_api(self, method: str, path: str, **kwargs: Any) -> AsyncIterator[httpx.Response]:

@@ -146,3 +146,50 @@ def test_the_memstat_process_lists_once_and_then_only_reads_summaries(
     assert sorted(lists(kubevirt_cluster)) == sorted([VMIS, PODS])
     process.send_signal(signal.SIGTERM)
     assert process.wait(timeout=10) == 0
+
+
+async def test_the_procfs_inventory_watches_only_its_nodes_launcher_pods(
+    kubevirt_cluster: KubeVirtCluster, client: KubeClient, inventory: Callable[..., Any]
+) -> None:
+    kubevirt_cluster.add_namespace("vms")
+    for node in ("node1", "node2"):
+        kubevirt_cluster.add_node(node)
+    add_vm(kubevirt_cluster, "here", "node1")
+    add_vm(kubevirt_cluster, "there", "node2")
+    pods: Inventory = await inventory(["vms"], node="node1", vmis=False)
+    assert [pod.labels["vm.kubevirt.io/name"] for pod in await pods.launcher_pods()] == ["here"]
+    add_vm(kubevirt_cluster, "also-here", "node1")
+    add_vm(kubevirt_cluster, "also-there", "node2")
+
+    async def names() -> list[str]:
+        return sorted(pod.labels["vm.kubevirt.io/name"] for pod in await pods.launcher_pods())
+
+    for _ in range(250):
+        if await names() == ["also-here", "here"]:
+            break
+        await asyncio.sleep(0.02)
+    assert await names() == ["also-here", "here"]
+    asked = [r for r in kubevirt_cluster.requests() if r.path == PODS]
+    assert asked and {r.param("fieldSelector") for r in asked} == {"spec.nodeName=node1"}
+    assert not any("virtualmachineinstances" in r.path for r in kubevirt_cluster.requests())
+
+
+async def test_an_object_no_model_can_be_made_of_fails_alone(
+    kubevirt_cluster: KubeVirtCluster, client: KubeClient, inventory: Callable[..., Any]
+) -> None:
+    kubevirt_cluster.add_namespace("vms")
+    kubevirt_cluster.add_node("node1")
+    add_vm(kubevirt_cluster, "fine", "node1")
+    broken = add_vm(kubevirt_cluster, "broken", "node1")
+    [pod] = kubevirt_cluster.launcher_pods(broken)
+    pods = by_kind("v1", "Pod")
+
+    def spoil(api: Any) -> None:  # a creation time that is not a string: Pod.from_json raises
+        current = api.store.require(pods, "vms", pod["metadata"]["name"])
+        api.store.put(pods, {**current, "metadata": {**current["metadata"], "creationTimestamp": 5}})
+
+    kubevirt_cluster.call(spoil)
+    vms: Inventory = await inventory(["vms"])
+    source = KubeletSource(client, vms)
+    assert await sampled(source) == {"fine"}
+    assert vms.bad_objects == 1

@@ -19,6 +19,7 @@ from typing import Any
 import pytest
 
 from kubevirt_test_cluster import KubeVirtCluster
+from kubevirt_test_cluster.resources import by_kind
 from tests.helpers import wait_for
 
 KUBECTL = shutil.which("kubectl")
@@ -189,3 +190,31 @@ def test_a_list_gives_its_version_and_a_compacted_continue_token_is_410(cluster:
         urllib.request.urlopen(f"{vmis}?limit=2&continue={page['metadata']['continue']}")
     assert error.value.code == 410
     assert json.loads(error.value.read())["reason"] == "Expired"
+
+
+def test_an_object_leaving_or_entering_the_selection_is_deleted_or_added(cluster: KubeVirtCluster) -> None:
+    pod = cluster.add_launcher_pod(cluster.add_vmi("vms", "vm", "node1"))
+    version = cluster.resource_version
+    pods = by_kind("v1", "Pod")
+
+    def relabel(api: Any, labels: dict[str, str]) -> None:
+        current = api.store.require(pods, "vms", pod.name)
+        api.store.update(pods, current, {**current, "metadata": {**current["metadata"], "labels": labels}})
+
+    original = cluster.get_object("v1", "Pod", "vms", pod.name)
+    assert original is not None
+    cluster.call(lambda api: relabel(api, {"other": "x"}))  # leaves kubevirt.io=virt-launcher
+    cluster.call(lambda api: relabel(api, original["metadata"]["labels"]))  # and comes back
+    events = _watch(
+        cluster, f"resourceVersion={version}&labelSelector=kubevirt.io%3Dvirt-launcher&timeoutSeconds=1"
+    )
+    assert [(e["type"], e["object"]["metadata"]["name"]) for e in events] == [
+        ("DELETED", pod.name),
+        ("ADDED", pod.name),
+    ]
+    deleted, added = events
+    assert (
+        deleted["object"]["metadata"]["labels"] == original["metadata"]["labels"]
+    )  # its last matching state
+    assert int(deleted["object"]["metadata"]["resourceVersion"]) == version + 1
+    assert int(added["object"]["metadata"]["resourceVersion"]) == version + 2

@@ -117,6 +117,6 @@ class Inventory:
                 name = meta.get("name") if isinstance(meta, dict) else None
                 log.warning(
                     "object left out: unreadable",
-                    extra={"objects": cache.what, "name": str(name)[:253], "error": repr(exc)},
+                    extra={"objects": cache.what, "object": str(name)[:253], "error": repr(exc)},
                 )
         return models

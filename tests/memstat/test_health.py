@@ -41,19 +41,36 @@ def test_liveness_follows_attempts_and_readiness_follows_successes() -> None:
     assert state.ready and state.not_alive() is None
 
 
-def test_readyz_fails_while_the_api_fails_and_healthz_does_not(
+def test_readyz_fails_while_polls_fail_and_healthz_does_not(
     memstat, kubevirt_cluster: KubeVirtCluster, tmp_path: Path
 ) -> None:
     kubevirt_cluster.populate(("vms",), nodes=1, vms_per_namespace=1, log_lines=0)
     kubeconfig = kubevirt_cluster.write_kubeconfig(tmp_path / "kubeconfig")
-    process, port = memstat(KUBECONFIG=str(kubeconfig), NAMESPACE="vms", KUBE_RETRIES="0")
+    process, port = memstat(
+        KUBECONFIG=str(kubeconfig), NAMESPACE="vms", KUBE_RETRIES="0", KUBE_REQUEST_TIMEOUT_SECS="1"
+    )
     wait_for(lambda: http(port, "/readyz") == (200, b"ready\n"), "ready after the first poll")
+    # The API alone failing fails no poll: the VMs are known from the watches, the kubelet answers.
     kubevirt_cluster.inject(".*", 503, times=None)
+    polls = metric(port, "memstat_polls_total")
+    wait_for(lambda: metric(port, "memstat_polls_total") >= polls + 4, "polls while the API fails")
+    assert http(port, "/readyz") == (200, b"ready\n")
+    # Its kubelet gone too: no node can be read, every poll fails.
+    kubevirt_cluster.set_node_reachable("node-01", False)
     wait_for(lambda: http(port, "/readyz")[0] == 503, "not ready once polls fail for 3 intervals")
     status, body = http(port, "/readyz")
     assert status == 503 and body.startswith(b"no good poll for ")
     assert http(port, "/healthz") == (200, b"ok\n")  # the loop runs: a restart would not help
     kubevirt_cluster.clear_faults()
+    kubevirt_cluster.set_node_reachable("node-01", True)
     wait_for(lambda: http(port, "/readyz")[0] == 200, "ready again after a good poll")
     process.send_signal(signal.SIGTERM)
     assert process.wait(timeout=10) == 0
+
+
+def metric(port: int, name: str) -> float:
+    """A counter of memstat's /metrics (0 while absent)."""
+    _, body = http(port, "/metrics")
+    prefix = f"{name} "
+    rows = [row for row in body.decode().splitlines() if row.startswith(prefix)]
+    return float(rows[0].removeprefix(prefix)) if rows else 0.0

@@ -8,6 +8,7 @@ settings as variables.
 
 from __future__ import annotations
 
+import asyncio
 import csv
 import io
 import logging
@@ -26,6 +27,7 @@ from stats_log_collector.kube import KubeClient
 from stats_log_collector.kube.kubelet import DirectReader
 from stats_log_collector.kube.retry import RetryPolicy
 from stats_log_collector.memstat.csvstore import CsvStore
+from stats_log_collector.memstat.inventory import Inventory
 from stats_log_collector.memstat.kubelet_source import KubeletSource
 from stats_log_collector.memstat.metrics import registry_for
 from stats_log_collector.memstat.node_failures import NodeFailures
@@ -51,10 +53,12 @@ def vms_on(population: Population, nodes: set[str]) -> set[str]:
 class Direct:
     """A KubeletSource reading kubelets directly, its poller, and what a test looks at."""
 
-    def __init__(self, client: KubeClient, reader: DirectReader, tmp_path: Path) -> None:
+    def __init__(
+        self, client: KubeClient, inventory: Inventory, reader: DirectReader, tmp_path: Path
+    ) -> None:
         self.state = LiveState()
         self.source = KubeletSource(
-            client, ["vms"], reader=reader, failures=self.state.collector.node_failures
+            client, inventory, reader=reader, failures=self.state.collector.node_failures
         )
         self.poller = Poller(self.source, CsvStore(tmp_path), self.state, 5)
 
@@ -70,6 +74,7 @@ class Direct:
 @pytest.fixture
 async def direct(kubevirt_cluster: KubeVirtCluster, tmp_path: Path) -> AsyncIterator[Callable[..., Any]]:
     opened: list[Any] = []
+    watching: list[tuple[asyncio.Event, asyncio.Task[None]]] = []
 
     async def make(
         token: str | None = "test-token-not-a-secret", request_timeout: float = 5.0, **settings: Any
@@ -79,9 +84,16 @@ async def direct(kubevirt_cluster: KubeVirtCluster, tmp_path: Path) -> AsyncIter
         client = await KubeClient.connect(kube, RetryPolicy(retries=1, base_delay=0.01, max_delay=0.02))
         reader = await DirectReader.connect(client, KubeletSettings(**settings), kube)
         opened.extend([reader, client])
-        return Direct(client, reader, tmp_path / f"data-{len(opened)}")
+        inventory = Inventory(client, ["vms"], sync_timeout=10.0)
+        stop = asyncio.Event()
+        watching.append((stop, asyncio.create_task(inventory.run(stop))))
+        await inventory.wait_synced()
+        return Direct(client, inventory, reader, tmp_path / f"data-{len(opened)}")
 
     yield make
+    for stop, task in watching:
+        stop.set()
+        await task
     for thing in opened:
         await thing.close()
 

@@ -2,14 +2,17 @@
 
 ``KubeClient`` (client.py) is the only place that speaks HTTP to the API, ``kubelet`` the only one that
 speaks to kubelets (their Summary API, directly or through the API's node proxy); ``models`` holds the
-typed objects they return, ``errors`` the exceptions they raise, ``retry`` the pure retry policy.
+typed objects they return, ``errors`` the exceptions they raise, ``retry`` the pure retry policy,
+``watch`` the caches kept from a list and a watch (``ObjectCache``).
 """
 
 from .client import KubeClient, match_launcher_pods
 from .errors import ExecFailed, KubeError, KubeNotFound, KubeRejected, KubeUnavailable
 from .models import ExecResult, Pod, Vmi
+from .watch import JSON, ObjectCache, OnChange
 
 __all__ = [
+    "JSON",
     "ExecFailed",
     "ExecResult",
     "KubeClient",
@@ -17,6 +20,8 @@ __all__ = [
     "KubeNotFound",
     "KubeRejected",
     "KubeUnavailable",
+    "ObjectCache",
+    "OnChange",
     "Pod",
     "Vmi",
     "match_launcher_pods",

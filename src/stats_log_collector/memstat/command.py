@@ -123,7 +123,9 @@ def _run(config: MemstatSettings, kube: KubeSettings, kubelet: KubeletSettings) 
                 problem = f"cannot listen on {config.http_port}: {exc.strerror}"
                 raise ConfigError("HTTP_PORT", problem) from None
             try:
-                source = await make_source(config, kube, kubelet, state.collector.node_failures, resources)
+                source, inventory = await make_source(
+                    config, kube, kubelet, state.collector.node_failures, resources
+                )
             except KubeError as exc:
                 failed.append(f"cannot reach the Kubernetes API: {exc}")
                 return
@@ -138,10 +140,18 @@ def _run(config: MemstatSettings, kube: KubeSettings, kubelet: KubeletSettings) 
                 },
             )
             seeding = asyncio.create_task(seed_series(state, store, vm_store))
+            # the VMs and pods to sample, kept from watches while the poller runs
+            watching = None
+            if inventory is not None:
+                state.collector.caches = inventory.caches
+                watching = asyncio.create_task(inventory.run(stop))
             try:
                 await Poller(source, store, state, config.poll_interval_secs, vm_store=vm_store).run(stop)
             finally:
                 seeding.cancel()
+                if watching is not None:
+                    watching.cancel()
+                    await asyncio.gather(watching, return_exceptions=True)
         finally:
             await resources.aclose()
             await runner.cleanup()

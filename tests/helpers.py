@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import socket
 import time
 import urllib.error
@@ -46,3 +47,14 @@ def wait_for(
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out waiting for {what}{problem}")
         time.sleep(interval)
+
+
+async def until(condition: Callable[[], bool], what: str = "the condition", seconds: float = 10.0) -> None:
+    """``wait_for`` for async tests: polls without blocking the event loop."""
+    deadline = time.monotonic() + seconds
+    while True:
+        if condition():
+            return
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        await asyncio.sleep(0.02)

@@ -33,10 +33,11 @@ from kr8s import APITimeoutError, ServerError
 
 from ..config import ALL_NAMESPACES, ConfigError
 from ..settings import KubeSettings
-from .errors import ExecFailed, KubeError, KubeNotFound, KubeRejected, KubeUnavailable
+from .errors import ExecFailed, KubeError, KubeNotFound, KubeRejected, KubeUnavailable, LineTooLong
 from .exec_protocol import SUBPROTOCOLS, ExecStream
 from .models import JSON, ExecResult, Pod, Vmi, format_time, label_selector
 from .retry import RetryPolicy, is_retryable_status, parse_retry_after
+from .watch import ObjectCache
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -48,6 +49,13 @@ HANDLER_LABELS = {"kubevirt.io": "virt-handler"}
 CREATED_BY_LABEL = "kubevirt.io/created-by"
 VM_NAME_LABEL = "vm.kubevirt.io/name"  # KubeVirt's DeprecatedVirtualMachineNameLabel
 LIST_PAGE_SIZE = 500
+# A list whose continue token keeps expiring (the server compacts faster than we page) is restarted
+# this many times before the failure is reported.
+LIST_RESTARTS = 3
+# The longest watch line accepted: an object is at most 1.5 MiB in etcd (its default request limit), so
+# anything beyond a few MiB is not an event; it ends the watch (and the cache lists again).
+MAX_WATCH_LINE_BYTES = 4 * 1024 * 1024
+GONE = 410
 
 
 class LogOptions(TypedDict, total=False):
@@ -152,6 +160,91 @@ class KubeClient:
             if pod.node and (pod.node not in by_node or pod.phase == "Running"):
                 by_node[pod.node] = pod
         return by_node
+
+    # --- caches kept from watches (see kube/watch.py) ----------------------------------------------------
+
+    def vmi_cache(self, namespaces: Sequence[str], **options: Any) -> ObjectCache:
+        """The VMIs of ``namespaces`` (``("*",)``: all), kept from a list and a watch."""
+        paths = _collection_paths(namespaces, KUBEVIRT_API, "virtualmachineinstances")
+        return ObjectCache(self, "virtualmachineinstances", paths, **options)
+
+    def launcher_pod_cache(self, namespaces: Sequence[str], **options: Any) -> ObjectCache:
+        """The virt-launcher pods of ``namespaces``, kept from a list and a watch."""
+        paths = _collection_paths(namespaces, "/api/v1", "pods")
+        params = {"labelSelector": label_selector(LAUNCHER_LABELS)}
+        return ObjectCache(self, "launcher pods", paths, params, **options)
+
+    def handler_pod_cache(self, namespace: str, **options: Any) -> ObjectCache:
+        """The virt-handler pods of the KubeVirt (or HCO) namespace, kept from a list and a watch."""
+        paths = _collection_paths((namespace,), "/api/v1", "pods")
+        params = {"labelSelector": label_selector(HANDLER_LABELS)}
+        return ObjectCache(self, "handler pods", paths, params, **options)
+
+    async def list_objects(self, path: str, params: dict[str, str] | None = None) -> tuple[list[JSON], str]:
+        """Every item of the collection at ``path`` and the list's ``resourceVersion``, page by page.
+
+        Pages of ``LIST_PAGE_SIZE`` (10,000 pods in one answer is tens of MB held at once). A continue
+        token is a snapshot at the first page's version; once the server has compacted that version it
+        answers 410 and the list starts again from the first page (client-go tools/pager/pager.go
+        ``List`` does the same, as one unpaginated list, when ``FullListIfExpired``).
+        """
+        restarts = 0
+        while True:
+            query = {**(params or {}), "limit": str(LIST_PAGE_SIZE)}
+            items: list[JSON] = []
+            try:
+                while True:
+                    page = await self.get_json(path, query)
+                    if not isinstance(page, dict):
+                        raise KubeError(f"GET {path}: the list answer is not an object")
+                    found = page.get("items")
+                    items += (
+                        [item for item in found if isinstance(item, dict)] if isinstance(found, list) else []
+                    )
+                    meta = page.get("metadata")
+                    meta = meta if isinstance(meta, dict) else {}
+                    token = meta.get("continue")
+                    if not token or not isinstance(token, str):
+                        return items, str(meta.get("resourceVersion") or "")
+                    query["continue"] = token
+            except KubeRejected as exc:
+                if exc.status != GONE or "continue" not in query or restarts >= LIST_RESTARTS:
+                    raise
+                restarts += 1
+                log.info(
+                    "list continue token expired, listing again", extra={"path": path, "error": str(exc)}
+                )
+
+    @contextlib.asynccontextmanager
+    async def watch_lines(
+        self,
+        path: str,
+        params: dict[str, str],
+        timeout_seconds: float,
+        max_line_bytes: int = MAX_WATCH_LINE_BYTES,
+    ) -> AsyncIterator[AsyncIterator[bytes]]:
+        """A watch request (``params`` carry ``watch=true`` ...) as its lines, read as they arrive.
+
+        Opening is retried like any call (a 410 is not: the caller lists again). Once lines flow, a
+        failure raises ``KubeError``, as does a line longer than ``max_line_bytes``. The read timeout
+        outlasts the server's own ``timeoutSeconds``, so a server that goes silent is noticed.
+        """
+        async with contextlib.AsyncExitStack() as stack:
+
+            async def open_stream() -> httpx.Response:
+                read = timeout_seconds + self._timeout
+                return await stack.enter_async_context(
+                    self._call_api(
+                        "GET",
+                        path,
+                        params=params,
+                        stream=True,
+                        timeout=httpx.Timeout(self._timeout, read=read),
+                    )
+                )
+
+            response = await self._with_retries(f"watch {path}", lambda: self._attempt(open_stream))
+            yield _bounded_lines(_chunks(response, decoded=True), max_line_bytes)
 
     async def list_pods(self, namespace: str, labels: dict[str, str], node: str | None = None) -> list[Pod]:
         fields = f"spec.nodeName={node}" if node else None
@@ -308,34 +401,23 @@ class KubeClient:
         labels: dict[str, str] | None = None,
         fields: str | None = None,
     ) -> list[JSON]:
-        paths = (
-            [f"{api}/{resource}"]
-            if ALL_NAMESPACES in namespaces
-            else [f"{api}/namespaces/{namespace}/{resource}" for namespace in namespaces]
-        )
         items: list[JSON] = []
-        for path in paths:
+        for path in _collection_paths(namespaces, api, resource):
             items += await self._list(path, labels, fields)
         return items
 
     async def _list(self, path: str, labels: dict[str, str] | None, fields: str | None) -> list[JSON]:
         """All items of a list, page by page (a continue token keeps pages consistent)."""
-        params = {"limit": str(LIST_PAGE_SIZE)}
+        params: dict[str, str] = {}
         if labels:
             params["labelSelector"] = label_selector(labels)
         if fields:
             params["fieldSelector"] = fields
-        items: list[JSON] = []
-        while True:
-            try:
-                page = await self.get_json(path, params)
-            except KubeNotFound:  # a namespace that does not exist (yet) has no objects
-                return items
-            items += page.get("items") or []
-            token = (page.get("metadata") or {}).get("continue")
-            if not token:
-                return items
-            params["continue"] = token
+        try:
+            items, _ = await self.list_objects(path, params)
+        except KubeNotFound:  # a namespace that does not exist (yet) has no objects
+            return []
+        return items
 
     @contextlib.asynccontextmanager
     async def _call_api(self, method: str, path: str, **kwargs: Any) -> AsyncIterator[httpx.Response]:
@@ -378,10 +460,17 @@ class KubeClient:
                 await asyncio.sleep(delay)
 
 
-async def _chunks(response: httpx.Response) -> AsyncIterator[bytes]:
-    """The body as it arrives; a failure while reading becomes a ``KubeError``."""
+def _collection_paths(namespaces: Sequence[str], api: str, resource: str) -> list[str]:
+    if ALL_NAMESPACES in namespaces:
+        return [f"{api}/{resource}"]
+    return [f"{api}/namespaces/{namespace}/{resource}" for namespace in namespaces]
+
+
+async def _chunks(response: httpx.Response, decoded: bool = False) -> AsyncIterator[bytes]:
+    """The body as it arrives (``decoded``: with its content encoding undone); a failure while
+    reading becomes a ``KubeError``."""
     try:
-        async for chunk in response.aiter_raw():
+        async for chunk in response.aiter_bytes() if decoded else response.aiter_raw():
             yield chunk
     except Exception as exc:
         error = classify(exc)
@@ -397,6 +486,25 @@ async def _lines(chunks: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
             yield line
     if pending:
         yield pending
+
+
+async def _bounded_lines(chunks: AsyncIterator[bytes], max_line_bytes: int) -> AsyncIterator[bytes]:
+    """Lines of at most ``max_line_bytes``: a longer one raises ``KubeError`` instead of filling memory."""
+    pending = bytearray()
+    async for chunk in chunks:
+        start = 0
+        while (end := chunk.find(b"\n", start)) >= 0:
+            if len(pending) + end - start > max_line_bytes:
+                raise LineTooLong(f"a line longer than {max_line_bytes} bytes")
+            pending += chunk[start:end]
+            yield bytes(pending)
+            pending.clear()
+            start = end + 1
+        pending += chunk[start:]
+        if len(pending) > max_line_bytes:
+            raise LineTooLong(f"a line longer than {max_line_bytes} bytes")
+    if pending:
+        yield bytes(pending)
 
 
 def match_launcher_pods(vmi: Vmi, pods: Iterable[Pod]) -> list[Pod]:

@@ -35,3 +35,7 @@ class KubeUnavailable(KubeError):
 
 class ExecFailed(KubeError):
     """The exec session could not be run to completion (protocol error, stream cut)."""
+
+
+class LineTooLong(KubeError):
+    """A streamed answer (a watch) sent a line longer than the client accepts; the stream is closed."""

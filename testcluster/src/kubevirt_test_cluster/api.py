@@ -170,7 +170,7 @@ class KubeApi(kmock.KubernetesEmulator):
         return response
 
     async def _serve(self, raw: web.BaseRequest) -> web.StreamResponse:
-        fault = self.faults.take(raw.method, raw.path)
+        fault = self.faults.take(raw.method, raw.path, raw.query_string)
         if fault is not None:
             if fault.kind == "drop":
                 return self._drop(raw)
@@ -397,8 +397,11 @@ class KubeApi(kmock.KubernetesEmulator):
         watcher = watch.Watcher(rt, path.namespace, labels, fields)
         initial = self.store.list(rt, path.namespace, labels, fields)
         timeout = float(query.get("timeoutSeconds") or 1800)
+        bookmarks = query.get("allowWatchBookmarks") in ("true", "1")
         self._mark_status(200)
-        return await watch.serve(raw, self.watches, watcher, initial, query.get("resourceVersion"), timeout)
+        return await watch.serve(
+            raw, self.watches, watcher, initial, query.get("resourceVersion"), timeout, bookmarks
+        )
 
     def _list_body(self, rt: ResourceType, items: list[Body], metadata: dict[str, Any]) -> dict[str, Any]:
         if rt.builtin:  # built-in lists carry no apiVersion/kind per item; custom resources do
@@ -414,11 +417,14 @@ class KubeApi(kmock.KubernetesEmulator):
         token = query.get("continue")
         if token:
             try:
-                after = json.loads(base64.urlsafe_b64decode(token.encode()))["start"]
-            except (ValueError, KeyError, TypeError):
+                decoded = json.loads(base64.urlsafe_b64decode(token.encode()))
+                after, version = decoded["start"], int(decoded.get("rv", 0))
+            except (ValueError, KeyError, TypeError, AttributeError):
                 raise errors.bad_request(
                     "continue key is not valid: incorrect encoded start resourceVersion"
                 ) from None
+            if self.watches.is_compacted(version):
+                raise errors.continue_expired()
             items = [item for item in items if _item_key(item) > tuple(after)]
         limit = int(query.get("limit") or 0)
         if 0 < limit < len(items):

@@ -378,10 +378,15 @@ class KubeVirtCluster:
         *,
         method: str | None = None,
         times: int | None = 1,
+        query_regex: str | None = None,
     ) -> Fault:
-        """The next matching requests hang ``seconds`` before being answered normally."""
+        """The next matching requests hang ``seconds`` before being answered normally; with
+        ``query_regex``, only requests whose query string matches it too."""
+        query = compile_pattern(query_regex) if query_regex is not None else None
         return self.api.faults.add(
-            Fault("timeout", compile_pattern(path_regex), method, seconds=seconds, remaining=times)
+            Fault(
+                "timeout", compile_pattern(path_regex), method, seconds=seconds, remaining=times, query=query
+            )
         )
 
     def inject_drop(
@@ -392,6 +397,31 @@ class KubeVirtCluster:
 
     def clear_faults(self) -> None:
         self.api.faults.clear()
+
+    # ---- watches --------------------------------------------------------------------------------
+
+    def drop_watches(self) -> int:
+        """Cut the TCP connection of every open watch (an API server restart); returns how many."""
+        return self._run(lambda b: b.api.watches.drop_all())
+
+    def compact(self, through: int | None = None) -> int:
+        """Forget changes up to resourceVersion ``through`` (default: all so far), as etcd compaction
+        does: a watch from an older version gets a 410 ERROR event, an older list continue token 410.
+        Returns the compacted version."""
+        return self._run(lambda b: b.api.watches.compact(through))
+
+    def set_bookmark_period(self, seconds: float) -> None:
+        """How often watches with ``allowWatchBookmarks=true`` get a BOOKMARK (kube-apiserver: 60 s)."""
+
+        def assign(b: Builder) -> None:
+            b.api.watches.bookmark_period = seconds
+
+        self._run(assign)
+
+    @property
+    def resource_version(self) -> int:
+        """The newest resourceVersion the cluster has given out."""
+        return self._run(lambda b: b.store.resource_version)
 
     def vanish_after_list(self, namespace: str, pod: str) -> None:
         """The pod appears in the next pod list that includes it, and is deleted right after."""

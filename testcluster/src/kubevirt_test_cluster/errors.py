@@ -132,3 +132,17 @@ def unknown_path() -> ApiError:
 
 def method_not_allowed() -> ApiError:
     return ApiError(405, details={})
+
+
+def continue_expired() -> ApiError:
+    """A list continue token whose version was compacted (apiserver storage/etcd3/store.go ``GetList``,
+    its message from apimachinery's ``NewResourceExpired`` call there)."""
+    return ApiError(
+        410,
+        "The provided continue parameter is too old to display a consistent list result. You can start a "
+        "new list without the continue parameter, or use the continue token in this response to retrieve "
+        "the remainder of the results. Continuing with the provided token results in an inconsistent list "
+        "- objects that were created, modified, or deleted between the time the first chunk was returned "
+        "and now may show up in the list.",
+        reason="Expired",
+    )

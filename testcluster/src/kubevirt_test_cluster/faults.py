@@ -39,11 +39,14 @@ class Fault:
     seconds: float = 0.0
     remaining: int | None = 1
     hits: int = 0
+    query: re.Pattern[str] | None = None  # also required of the query string (e.g. ``continue=``)
 
-    def matches(self, method: str, path: str) -> bool:
+    def matches(self, method: str, path: str, query: str = "") -> bool:
         if self.remaining is not None and self.remaining <= 0:
             return False
         if self.method is not None and self.method.upper() != method.upper():
+            return False
+        if self.query is not None and self.query.search(query) is None:
             return False
         return self.pattern.search(path) is not None
 
@@ -70,11 +73,11 @@ class Faults:
             self._faults.append(fault)
         return fault
 
-    def take(self, method: str, path: str) -> Fault | None:
+    def take(self, method: str, path: str, query: str = "") -> Fault | None:
         """The first armed fault matching this request, spent by one."""
         with self._lock:
             for fault in self._faults:
-                if fault.matches(method, path):
+                if fault.matches(method, path, query):
                     fault.hits += 1
                     if fault.remaining is not None:
                         fault.remaining -= 1

@@ -14,17 +14,18 @@ import asyncio
 import dataclasses
 import logging
 import time
-from collections.abc import Collection, Mapping, Sequence
+from collections.abc import Collection
 from datetime import UTC, datetime
 
 from ..config import ALL_NAMESPACES
-from ..kube import KubeClient, KubeError, KubeNotFound, KubeRejected, Pod, Vmi
+from ..kube import KubeClient, KubeError, KubeNotFound, KubeRejected
 from ..settings import LogsCollectorSettings
 from . import retention
+from .concurrency import KeyedLocks, ReadSlots
 from .cursor import NANOS, Cursor, WindowFilter
 from .handler_split import HandlerSplitter
+from .inventory import Inventory
 from .layout import UnusableName, handler_file, launcher_file
-from .concurrency import KeyedLocks, ReadSlots
 from .plan import (
     HandlerJob,
     LauncherJob,
@@ -55,15 +56,6 @@ class RunSummary:
     removed_files: int = 0
     skipped: int = 0  # containers or pods whose shape was not understood (each logged)
     closed_pods: int = 0  # finished pods collected to their end: never read again
-
-
-@dataclasses.dataclass(frozen=True)
-class Inventory:
-    """What a run plans from: the VMIs, their launcher pods, the virt-handler pod of each node."""
-
-    vmis: Sequence[Vmi]
-    launcher_pods: Sequence[Pod]
-    handlers: Mapping[str, Pod]
 
 
 class Collector:

@@ -44,8 +44,10 @@ class EarlyCounts:
 
 
 class EarlyCollector:
-    def __init__(self, collector: Collector) -> None:
+    def __init__(self, collector: Collector, ready: asyncio.Event) -> None:
+        """``ready``: set once the caches have their first lists (the VMIs are known by then)."""
         self.collector = collector
+        self._ready = ready
         self.counts = EarlyCounts()
         self._vmis: dict[str, VmRef] = {}  # VMI uid -> VM
         self._pending: dict[PodKey, tuple[Trigger, JSON]] = {}
@@ -82,14 +84,6 @@ class EarlyCollector:
             self._idle.clear()
             self._workers[key] = asyncio.get_running_loop().create_task(self._work(key))
 
-    def prime(self, vmis: list[JSON], pods: list[JSON]) -> None:
-        """After the caches' first list: index the VMIs, and treat every pod as just added (a pod
-        that went while the collector was down is read now; one already closed is skipped)."""
-        for vmi in vmis:
-            self.on_vmi_change(None, vmi)
-        for pod in pods:
-            self.on_pod_change(None, pod)
-
     async def idle(self) -> None:
         """Return once no early collection is pending or running."""
         await self._idle.wait()
@@ -104,6 +98,7 @@ class EarlyCollector:
 
     async def _work(self, key: PodKey) -> None:
         try:
+            await self._ready.wait()
             while (entry := self._pending.pop(key, None)) is not None:
                 trigger, obj = entry
                 try:
@@ -134,7 +129,9 @@ class EarlyCollector:
             await self._gone(key, vm, pod)
             return
         try:
-            folder = vm_folder(self.collector.config.data_dir, vm.namespace, vm.name, self.collector.per_namespace)
+            folder = vm_folder(
+                self.collector.config.data_dir, vm.namespace, vm.name, self.collector.per_namespace
+            )
         except UnusableName as exc:
             self.counts.unplaced += 1
             log.warning("VM not collected early", extra={"vm": str(vm), "reason": str(exc)})

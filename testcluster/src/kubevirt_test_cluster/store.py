@@ -191,7 +191,12 @@ class Store:
         # registry/generic/registry/store.go ``Update`` (``ShouldDeleteDuringUpdate``): an object marked
         # for deletion goes once its last finalizer does, unless a grace period is still running
         graceful = meta.get("deletionGracePeriodSeconds")
-        if meta.get("deletionTimestamp") and not meta.get("finalizers") and not graceful and rt is not NAMESPACE:
+        if (
+            meta.get("deletionTimestamp")
+            and not meta.get("finalizers")
+            and not graceful
+            and rt is not NAMESPACE
+        ):
             return self._remove(rt, new)
         return self._write(rt, new, "MODIFIED")
 

@@ -1,0 +1,69 @@
+"""What a run plans from, and where it comes from while running: three watch caches.
+
+``Caches`` holds the ``kube.ObjectCache`` of the VMIs, of the launcher pods and of the virt-handler
+pods; ``inventory()`` turns their snapshots into the typed objects ``plan`` reads. An object the models
+cannot take (a hostile API answer) is skipped alone: logged, counted, never the run.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import logging
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any, TypeVar
+
+from ..kube import Pod, Vmi
+from ..kube.watch import ObjectCache
+from .plan import handlers_by_node
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+
+
+@dataclasses.dataclass(frozen=True)
+class Inventory:
+    """The VMIs, their launcher pods, the virt-handler pod of each node."""
+
+    vmis: Sequence[Vmi]
+    launcher_pods: Sequence[Pod]
+    handlers: Mapping[str, Pod]
+
+
+@dataclasses.dataclass
+class Caches:
+    vmis: ObjectCache
+    launcher_pods: ObjectCache
+    handler_pods: ObjectCache
+    bad_objects: int = 0  # objects the models could not take (each logged)
+
+    @property
+    def all(self) -> tuple[ObjectCache, ...]:
+        return (self.vmis, self.launcher_pods, self.handler_pods)
+
+    async def wait_synced(self) -> None:
+        await asyncio.gather(*(cache.wait_synced() for cache in self.all))
+
+    def inventory(self) -> Inventory:
+        """The caches' objects now, typed (no API call)."""
+        vmis = self._typed(self.vmis.snapshot(), Vmi.from_json, "VMI")
+        pods = self._typed(self.launcher_pods.snapshot(), Pod.from_json, "launcher pod")
+        handlers = self._typed(self.handler_pods.snapshot(), Pod.from_json, "virt-handler pod")
+        return Inventory(vmis, pods, handlers_by_node(handlers))
+
+    def _typed(
+        self, objects: list[dict[str, Any]], parse: Callable[[dict[str, Any]], T], what: str
+    ) -> list[T]:
+        typed: list[T] = []
+        for obj in objects:
+            try:
+                typed.append(parse(obj))
+            except Exception as exc:  # a hostile object fails alone
+                self.bad_objects += 1
+                meta = obj.get("metadata") if isinstance(obj, dict) else None
+                name = f"{meta.get('namespace')}/{meta.get('name')}" if isinstance(meta, dict) else "?"
+                log.warning(
+                    "object not understood, skipped",
+                    extra={"kind": what, "object": name, "reason": repr(exc)},
+                )
+        return typed

@@ -108,6 +108,7 @@ async def test_a_pod_deleted_with_grace_is_in_the_folder_within_seconds_exactly_
     scenario.vm("vm-2", "node-1")
     for vm in ("vm-1", "vm-2"):
         scenario.launcher(vm, lines=5)
+    scenario.handler("node-1", ["vm-1", "vm-2"])
     await watching.hourly()
     scenario.assert_exact()
     pod = scenario.pods["vm-1"][0]
@@ -125,6 +126,7 @@ async def test_a_pod_deleted_with_grace_is_in_the_folder_within_seconds_exactly_
     await watching.settled(triggers + 2)
     scenario.assert_exact()
     assert watching.early.counts.closed_pods == 1
+    scenario.handler("node-1", ["vm-1", "vm-2"])  # virt-handler's lines about the stop
     scenario.cluster.finish_deletion("vms", pod.name)  # the pod, its logs with it, are gone
     await delete_vmi(scenario, "vm-1")  # the VM stopped
     await watching.settled(triggers + 3)
@@ -133,8 +135,12 @@ async def test_a_pod_deleted_with_grace_is_in_the_folder_within_seconds_exactly_
     scenario.launcher("vm-2", lines=2)
     scenario.cluster.clear_requests()
     await until(lambda: len(watching.caches.vmis) == 1, "the VMI gone from the cache")
-    summary = await watching.hourly()
+    summary = await watching.hourly()  # the handler's last lines about vm-1, once
     assert not summary.failed_vms and log_reads(scenario, pod.name) == 0
+    scenario.assert_exact()
+    assert not [key for key in watching.collector.store.cursors if "/vm-1/" in key]
+    scenario.handler("node-1", ["vm-2"])
+    await watching.hourly()
     scenario.assert_exact()
 
 

@@ -116,9 +116,10 @@ class Collector:
         for vm, reason in plan.skipped:
             log.warning("launcher pod shape not understood, skipped", extra={"vm": str(vm), "reason": reason})
         summary.skipped = len(plan.skipped)
+        final = set(plan.final)
         await asyncio.gather(
             *(self.collect_pod(work, summary) for work in plan.pods),
-            *(self._handler(job, summary) for job in plan.handler_jobs),
+            *(self._handler(job, summary, final) for job in plan.handler_jobs),
         )
         self._finish(plan, summary)
         summary.seconds = time.monotonic() - began
@@ -224,7 +225,7 @@ class Collector:
 
     # ---- a node's virt-handler log ----------------------------------------------------------------
 
-    async def _handler(self, job: HandlerJob, summary: RunSummary) -> None:
+    async def _handler(self, job: HandlerJob, summary: RunSummary, final: set[str]) -> None:
         try:
             names = [handler_file(job.pod, target.start.nanos) for target in job.targets]
         except UnusableName as exc:  # a handler pod name from the API that cannot be a file name
@@ -252,6 +253,7 @@ class Collector:
             }
             renames = [(o.temporary, o.final) for o, done in zip(outputs, published, strict=True) if done]
             self.store.commit(cursors, renames)
+            self.store.forget(target.key for target in job.targets if target.key in final)
         except (KubeError, OSError) as exc:
             for output in outputs:
                 output.discard()

@@ -91,13 +91,15 @@ class Plan:
     notes: list[tuple[VmRef, str]] = dataclasses.field(default_factory=list)  # lines the API no longer has
     skipped: list[tuple[VmRef, str]] = dataclasses.field(default_factory=list)  # shapes not understood
     done: list[str] = dataclasses.field(default_factory=list)  # init containers collected in a past run
+    final: list[str] = dataclasses.field(default_factory=list)  # last windows: forget the key once read
     vms: int = 0
 
     @property
     def keys(self) -> list[str]:
         """Every stream still there, read this run or not (the store forgets the others in time)."""
         keys = [job.key for job in self.launcher_jobs] + self.done
-        return keys + [target.key for job in self.handler_jobs for target in job.targets]
+        final = set(self.final)
+        return keys + [t.key for job in self.handler_jobs for t in job.targets if t.key not in final]
 
 
 def launcher_key(vm: VmRef, pod: str, container: str) -> str:
@@ -194,10 +196,42 @@ def make_plan(
             start = cursors.get(key) or Cursor(new_start)
             target = HandlerTarget(vm, VmIdentity(vm.namespace, vm.name, vmi.uid), folder, key, start)
             handler_targets.setdefault(node, []).append(target)
+    _last_handler_windows(plan, handler_targets, vmis, handlers, cursors, data_dir, per_namespace)
     for node, targets in sorted(handler_targets.items()):
         handler = handlers[node]
         plan.handler_jobs.append(HandlerJob(node, handler.namespace, handler.name, tuple(targets)))
     return plan
+
+
+def _last_handler_windows(
+    plan: Plan,
+    handler_targets: dict[str, list[HandlerTarget]],
+    vmis: Sequence[Vmi],
+    handlers: Mapping[str, Pod],
+    cursors: Mapping[str, Cursor],
+    data_dir: Path,
+    per_namespace: bool,
+) -> None:
+    """A VMI gone since the last run (a stopped VM) still has lines in the virt-handler logs after its
+    cursor, and the handler pods stay: one last window each, then the key is forgotten (``final``)."""
+    live = {(vmi.namespace, vmi.name) for vmi in vmis}
+    nodes = {pod.name: node for node, pod in handlers.items()}
+    for key, cursor in cursors.items():
+        parts = key.split("/")
+        if parts[0] != "handler" or len(parts) != 5 or (parts[1], parts[2]) in live:
+            continue
+        _, namespace, name, uid, handler_pod = parts
+        node = nodes.get(handler_pod)
+        if node is None:
+            continue  # that handler pod is gone too: nothing to read; pruned with the unseen keys
+        vm = VmRef(namespace, name)
+        try:
+            folder = vm_folder(data_dir, namespace, name, per_namespace)
+        except UnusableName:
+            continue
+        target = HandlerTarget(vm, VmIdentity(namespace, name, uid), folder, key, cursor)
+        handler_targets.setdefault(node, []).append(target)
+        plan.final.append(key)
 
 
 def pod_jobs(work: PodWork, cursors: Mapping[str, Cursor], only: Collection[str] | None = None) -> PodJobs:

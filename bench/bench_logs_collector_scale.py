@@ -38,9 +38,9 @@ from pathlib import Path
 import aiohttp
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_logs_collector import COLLECTOR, run_process  # noqa: E402
+from bench_logs_collector import COLLECTOR, run_process
 
-from kubevirt_test_cluster import KubeVirtCluster  # noqa: E402
+from kubevirt_test_cluster import KubeVirtCluster
 
 NAMESPACE = "vms"
 HANDLER_NAMESPACE = "kubevirt"
@@ -255,7 +255,8 @@ def main() -> None:
     print(f"watched: the run itself (planned from the caches) took {run_seconds:.1f} s")
     print(
         f"stop of {args.stop} VMs (pods deleted with a {args.grace} s grace period, the DELETEs sent in "
-        f"{deleted_in:.1f} s): every last line in its folder after {collected_in:.1f} s, CPU {stop_cpu:.1f} s; "
+        f"{deleted_in:.1f} s): every last line in its folder after {collected_in:.1f} s, "
+        f"CPU {stop_cpu:.1f} s; "
         f"collected twice: {twice}; pods gone before their last lines were read: {lost}; "
         f"peak RSS after the stop {peak:.0f} MiB"
     )

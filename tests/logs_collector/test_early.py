@@ -238,3 +238,42 @@ async def test_an_hourly_read_and_an_early_one_of_the_same_pod_never_overlap(
     # the run: 2 finished init containers and 2 streams; then the early collection: the 2 streams again,
     # from the cursors the run committed (it waited for the pod lock)
     assert log_reads(scenario, pod.name) == 6
+
+
+async def test_hostile_pods_from_the_watch_fail_alone(scenario: Scenario, watching: Watching) -> None:
+    scenario.vm("vm-1", "node-1")
+    scenario.launcher("vm-1", lines=3)
+    await watching.hourly()
+    finished = {"status": {"phase": "Failed"}}
+    hostile: list[dict[str, object]] = [
+        {"metadata": None, **finished},
+        {"metadata": {"namespace": "vms", "name": "p1"}, **finished},  # no VMI named
+        {  # a VMI name that cannot be a folder
+            "metadata": {
+                "namespace": "vms",
+                "name": "p2",
+                "ownerReferences": [{"kind": "VirtualMachineInstance", "name": "..", "uid": "u"}],
+                "labels": {"kubevirt.io/created-by": "u"},
+            },
+            **finished,
+        },
+        {  # a pod name that cannot be a file name, of a real VM; a spec of the wrong types
+            "metadata": {
+                "namespace": "vms",
+                "name": "../../escape",
+                "labels": {"kubevirt.io/created-by": scenario.vmis["vm-1"].uid},
+            },
+            "spec": {"containers": [{"name": "compute"}], "initContainers": "x"},
+            **finished,
+        },
+    ]
+    for obj in hostile:
+        watching.early.on_pod_change(None, obj)
+    await watching.early.idle()
+    counts = watching.early.counts
+    assert counts.unplaced == 2 and counts.failed == 1
+    assert sorted(p.name for p in scenario.data_dir.parent.iterdir()) == ["data"]  # nothing escaped
+    scenario.launcher("vm-1", lines=3)  # the rest goes on
+    summary = await watching.hourly()
+    assert not summary.failed_vms
+    scenario.assert_exact()

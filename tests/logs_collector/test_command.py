@@ -227,9 +227,12 @@ def test_kill_9_during_early_collections_then_restart_is_exact(
         process.kill()
         process.wait()
     process = logs_collector(COLLECT_INTERVAL_SECS="3600")
-    wait_for(
-        lambda: scenario.assert_exact() is None, "every line once", timeout=60, not_yet=(AssertionError,)
-    )
+
+    def exact() -> bool:
+        scenario.assert_exact()
+        return True
+
+    wait_for(exact, "every line once", timeout=60, not_yet=(AssertionError,))
     time.sleep(1.0)  # and nothing read again later
     scenario.assert_exact()
     assert not [path for path in scenario.data_dir.rglob(".*.tmp")]

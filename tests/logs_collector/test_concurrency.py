@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Awaitable, Iterator
 
-from stats_log_collector.logs_collector.concurrency import KeyedLocks, ReadSlots
+from stats_log_collector.logs_collector.concurrency import KeyedLocks, ReadSlots, drain
 
 
 async def test_slots_bound_readers_and_serve_urgent_ones_first() -> None:
@@ -67,3 +68,22 @@ async def test_pod_locks_exclude_per_key_and_are_dropped_when_unused() -> None:
     assert inside.index("1-") < inside.index("2+")  # same pod: one after the other
     assert inside.index("3+") < inside.index("1-")  # another pod: at the same time
     assert len(locks) == 0
+
+
+async def test_drain_creates_work_only_as_workers_free_up() -> None:
+    created = finished = peak = 0
+
+    async def job() -> None:
+        nonlocal finished
+        await asyncio.sleep(0.001)
+        finished += 1
+
+    def jobs() -> Iterator[Awaitable[None]]:
+        nonlocal created, peak
+        for _ in range(50):
+            created += 1
+            peak = max(peak, created - finished)  # made and not done yet
+            yield job()
+
+    await drain(jobs(), workers=3)
+    assert created == finished == 50 and peak == 3

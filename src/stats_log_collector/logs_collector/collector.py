@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import itertools
 import logging
 import time
 from collections.abc import Collection
@@ -21,7 +22,7 @@ from ..config import ALL_NAMESPACES
 from ..kube import KubeClient, KubeError, KubeNotFound, KubeRejected
 from ..settings import LogsCollectorSettings
 from . import retention
-from .concurrency import KeyedLocks, ReadSlots
+from .concurrency import KeyedLocks, ReadSlots, drain
 from .cursor import NANOS, Cursor, WindowFilter
 from .handler_split import HandlerSplitter
 from .inventory import Inventory
@@ -117,9 +118,12 @@ class Collector:
             log.warning("launcher pod shape not understood, skipped", extra={"vm": str(vm), "reason": reason})
         summary.skipped = len(plan.skipped)
         final = set(plan.final)
-        await asyncio.gather(
-            *(self.collect_pod(work, summary) for work in plan.pods),
-            *(self._handler(job, summary, final) for job in plan.handler_jobs),
+        await drain(
+            itertools.chain(
+                (self._handler(job, summary, final) for job in plan.handler_jobs),
+                (self._collect_quietly(work, summary) for work in plan.pods),
+            ),
+            workers=config.collect_concurrency,
         )
         self._finish(plan, summary)
         summary.seconds = time.monotonic() - began
@@ -175,6 +179,9 @@ class Collector:
                 self.store.commit({closed_key(work.vm, work.pod.name): Cursor(time.time_ns())})
                 summary.closed_pods += 1
             return all(results)
+
+    async def _collect_quietly(self, work: PodWork, summary: RunSummary) -> None:
+        await self.collect_pod(work, summary)  # failures are in the summary, and logged
 
     async def _launcher(self, job: LauncherJob, summary: RunSummary, urgent: bool = False) -> bool:
         try:

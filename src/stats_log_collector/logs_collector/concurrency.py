@@ -13,7 +13,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import contextlib
-from collections.abc import AsyncIterator, Hashable
+from collections.abc import AsyncIterator, Awaitable, Hashable, Iterable
 
 
 class ReadSlots:
@@ -86,3 +86,16 @@ class KeyedLocks:
 
     def __len__(self) -> int:
         return len(self._locks)
+
+
+async def drain(work: Iterable[Awaitable[None]], workers: int) -> None:
+    """Await every item of ``work`` with ``workers`` at a time, taking the next item only when one is
+    done. ``work`` may be a generator of coroutines: each is created when it is taken, so a run over
+    10,000 VMs holds a few dozen coroutines (and their jobs' state), not tens of thousands."""
+    items = iter(work)
+
+    async def worker() -> None:
+        for item in items:  # one shared iterator: each item is taken once
+            await item
+
+    await asyncio.gather(*(worker() for _ in range(max(1, workers))))

@@ -114,10 +114,12 @@ class EarlyCollector:
                 self._idle.set()
 
     async def _handle(self, key: PodKey, trigger: Trigger, obj: JSON) -> None:
-        vm = self._vmis.get(trigger.vmi_uid) or (
-            VmRef(trigger.namespace, trigger.vmi_name) if trigger.vmi_name else None
-        )
+        vm = self._vmis.get(trigger.vmi_uid)
+        if vm is None or vm.namespace != trigger.namespace:  # a pod and its VMI share a namespace
+            vm = VmRef(trigger.namespace, trigger.vmi_name) if trigger.vmi_name else None
         pod = Pod.from_json(obj)
+        if vm is None and trigger.gone:
+            return  # never placed: nothing of it is stored
         if vm is None:
             self.counts.unplaced += 1
             log.warning(

@@ -81,7 +81,12 @@ class ObjectCache:
         min_watch_timeout: float = MIN_WATCH_TIMEOUT_SECS,
         policy: RetryPolicy | None = None,
         seed: int | None = None,
+        transform: Callable[[JSON], JSON] | None = None,
     ) -> None:
+        """``transform``: applied to each object before it is stored and handed to subscribers, to keep
+        only what the caller reads (client-go tools/cache/shared_informer.go ``TransformFunc``); it
+        must keep metadata's name, namespace, uid and resourceVersion."""
+        self._transform = transform
         self._client = client
         self.what = what
         self._paths = tuple(paths)
@@ -268,6 +273,8 @@ class ObjectCache:
             del self._objects[key]
             self._notify(old, None)
             return
+        if self._transform is not None:
+            new = self._transform(new)
         self._objects[key] = new
         if old is not None and _uid(old) != _uid(new):
             self._notify(old, None)

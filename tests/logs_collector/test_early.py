@@ -68,12 +68,7 @@ async def watching(scenario: Scenario) -> AsyncIterator[Watching]:
     client = await KubeClient.connect(kube, FAST)
     collector = Collector(client, collector_settings(scenario.data_dir, COLLECT_CONCURRENCY="4"))
     collector.open()
-    options = {"policy": FAST, "min_watch_timeout": 2.0}
-    caches = Caches(
-        client.vmi_cache(["vms"], **options),
-        client.launcher_pod_cache(["vms"], **options),
-        client.handler_pod_cache("kubevirt", **options),
-    )
+    caches = Caches.of(client, ["vms"], "kubevirt", policy=FAST, min_watch_timeout=2.0)
     synced, halt = asyncio.Event(), asyncio.Event()
     early = EarlyCollector(collector, synced)
     caches.vmis.subscribe(early.on_vmi_change)

@@ -87,11 +87,7 @@ async def _watched(
     failed: list[str],
 ) -> None:
     """Run the caches and the early collections beside the runs, until stopped."""
-    caches = Caches(
-        client.vmi_cache(config.namespace),
-        client.launcher_pod_cache(config.namespace),
-        client.handler_pod_cache(config.handler_namespace),
-    )
+    caches = Caches.of(client, config.namespace, config.handler_namespace)
     synced = asyncio.Event()
     early = EarlyCollector(collector, synced)
     caches.vmis.subscribe(early.on_vmi_change)

@@ -20,7 +20,7 @@ import sys
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, TypeVar
 
-from ..kube import Pod, Vmi
+from ..kube import KubeClient, Pod, Vmi
 from ..kube.watch import ObjectCache
 from .plan import handlers_by_node
 
@@ -135,6 +135,17 @@ class Caches:
     launcher_pods: ObjectCache
     handler_pods: ObjectCache
     bad_objects: int = 0  # objects the models could not take (each logged)
+
+    @classmethod
+    def of(
+        cls, client: KubeClient, namespaces: Sequence[str], handler_namespace: str, **options: Any
+    ) -> Caches:
+        """The three caches, keeping slim objects (``options``: the caches', e.g. a retry policy)."""
+        return cls(
+            client.vmi_cache(namespaces, transform=slim_vmi, **options),
+            client.launcher_pod_cache(namespaces, transform=slim_pod, **options),
+            client.handler_pod_cache(handler_namespace, transform=slim_pod, **options),
+        )
 
     @property
     def all(self) -> tuple[ObjectCache, ...]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import copy
 import sys
 from typing import Any
@@ -9,9 +10,14 @@ from typing import Any
 import pytest
 
 from kubevirt_test_cluster import KubeVirtCluster
-from stats_log_collector.kube import Pod, Vmi
-from stats_log_collector.logs_collector.inventory import slim_pod, slim_vmi
+from stats_log_collector.kube import KubeClient, Pod, Vmi
+from stats_log_collector.kube.retry import RetryPolicy
+from stats_log_collector.logs_collector.inventory import Caches, slim_pod, slim_vmi
 from stats_log_collector.logs_collector.triggers import what_now
+from stats_log_collector.settings import KubeSettings
+from tests.helpers import until
+
+FAST = RetryPolicy(retries=1, base_delay=0.01, max_delay=0.05)
 
 
 def objects(cluster: KubeVirtCluster) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
@@ -76,3 +82,31 @@ def test_hostile_objects_are_kept_for_the_models_to_judge(hostile: Any) -> None:
             Pod.from_json(result)
         else:
             assert result == hostile
+
+
+async def test_the_caches_keep_slim_objects_from_lists_and_watch_events(
+    kubevirt_cluster: KubeVirtCluster,
+) -> None:
+    vmi = kubevirt_cluster.add_vmi("vms", "vm-1", "node-1")
+    kubevirt_cluster.add_launcher_pod(vmi)
+    kubevirt_cluster.add_handler_pod("node-1")
+    settings = KubeSettings(kube_api_url=kubevirt_cluster.url, kube_request_timeout_secs=5.0, kube_retries=1)
+    client = await KubeClient.connect(settings, FAST)
+    caches = Caches.of(client, ["vms"], "kubevirt", policy=FAST, min_watch_timeout=2.0)
+    halt = asyncio.Event()
+    tasks = [asyncio.create_task(cache.run(halt)) for cache in caches.all]
+    try:
+        await caches.wait_synced()
+        listed = caches.launcher_pods.snapshot()[0]
+        kubevirt_cluster.add_launcher_pod(vmi, node="node-2")  # a watch event
+        await until(lambda: len(caches.launcher_pods) == 2, "the new pod")
+        for pod in caches.launcher_pods.snapshot() + caches.handler_pods.snapshot():
+            assert set(pod) == {"metadata", "spec", "status"} and "image" not in repr(pod)
+        assert "domain" not in repr(caches.vmis.snapshot()[0]["spec"])
+        inventory = caches.inventory()
+        assert [v.name for v in inventory.vmis] == ["vm-1"] and list(inventory.handlers) == ["node-1"]
+        assert listed["metadata"]["name"] in {p.name for p in inventory.launcher_pods}
+    finally:
+        halt.set()
+        await asyncio.gather(*tasks)
+        await client.close()

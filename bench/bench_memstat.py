@@ -26,17 +26,18 @@ import statistics
 import subprocess
 import tempfile
 import time
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterator, Sequence
 from datetime import UTC, datetime
 from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Any
 
 from kubevirt_test_cluster import KubeVirtCluster
-from stats_log_collector.kube import KubeClient, KubeError
+from stats_log_collector.kube import KubeClient, KubeError, Pod
 from stats_log_collector.kube.retry import RetryPolicy
 from stats_log_collector.memstat.exec_source import ExecSource
-from stats_log_collector.memstat.kubelet_source import KubeletSource
+from stats_log_collector.memstat.inventory import Targets
+from stats_log_collector.memstat.kubelet_source import KubeletSource, launchers
 from stats_log_collector.memstat.procfs import Scanner, sample_procfs
 from stats_log_collector.memstat.procstatus import parse_status
 from stats_log_collector.memstat.vm_figures import vm_figures
@@ -61,9 +62,28 @@ async def original_poll(client: KubeClient) -> int:
     return samples
 
 
+class ListedVms:
+    """VMs and launcher pods listed at every poll: what the sources did before they kept them from
+    watches (memstat/inventory.py); the reference of bench_memstat_watch.py, and here the same cost for
+    every approach, as the original listed its pods each poll too."""
+
+    def __init__(self, client: KubeClient, namespaces: Sequence[str]) -> None:
+        self._client = client
+        self._namespaces = tuple(namespaces)
+
+    async def vm_targets(self) -> Targets:
+        vmis, pods = await asyncio.gather(
+            self._client.list_vmis(self._namespaces), self._client.list_launcher_pods(self._namespaces)
+        )
+        return launchers(vmis, pods)
+
+    async def launcher_pods(self) -> list[Pod]:
+        return await self._client.list_launcher_pods(self._namespaces)
+
+
 def approaches(client: KubeClient) -> dict[str, Poll]:
-    kubelet = KubeletSource(client, [NAMESPACE])
-    exec_source = ExecSource(client, [NAMESPACE], PROCESS_NAMES)
+    kubelet = KubeletSource(client, ListedVms(client, [NAMESPACE]))
+    exec_source = ExecSource(client, ListedVms(client, [NAMESPACE]), PROCESS_NAMES)
 
     # Each poll also computes the per-VM figures, as the poller does: their cost is part of a poll's.
     async def kubelet_poll() -> int:

@@ -2,19 +2,24 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import subprocess
 import sys
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from kubevirt_test_cluster import KubeVirtCluster
 from stats_log_collector.kube import KubeClient
 from stats_log_collector.kube.retry import RetryPolicy
+from stats_log_collector.memstat.inventory import Inventory
 from stats_log_collector.settings import KubeSettings
 from tests.helpers import free_port
+
+FAST = RetryPolicy(retries=1, base_delay=0.01, max_delay=0.02)
 
 
 @pytest.fixture
@@ -68,6 +73,24 @@ def fake_vm(tmp_path: Path) -> Iterator[int]:
 async def client(kubevirt_cluster: KubeVirtCluster) -> AsyncIterator[KubeClient]:
     """A client of the test cluster that gives up quickly (one fast retry)."""
     settings = KubeSettings(kube_api_url=kubevirt_cluster.url, kube_request_timeout_secs=5.0, kube_retries=1)
-    kube = await KubeClient.connect(settings, RetryPolicy(retries=1, base_delay=0.01, max_delay=0.02))
+    kube = await KubeClient.connect(settings, FAST)
     yield kube
     await kube.close()
+
+
+@pytest.fixture
+async def inventory(client: KubeClient) -> AsyncIterator[Callable[..., Awaitable[Inventory]]]:
+    """``await inventory(namespaces, **options)``: an Inventory of the test cluster, running and synced."""
+    running: list[tuple[asyncio.Event, asyncio.Task[None]]] = []
+
+    async def start(namespaces: Sequence[str], **options: Any) -> Inventory:
+        found = Inventory(client, namespaces, policy=FAST, sync_timeout=10.0, **options)
+        stop = asyncio.Event()
+        running.append((stop, asyncio.create_task(found.run(stop))))
+        await found.wait_synced()
+        return found
+
+    yield start
+    for stop, task in running:
+        stop.set()
+        await task

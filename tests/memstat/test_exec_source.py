@@ -6,6 +6,7 @@ import asyncio
 import logging
 import os
 import subprocess
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -16,6 +17,7 @@ from kubevirt_test_cluster import CommandResult, KubeVirtCluster, launcher_proce
 from stats_log_collector.kube import KubeClient
 from stats_log_collector.memstat.exec_source import ExecSource, samples_from_scan, scan_command, split_scan
 from stats_log_collector.memstat.sample import VmPod
+from tests.memstat.watched import delete_unseen
 
 AT = datetime(2026, 11, 23, 12, 0, 5, tzinfo=UTC)
 NAMES = ("virt-launcher", "virtqemud", "virtlogd", "qemu-kvm")
@@ -140,7 +142,9 @@ def test_the_scan_script_finds_a_qemu_system_process_not_in_process_names(tmp_pa
 
 
 async def test_figures_are_what_was_set_with_one_exec_per_pod(
-    kubevirt_cluster: KubeVirtCluster, client: KubeClient
+    kubevirt_cluster: KubeVirtCluster,
+    client: KubeClient,
+    inventory: Callable[..., Any],
 ) -> None:
     population = kubevirt_cluster.populate(("vms",), nodes=3, vms_per_namespace=5, log_lines=0)
     first = population.launcher_of(population.vmis[0])
@@ -156,7 +160,7 @@ async def test_figures_are_what_was_set_with_one_exec_per_pod(
     )
     kubevirt_cluster.clear_requests()
 
-    samples = await ExecSource(client, ["vms"], NAMES).poll(AT)
+    samples = await ExecSource(client, await inventory(["vms"]), NAMES).poll(AT)
 
     mine = {(s.process, s.pid): s for s in samples if s.pod == first.name}
     assert {key: s.rss_bytes for key, s in mine.items()} == {
@@ -175,11 +179,13 @@ async def test_figures_are_what_was_set_with_one_exec_per_pod(
 
 
 async def test_failing_pods_are_skipped_and_the_others_sampled(
-    kubevirt_cluster: KubeVirtCluster, client: KubeClient, caplog: pytest.LogCaptureFixture
+    kubevirt_cluster: KubeVirtCluster,
+    client: KubeClient,
+    caplog: pytest.LogCaptureFixture,
+    inventory: Callable[..., Any],
 ) -> None:
     population = kubevirt_cluster.populate(("vms",), nodes=2, vms_per_namespace=5, log_lines=0)
     vanished, refused, failing, empty, *fine = population.vmis
-    kubevirt_cluster.vanish_after_list("vms", population.launcher_of(vanished).name)
     kubevirt_cluster.inject(f"/pods/{population.launcher_of(refused).name}/exec$", 500, times=None)
     kubevirt_cluster.set_processes("vms", population.launcher_of(empty).name, {})
 
@@ -189,7 +195,8 @@ async def test_failing_pods_are_skipped_and_the_others_sampled(
         return kubevirt_cluster.api.default_exec(namespace, pod, container, command)
 
     kubevirt_cluster.set_exec_handler(handler)
-    source = ExecSource(client, ["vms"], NAMES)
+    source = ExecSource(client, await inventory(["vms"]), NAMES)
+    delete_unseen(kubevirt_cluster, "vms", population.launcher_of(vanished).name)
     with caplog.at_level(logging.WARNING):
         samples = await source.poll(AT)
 
@@ -205,12 +212,14 @@ async def test_failing_pods_are_skipped_and_the_others_sampled(
 
 
 async def test_several_namespaces_all_namespaces_and_bounded_execs(
-    kubevirt_cluster: KubeVirtCluster, client: KubeClient
+    kubevirt_cluster: KubeVirtCluster,
+    client: KubeClient,
+    inventory: Callable[..., Any],
 ) -> None:
     population = kubevirt_cluster.populate(("a", "b", "c"), nodes=2, vms_per_namespace=3, log_lines=0)
     every = {(v.namespace, v.name) for v in population.vmis}
 
-    samples = await ExecSource(client, ["a", "c"], ["qemu-kvm"]).poll(AT)
+    samples = await ExecSource(client, await inventory(["a", "c"]), ["qemu-kvm"]).poll(AT)
     assert {(s.namespace, s.vm) for s in samples} == {k for k in every if k[0] in ("a", "c")}
 
     running, most = 0, 0
@@ -225,7 +234,7 @@ async def test_several_namespaces_all_namespaces_and_bounded_execs(
 
     kubevirt_cluster.set_exec_handler(slow)
     kubevirt_cluster.clear_requests()
-    samples = await ExecSource(client, ["*"], ["qemu-kvm"], max_concurrency=2).poll(AT)
+    samples = await ExecSource(client, await inventory(["*"]), ["qemu-kvm"], max_concurrency=2).poll(AT)
     assert {(s.namespace, s.vm) for s in samples} == every
     assert len(exec_paths(kubevirt_cluster)) == len(every)
     assert most == 2
@@ -236,7 +245,9 @@ def table_of(processes: dict[int, Any]) -> dict[int, tuple[str, str, tuple[str, 
 
 
 async def test_a_qemu_system_process_is_found_through_the_real_exec_path(
-    kubevirt_cluster: KubeVirtCluster, client: KubeClient
+    kubevirt_cluster: KubeVirtCluster,
+    client: KubeClient,
+    inventory: Callable[..., Any],
 ) -> None:
     population = kubevirt_cluster.populate(("vms",), nodes=1, vms_per_namespace=2, log_lines=0)
     cross, upstream = population.vmis
@@ -246,7 +257,7 @@ async def test_a_qemu_system_process_is_found_through_the_real_exec_path(
     )
     kubevirt_cluster.set_processes("vms", pod, table_of(processes))
 
-    source = ExecSource(client, ["vms"], ["virt-launcher", "virtqemud", "virtlogd"])
+    source = ExecSource(client, await inventory(["vms"]), ["virt-launcher", "virtqemud", "virtlogd"])
     samples = await source.poll(AT)
 
     by_vm = {(s.vm, s.process): s for s in samples}
@@ -263,13 +274,16 @@ async def test_a_qemu_system_process_is_found_through_the_real_exec_path(
 
 
 async def test_a_pod_without_qemu_is_counted_every_poll_and_logged_once(
-    kubevirt_cluster: KubeVirtCluster, client: KubeClient, caplog: pytest.LogCaptureFixture
+    kubevirt_cluster: KubeVirtCluster,
+    client: KubeClient,
+    caplog: pytest.LogCaptureFixture,
+    inventory: Callable[..., Any],
 ) -> None:
     population = kubevirt_cluster.populate(("vms",), nodes=1, vms_per_namespace=3, log_lines=0)
     gone, *fine = population.vmis
     pod = population.launcher_of(gone).name
     kubevirt_cluster.set_processes("vms", pod, table_of(launcher_processes(gone.name, emulator=None)))
-    source = ExecSource(client, ["vms"], NAMES)
+    source = ExecSource(client, await inventory(["vms"]), NAMES)
 
     with caplog.at_level(logging.WARNING):
         for _ in range(3):

@@ -12,8 +12,10 @@ import signal
 import socket
 import threading
 import time
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -117,7 +119,10 @@ def test_pss_is_left_empty_above_procfs_pss_max_bytes(memstat, fake_vm: int, tmp
 
 
 async def test_malformed_summaries_skip_their_node_or_pod(
-    kubevirt_cluster: KubeVirtCluster, client: KubeClient, caplog: pytest.LogCaptureFixture
+    kubevirt_cluster: KubeVirtCluster,
+    client: KubeClient,
+    caplog: pytest.LogCaptureFixture,
+    inventory: Callable[..., Any],
 ) -> None:
     population = kubevirt_cluster.populate(("vms",), nodes=3, vms_per_namespace=6, log_lines=0)
     by_node: dict[str, list[str]] = {}
@@ -140,7 +145,7 @@ async def test_malformed_summaries_skip_their_node_or_pod(
         },
     )  # fmt: skip
     kubevirt_cluster.set_raw_summary(not_an_object_node, ["not", "a", "summary"])
-    source = KubeletSource(client, ["vms"])
+    source = KubeletSource(client, await inventory(["vms"]))
     samples = await source.poll(datetime.now(UTC))
     assert sorted(s.pod for s in samples) == sorted(others + by_node[good_node])
     assert all(s.rss_bytes == 5 << 20 for s in samples if s.pod in others)

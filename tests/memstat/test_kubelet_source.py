@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -17,6 +19,7 @@ from stats_log_collector.memstat.kubelet_source import KubeletSource, launcher_t
 from stats_log_collector.memstat.poller import Poller
 from stats_log_collector.memstat.sample import VmPod
 from stats_log_collector.memstat.state import LiveState
+from tests.memstat.watched import delete_unseen
 
 AT = datetime(2026, 11, 23, 12, 0, 5, tzinfo=UTC)
 
@@ -111,7 +114,9 @@ def test_launcher_targets_picks_the_running_active_pod() -> None:
 
 
 async def test_figures_are_what_was_set_with_one_summary_per_node(
-    kubevirt_cluster: KubeVirtCluster, client: KubeClient
+    kubevirt_cluster: KubeVirtCluster,
+    client: KubeClient,
+    inventory: Callable[..., Any],
 ) -> None:
     population = kubevirt_cluster.populate(("vms",), nodes=3, vms_per_namespace=7, log_lines=0)
     expected = {}
@@ -122,7 +127,7 @@ async def test_figures_are_what_was_set_with_one_summary_per_node(
         expected[vmi.name] = (pod.name, vmi.node, rss, working_set)
     kubevirt_cluster.clear_requests()
 
-    samples = await KubeletSource(client, ["vms"]).poll(AT)
+    samples = await KubeletSource(client, await inventory(["vms"])).poll(AT)
 
     got = {s.vm: (s.pod, s.node, s.rss_bytes, s.working_set_bytes) for s in samples}
     assert got == expected
@@ -130,16 +135,21 @@ async def test_figures_are_what_was_set_with_one_summary_per_node(
     assert sorted(summary_paths(kubevirt_cluster)) == [
         f"/api/v1/nodes/{node}/proxy/stats/summary" for node in population.nodes
     ]
-    assert len(kubevirt_cluster.requests()) == 2 + 3  # VMI list, pod list, one summary per node
+    # a VMI list and a pod list, each followed by a watch; one summary per node
+    assert len(kubevirt_cluster.requests()) == 2 * 2 + 3
 
 
 async def test_an_unreachable_node_is_skipped_and_the_others_sampled(
-    kubevirt_cluster: KubeVirtCluster, client: KubeClient, caplog: pytest.LogCaptureFixture, tmp_path: Path
+    kubevirt_cluster: KubeVirtCluster,
+    client: KubeClient,
+    caplog: pytest.LogCaptureFixture,
+    tmp_path: Path,
+    inventory: Callable[..., Any],
 ) -> None:
     population = kubevirt_cluster.populate(("vms",), nodes=3, vms_per_namespace=6, log_lines=0)
     dead = population.nodes[1]
     kubevirt_cluster.set_node_reachable(dead, False)
-    source = KubeletSource(client, ["vms"])
+    source = KubeletSource(client, await inventory(["vms"]))
     state = LiveState()
     with caplog.at_level(logging.WARNING):
         samples = await Poller(source, CsvStore(tmp_path), state, 5).poll_once(AT)
@@ -152,12 +162,15 @@ async def test_an_unreachable_node_is_skipped_and_the_others_sampled(
 
 
 async def test_a_pod_vanished_after_the_list_is_skipped(
-    kubevirt_cluster: KubeVirtCluster, client: KubeClient, caplog: pytest.LogCaptureFixture
+    kubevirt_cluster: KubeVirtCluster,
+    client: KubeClient,
+    caplog: pytest.LogCaptureFixture,
+    inventory: Callable[..., Any],
 ) -> None:
     population = kubevirt_cluster.populate(("vms",), nodes=2, vms_per_namespace=4, log_lines=0)
     gone = population.vmis[0]
-    kubevirt_cluster.vanish_after_list("vms", population.launcher_of(gone).name)
-    source = KubeletSource(client, ["vms"])
+    source = KubeletSource(client, await inventory(["vms"]))
+    delete_unseen(kubevirt_cluster, "vms", population.launcher_of(gone).name)
     with caplog.at_level(logging.WARNING):
         samples = await source.poll(AT)
     assert {s.vm for s in samples} == {v.name for v in population.vmis[1:]} and source.skipped == 1
@@ -166,17 +179,19 @@ async def test_a_pod_vanished_after_the_list_is_skipped(
 
 
 async def test_several_namespaces_and_all_namespaces(
-    kubevirt_cluster: KubeVirtCluster, client: KubeClient
+    kubevirt_cluster: KubeVirtCluster,
+    client: KubeClient,
+    inventory: Callable[..., Any],
 ) -> None:
     population = kubevirt_cluster.populate(("a", "b", "c"), nodes=2, vms_per_namespace=2, log_lines=0)
     every = {(v.namespace, v.name) for v in population.vmis}
 
-    samples = await KubeletSource(client, ["a", "b"]).poll(AT)
+    samples = await KubeletSource(client, await inventory(["a", "b"])).poll(AT)
     assert {(s.namespace, s.vm) for s in samples} == {k for k in every if k[0] in ("a", "b")}
 
     kubevirt_cluster.clear_requests()
-    samples = await KubeletSource(client, ["*"]).poll(AT)
+    samples = await KubeletSource(client, await inventory(["*"])).poll(AT)
     assert {(s.namespace, s.vm) for s in samples} == every
-    lists = [r.path for r in kubevirt_cluster.requests() if "proxy" not in r.path]
+    lists = [r.path for r in kubevirt_cluster.requests() if "proxy" not in r.path and not r.param("watch")]
     assert sorted(lists) == ["/api/v1/pods", "/apis/kubevirt.io/v1/virtualmachineinstances"]
     assert len(summary_paths(kubevirt_cluster)) == 2

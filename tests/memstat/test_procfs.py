@@ -11,9 +11,10 @@ import logging
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -227,7 +228,11 @@ def test_a_scanner_follows_processes_that_exec_and_pids_that_go(tmp_path: Path) 
 
 
 async def test_with_the_api_a_running_pod_without_process_is_logged_and_counted(
-    kubevirt_cluster: KubeVirtCluster, client: KubeClient, tmp_path: Path, caplog: pytest.LogCaptureFixture
+    kubevirt_cluster: KubeVirtCluster,
+    client: KubeClient,
+    tmp_path: Path,
+    caplog: pytest.LogCaptureFixture,
+    inventory: Callable[..., Any],
 ) -> None:
     population = kubevirt_cluster.populate(("vms",), nodes=2, vms_per_namespace=6, log_lines=0)
     node = population.nodes[0]
@@ -236,7 +241,11 @@ async def test_with_the_api_a_running_pod_without_process_is_logged_and_counted(
     pod = population.launcher_of(with_process)
     cgroup = f"0::/kubepods.slice/kubepods-pod{pod.uid.replace('-', '_')}.slice/cri-containerd-1.scope\n"
     _fake_process(tmp_path, 100, "qemu-kvm", argv=("qemu-kvm", "-name", "guest=x"), cgroup=cgroup)
-    source = ProcfsSource(MemstatSettings(proc_root=tmp_path, namespace=("vms",)), client, node)
+    source = ProcfsSource(
+        MemstatSettings(proc_root=tmp_path, namespace=("vms",)),
+        await inventory(["vms"], node=node, vmis=False),
+        node,
+    )
     with caplog.at_level(logging.WARNING):
         samples = await source.poll(NOW)
     got = [(s.vm, s.pod, s.node, s.process) for s in samples]

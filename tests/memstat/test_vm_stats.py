@@ -13,9 +13,10 @@ import shutil
 import subprocess
 import sys
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import aiohttp
 import pytest
@@ -120,7 +121,11 @@ def _check_csv(rows: list[dict[str, str]], state: LiveState) -> None:
 
 
 async def test_kubelet_source_every_field(
-    kubevirt_cluster: KubeVirtCluster, client: KubeClient, vms: dict[str, str], tmp_path: Path
+    kubevirt_cluster: KubeVirtCluster,
+    client: KubeClient,
+    vms: dict[str, str],
+    tmp_path: Path,
+    inventory: Callable[..., Any],
 ) -> None:
     for index, pod in enumerate(vms.values()):
         kubevirt_cluster.set_container_memory(
@@ -128,7 +133,7 @@ async def test_kubelet_source_every_field(
         )
         kubevirt_cluster.set_container_memory("vms", pod, "guest-console-log", 5 * MiB, 7 * MiB)
     kubevirt_cluster.clear_requests()
-    state, rows = await _poll(KubeletSource(client, ["vms"]), tmp_path)
+    state, rows = await _poll(KubeletSource(client, await inventory(["vms"])), tmp_path)
     figures = {vm.vm: vm for vm in state.collector.latest_vms}
     _check_spec_fields(figures)
     for index, name in enumerate(VMS):  # the whole pod's working set: compute + console sidecar
@@ -137,13 +142,18 @@ async def test_kubelet_source_every_field(
     assert figures["limited"].overhead_bytes == (1007 - 1024) * MiB
     assert figures["limited"].headroom_bytes == 2318 * MiB + CONSOLE_LIMIT - 1007 * MiB
     _check_csv(rows, state)
-    assert len(kubevirt_cluster.requests()) == 2 + 2  # the figures cost no request: lists + 1 per node
+    # the figures cost no request: two lists and their watches, one summary per node
+    assert len(kubevirt_cluster.requests()) == 2 * 2 + 2
 
 
 async def test_exec_source_every_field(
-    kubevirt_cluster: KubeVirtCluster, client: KubeClient, vms: dict[str, str], tmp_path: Path
+    kubevirt_cluster: KubeVirtCluster,
+    client: KubeClient,
+    vms: dict[str, str],
+    tmp_path: Path,
+    inventory: Callable[..., Any],
 ) -> None:
-    source = ExecSource(client, ["vms"], NAMES)
+    source = ExecSource(client, await inventory(["vms"]), NAMES)
     state, rows = await _poll(source, tmp_path)
     figures = {vm.vm: vm for vm in state.collector.latest_vms}
     _check_spec_fields(figures)
@@ -306,13 +316,17 @@ async def test_real_qemu_guest_memory_and_overhead(real_qemu: int, tmp_path: Pat
 
 @pytest.fixture
 async def served(
-    kubevirt_cluster: KubeVirtCluster, client: KubeClient, vms: dict[str, str], tmp_path: Path
+    kubevirt_cluster: KubeVirtCluster,
+    client: KubeClient,
+    vms: dict[str, str],
+    tmp_path: Path,
+    inventory: Callable[..., Any],
 ) -> AsyncIterator[tuple[TestServer, LiveState]]:
     state = LiveState()
     store, vm_store = CsvStore(tmp_path), CsvStore(tmp_path, layout=VM_LAYOUT, max_csv_bytes=2000)
     store.open()
     vm_store.open()
-    poller = Poller(KubeletSource(client, ["vms"]), store, state, 5, vm_store=vm_store)
+    poller = Poller(KubeletSource(client, await inventory(["vms"])), store, state, 5, vm_store=vm_store)
     for second in range(3):  # 3 polls of 5 VMs: past 2,000 bytes, so the file is rotated once
         await poller.poll_once(AT.replace(second=second))
     (tmp_path / "logs").mkdir()
@@ -390,7 +404,10 @@ def _fake_pid(proc: Path, pid: int, comm: str, argv: tuple[str, ...], rss_kb: in
 
 
 async def test_procfs_with_the_api_request_and_limit_from_the_pod_else_the_cgroup(
-    client: KubeClient, launchers: dict[str, PodRef], tmp_path: Path
+    client: KubeClient,
+    launchers: dict[str, PodRef],
+    tmp_path: Path,
+    inventory: Callable[..., Any],
 ) -> None:
     """On a node: guest memory from each QEMU's -m, request and limit from the pods the source lists
     anyway, the limit from the QEMU's cgroup where the pod has none. PROC_ROOT is tmp/proc, so the
@@ -407,7 +424,9 @@ async def test_procfs_with_the_api_request_and_limit_from_the_pod_else_the_cgrou
         (cgroups / pod_slice).mkdir(parents=True)
         (cgroups / pod_slice / "memory.max").write_text(f"{1500 * MiB}\n")
     settings = MemstatSettings(proc_root=proc, namespace=("vms",), process_names=NAMES)
-    state, rows = await _poll_any(ProcfsSource(settings, client, "node-0"), tmp_path)
+    state, rows = await _poll_any(
+        ProcfsSource(settings, await inventory(["vms"], node="node-0", vmis=False), "node-0"), tmp_path
+    )
     figures = {vm.vm: vm for vm in state.collector.latest_vms}
     assert set(figures) == set(layout)
     limited, exponent = figures["limited"], figures["exponent"]

@@ -93,6 +93,7 @@ class KubeClient:
         self._policy = policy or RetryPolicy(retries=settings.kube_retries)
         self._rng = random.Random(seed)
         self.calls = 0  # requests made, retries included: benchmarks report it
+        self.bytes_read = 0  # bodies read (JSON answers, logs, watch streams): benchmarks report it
 
     @classmethod
     async def connect(cls, settings: KubeSettings, policy: RetryPolicy | None = None) -> KubeClient:
@@ -168,10 +169,15 @@ class KubeClient:
         paths = _collection_paths(namespaces, KUBEVIRT_API, "virtualmachineinstances")
         return ObjectCache(self, "virtualmachineinstances", paths, **options)
 
-    def launcher_pod_cache(self, namespaces: Sequence[str], **options: Any) -> ObjectCache:
-        """The virt-launcher pods of ``namespaces``, kept from a list and a watch."""
+    def launcher_pod_cache(
+        self, namespaces: Sequence[str], node: str | None = None, **options: Any
+    ) -> ObjectCache:
+        """The virt-launcher pods of ``namespaces`` (with ``node``: on that node), kept from a list and a
+        watch."""
         paths = _collection_paths(namespaces, "/api/v1", "pods")
         params = {"labelSelector": label_selector(LAUNCHER_LABELS)}
+        if node:
+            params["fieldSelector"] = f"spec.nodeName={node}"
         return ObjectCache(self, "launcher pods", paths, params, **options)
 
     def handler_pod_cache(self, namespace: str, **options: Any) -> ObjectCache:
@@ -251,7 +257,7 @@ class KubeClient:
                 )
 
             response = await self._with_retries(f"watch {path}", lambda: self._attempt(open_stream))
-            yield _bounded_lines(_chunks(response, decoded=True), max_line_bytes)
+            yield _bounded_lines(self._counted(_chunks(response, decoded=True)), max_line_bytes)
 
     async def list_pods(self, namespace: str, labels: dict[str, str], node: str | None = None) -> list[Pod]:
         fields = f"spec.nodeName={node}" if node else None
@@ -321,7 +327,7 @@ class KubeClient:
             response = await self._with_retries(
                 f"logs {namespace}/{pod}/{container}", lambda: self._attempt(open_stream)
             )
-            yield _chunks(response)
+            yield self._counted(_chunks(response))
 
     async def kubevirt_crs(self, namespace: str) -> list[JSON]:
         """The KubeVirt custom resources of ``namespace`` (normally one, ``kubevirt``)."""
@@ -382,6 +388,7 @@ class KubeClient:
         async def get() -> JSON:
             async with self._call_api("GET", path, params=params) as response:
                 body: JSON = response.json()
+                self.bytes_read += len(response.content)
                 return body
 
         return await self._with_retries(f"GET {path}", lambda: self._attempt(get))
@@ -425,6 +432,11 @@ class KubeClient:
         except KubeNotFound:  # a namespace that does not exist (yet) has no objects
             return []
         return items
+
+    async def _counted(self, chunks: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
+        async for chunk in chunks:
+            self.bytes_read += len(chunk)
+            yield chunk
 
     @contextlib.asynccontextmanager
     async def _call_api(self, method: str, path: str, **kwargs: Any) -> AsyncIterator[httpx.Response]:

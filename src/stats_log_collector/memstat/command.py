@@ -119,7 +119,7 @@ def _run(config: MemstatSettings, kube: KubeSettings) -> int:
                 problem = f"cannot listen on {config.http_port}: {exc.strerror}"
                 raise ConfigError("HTTP_PORT", problem) from None
             try:
-                source, client = await make_source(config, kube)
+                source, client, inventory = await make_source(config, kube)
             except KubeError as exc:
                 failed.append(f"cannot reach the Kubernetes API: {exc}")
                 return
@@ -134,10 +134,15 @@ def _run(config: MemstatSettings, kube: KubeSettings) -> int:
                 },
             )
             seeding = asyncio.create_task(seed_series(state, store, vm_store))
+            # the VMs and pods to sample, kept from watches while the poller runs
+            watching = asyncio.create_task(inventory.run(stop)) if inventory is not None else None
             try:
                 await Poller(source, store, state, config.poll_interval_secs, vm_store=vm_store).run(stop)
             finally:
                 seeding.cancel()
+                if watching is not None:
+                    watching.cancel()
+                    await asyncio.gather(watching, return_exceptions=True)
         finally:
             if client is not None:
                 await client.close()

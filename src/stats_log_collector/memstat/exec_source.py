@@ -15,10 +15,11 @@ import dataclasses
 import logging
 from collections.abc import Mapping, Sequence
 from datetime import datetime
+from typing import TYPE_CHECKING
 
 from ..kube.client import KubeClient
 from ..kube.errors import KubeError
-from .kubelet_source import CONTAINER, list_targets, memory_by_vm
+from .kubelet_source import CONTAINER, memory_by_vm
 from .procstatus import (
     COMM_LEN,
     is_qemu,
@@ -30,6 +31,9 @@ from .procstatus import (
 )
 from .sample import Sample, VmPod
 from .vm_figures import VmKey, VmMemory
+
+if TYPE_CHECKING:
+    from .inventory import VmInventory
 
 log = logging.getLogger(__name__)
 
@@ -134,12 +138,12 @@ class ExecSource:
     def __init__(
         self,
         client: KubeClient,
-        namespaces: Sequence[str],
+        inventory: VmInventory,
         process_names: Sequence[str],
         max_concurrency: int = DEFAULT_MAX_CONCURRENCY,
     ) -> None:
         self._client = client
-        self._namespaces = tuple(namespaces)
+        self._inventory = inventory
         self._process_names = tuple(process_names)
         self._command = scan_command(process_names)
         self._max_concurrency = max_concurrency
@@ -154,7 +158,7 @@ class ExecSource:
         ``skipped`` (memstat_poll_failures) counts the VMs without a QEMU sample: exec failed, or the
         pod shows no QEMU process (its helpers are still sampled).
         """
-        found = await list_targets(self._client, self._namespaces)
+        found = await self._inventory.vm_targets()
         targets = [target for target, _ in found]
         self.vm_memory = memory_by_vm(found)
         limit = asyncio.Semaphore(self._max_concurrency)

@@ -3,7 +3,8 @@
 The default: one Summary request per node that runs a VM, whatever the number of VMs on it, instead of
 execs per pod; a node or VM that cannot be read is skipped for that sample with one log line. Why:
 docs/memstat.md, "kubelet: the node Summary API". :func:`samples_from_summary` is pure;
-:func:`list_targets` (VMs, pods and what the API says of their memory) is shared with the exec source.
+:func:`launchers` (VMs, pods and what the API says of their memory) builds the targets the shared
+``Inventory`` (memstat/inventory.py) hands this source and the exec source, from watches.
 """
 
 from __future__ import annotations
@@ -12,15 +13,18 @@ import asyncio
 import dataclasses
 import logging
 from collections import defaultdict
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..kube.client import CREATED_BY_LABEL, VM_NAME_LABEL, KubeClient, match_launcher_pods
-from ..kube.errors import KubeError
+from ..kube.errors import KubeError, KubeUnavailable
 from ..kube.models import JSON, Pod, Vmi
 from .sample import Sample, VmPod
 from .vm_figures import VmKey, VmMemory
+
+if TYPE_CHECKING:
+    from .inventory import VmInventory
 
 log = logging.getLogger(__name__)
 
@@ -138,27 +142,20 @@ def _sample(target: VmPod, memory: dict[str, Any], at: datetime) -> Sample | Non
     )
 
 
-async def list_targets(client: KubeClient, namespaces: Sequence[str]) -> list[tuple[VmPod, VmMemory]]:
-    """The VMs of ``namespaces`` with their launcher pods and what the API says of their memory: one
-    VMI list and one pod list per namespace."""
-    vmis, pods = await asyncio.gather(client.list_vmis(namespaces), client.list_launcher_pods(namespaces))
-    return launchers(vmis, pods)
-
-
 def memory_by_vm(found: Iterable[tuple[VmPod, VmMemory]]) -> dict[VmKey, VmMemory]:
     return {(target.namespace, target.vm): memory for target, memory in found}
 
 
 class KubeletSource:
-    """Samples every VM of ``namespaces`` (``("*",)``: all) with one Summary request per node."""
+    """Samples every VM of the inventory with one Summary request per node."""
 
     name = SOURCE
 
     def __init__(
-        self, client: KubeClient, namespaces: Sequence[str], max_concurrency: int = DEFAULT_MAX_CONCURRENCY
+        self, client: KubeClient, inventory: VmInventory, max_concurrency: int = DEFAULT_MAX_CONCURRENCY
     ) -> None:
         self._client = client
-        self._namespaces = tuple(namespaces)
+        self._inventory = inventory
         self._max_concurrency = max_concurrency
         self.skipped = 0
         self.vm_memory: Mapping[VmKey, VmMemory] = {}
@@ -166,16 +163,20 @@ class KubeletSource:
     async def poll(self, at: datetime) -> list[Sample]:
         """One sample of every VM that could be read; ``at`` is the scheduled sample time.
 
-        A failed VMI or pod list raises ``KubeError``: with no list there is nothing to sample, and the
-        caller counts a failed poll.
+        VMs and pods come from the inventory's watches; before their first lists are in (bounded),
+        ``KubeError``: with no list there is nothing to sample, and the caller counts a failed poll.
         """
-        found = await list_targets(self._client, self._namespaces)
+        found = await self._inventory.vm_targets()
         memory = memory_by_vm(found)
         nodes = group_by_node(target for target, _ in found)
         limit = asyncio.Semaphore(self._max_concurrency)
         per_node = await asyncio.gather(
             *(self._sample_node(node, targets, at, limit, memory) for node, targets in sorted(nodes.items()))
         )
+        if nodes and not any(samples for samples, _ in per_node):
+            # With VMs and pods kept from watches, an API that fails shows here: a poll that could read
+            # no node at all has failed (as a failed list made it fail), and readiness says so.
+            raise KubeUnavailable(f"no node could be sampled ({len(nodes)} nodes)")
         self.skipped = sum(missed for _, missed in per_node)
         self.vm_memory = memory
         return [sample for samples, _ in per_node for sample in samples]

@@ -1,6 +1,7 @@
 """The procfs source (MEMSTAT_SOURCE=procfs): figures from this node's /proc, names from the API.
 
-The API only names what /proc shows (pod UID -> VM, pod, namespace: one list per namespace per poll);
+The API only names what /proc shows (pod UID -> VM, pod, namespace: this node's launcher pods, kept from
+a watch by the ``Inventory``);
 without Kubernetes credentials VMs are named from QEMU's ``-name``, a supported use on a plain host.
 Why: docs/memstat.md, "procfs: the node's /proc, read directly".
 """
@@ -13,8 +14,9 @@ import logging
 from collections.abc import Mapping
 from datetime import datetime
 
-from ..kube import KubeClient, KubeError
+from ..kube import KubeError, Pod
 from ..settings import MemstatSettings
+from .inventory import VmInventory
 from .procfs import Scanner, cgroup_root_for, poll_procfs
 from .sample import Sample, VmPod
 from .vm_figures import VmKey, VmMemory
@@ -25,9 +27,9 @@ log = logging.getLogger(__name__)
 class ProcfsSource:
     name = "procfs"
 
-    def __init__(self, settings: MemstatSettings, client: KubeClient | None, node: str) -> None:
+    def __init__(self, settings: MemstatSettings, inventory: VmInventory | None, node: str) -> None:
         self._settings = settings
-        self._client = client
+        self._inventory = inventory
         self._node = node
         self._pods: dict[str, VmPod] = {}
         self._expected: list[VmPod] = []  # this node's running launcher pods
@@ -40,12 +42,12 @@ class ProcfsSource:
         self.vm_memory: Mapping[VmKey, VmMemory] = {}
 
     async def poll(self, at: datetime) -> list[Sample]:
-        if self._client is not None:
+        if self._inventory is not None:
             try:
-                self._pods = await self._pod_index(self._client)
+                self._pods = self._pod_index(await self._inventory.launcher_pods())
             except KubeError as exc:  # keep naming with what we knew: figures still come from /proc
                 log.warning("cannot refresh pod names, using the last known", extra={"error": str(exc)})
-        resolver = self._pods if self._client is not None else None
+        resolver = self._pods if self._inventory is not None else None
         settings = self._settings
         samples, from_proc = await asyncio.to_thread(
             poll_procfs,
@@ -83,8 +85,7 @@ class ProcfsSource:
             )
         return missing
 
-    async def _pod_index(self, client: KubeClient) -> dict[str, VmPod]:
-        pods = await client.list_launcher_pods(self._settings.namespace)
+    def _pod_index(self, pods: list[Pod]) -> dict[str, VmPod]:
         index = {
             pod.uid: VmPod(
                 pod.namespace, pod.labels.get("vm.kubevirt.io/name", pod.name), pod.name, pod.node or ""

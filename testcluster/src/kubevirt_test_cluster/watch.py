@@ -53,6 +53,10 @@ class Event:
     rt: ResourceType
     type: str
     obj: Body
+    prev: Body | None = None  # the object before this change (None: it is new)
+
+
+Line = tuple[str, Body]  # an event as a watcher sends it: (type, object)
 
 
 @dataclass(eq=False)  # identity-hashed: kept in a set while streaming
@@ -62,19 +66,41 @@ class Watcher:
     labels: LabelSelector
     fields: FieldSelector
     # None: the server stops (the stream ends cleanly); DROP: the connection is cut
-    queue: asyncio.Queue[Event | str | None] = field(default_factory=asyncio.Queue)
+    queue: asyncio.Queue[Line | str | None] = field(default_factory=asyncio.Queue)
 
-    def wants(self, event: Event) -> bool:
+    def convert(self, event: Event) -> Line | None:
+        """What this watcher is sent of ``event``, if anything: the watch cache's selector rule
+        (staging/src/k8s.io/apiserver/pkg/storage/cacher/cache_watcher.go ``convertToWatchEvent``).
+
+        An object that starts matching the selectors arrives as ADDED, one that stops matching as
+        DELETED (its previous state, at the event's version), one that matches before and after as
+        MODIFIED; a deletion is sent when the deleted object matched.
+        """
         if event.rt is not self.rt:
-            return False
-        meta = event.obj.get("metadata", {})
+            return None
+        now = event.type != "DELETED" and self._matches(event.obj)
+        before = (
+            self._matches(event.prev if event.prev is not None else event.obj)
+            if (event.prev is not None or event.type == "DELETED")
+            else False
+        )
+        if now:
+            return ("MODIFIED" if before else "ADDED"), event.obj
+        if not before:
+            return None
+        if event.type == "DELETED":
+            return "DELETED", event.obj
+        version = event.obj["metadata"]["resourceVersion"]
+        assert event.prev is not None
+        return "DELETED", {**event.prev, "metadata": {**event.prev["metadata"], "resourceVersion": version}}
+
+    def _matches(self, obj: Body) -> bool:
+        meta = obj.get("metadata", {})
         if self.namespace is not None and meta.get("namespace") != self.namespace:
             return False
         if self.labels.requirements and not self.labels.matches(meta.get("labels") or {}):
             return False
-        return not self.fields.requirements or self.fields.matches(
-            field_values(event.obj, self.rt.field_labels)
-        )
+        return not self.fields.requirements or self.fields.matches(field_values(obj, self.rt.field_labels))
 
 
 class WatchHub:
@@ -83,17 +109,23 @@ class WatchHub:
     def __init__(self) -> None:
         self._history: deque[Event] = deque(maxlen=HISTORY)
         self._watchers: set[Watcher] = set()
+        self._current: dict[tuple[ResourceType, str | None, str], Body] = {}  # each object's last state
         self._compacted = 0  # versions at or before this one are gone
         self.latest = 0  # the newest version published
         self.bookmark_period = BOOKMARK_PERIOD
 
     def publish(self, version: int, rt: ResourceType, event_type: str, obj: Body) -> None:
-        event = Event(version, rt, event_type, obj)
+        meta = obj["metadata"]
+        key = (rt, meta.get("namespace"), meta["name"])
+        prev = self._current.pop(key, None) if event_type == "DELETED" else self._current.get(key)
+        if event_type != "DELETED":
+            self._current[key] = obj
+        event = Event(version, rt, event_type, obj, prev)
         self._history.append(event)
         self.latest = max(self.latest, version)
         for watcher in self._watchers:
-            if watcher.wants(event):
-                watcher.queue.put_nowait(event)
+            if (line := watcher.convert(event)) is not None:
+                watcher.queue.put_nowait(line)
 
     def since(self, version: int) -> list[Event]:
         oldest = max(self._compacted, self._history[0].version - 1 if self._history else 0)
@@ -171,8 +203,8 @@ async def serve(
             for obj in initial:
                 await response.write(_line("ADDED", obj))
         for event in replay:
-            if watcher.wants(event):
-                await response.write(_line(event.type, event.obj))
+            if (line := watcher.convert(event)) is not None:
+                await response.write(_line(*line))
         await _stream_live(raw, response, hub, watcher, timeout_seconds, bookmarks)
         return response
     except ConnectionError:
@@ -210,8 +242,8 @@ async def _stream_live(
             if raw.transport is not None:
                 raw.transport.abort()
             return
-        assert isinstance(live, Event)
-        await response.write(_line(live.type, live.obj))
+        assert isinstance(live, tuple)
+        await response.write(_line(*live))
     await response.write_eof()
 
 

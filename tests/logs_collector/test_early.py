@@ -272,3 +272,24 @@ async def test_hostile_pods_from_the_watch_fail_alone(scenario: Scenario, watchi
     summary = await watching.hourly()
     assert not summary.failed_vms
     scenario.assert_exact()
+
+
+async def test_a_burst_of_pods_going_at_once_is_bounded_by_the_read_slots(
+    scenario: Scenario, watching: Watching
+) -> None:
+    names = [f"vm-{index}" for index in range(24)]
+    for name in names:
+        scenario.vm(name, f"node-{int(name[3:]) % 2 + 1}")
+        scenario.launcher(name, lines=3)
+    await watching.hourly()
+    for name in names:
+        scenario.launcher(name, lines=4)
+    scenario.cluster.inject_timeout(r"/log$", 0.05, times=None)  # every read takes a while
+    triggers = watching.early.counts.triggers
+    for name in names:
+        scenario.cluster.delete_pod("vms", scenario.pods[name][0].name, grace_period_seconds=120)
+    await watching.settled(triggers + len(names))
+    slots = watching.collector.slots
+    assert slots.peak == slots.size == 4  # COLLECT_CONCURRENCY: 48 streams wanted, 4 read at once
+    assert watching.early.counts.collections == len(names) and watching.early.counts.failed == 0
+    scenario.assert_exact()

@@ -20,6 +20,8 @@ class ReadSlots:
     """A semaphore of ``size`` slots whose urgent waiters are served before the others (FIFO each)."""
 
     def __init__(self, size: int) -> None:
+        self.size = size
+        self.peak = 0  # the most slots ever in use at once (for the logs and the tests)
         self._free = size
         self._waiting: dict[bool, collections.deque[asyncio.Future[None]]] = {
             True: collections.deque(),
@@ -29,6 +31,7 @@ class ReadSlots:
     @contextlib.asynccontextmanager
     async def slot(self, urgent: bool = False) -> AsyncIterator[None]:
         await self._acquire(urgent)
+        self.peak = max(self.peak, self.in_use)
         try:
             yield
         finally:
@@ -58,6 +61,11 @@ class ReadSlots:
                     waiter.set_result(None)
                     return
         self._free += 1
+
+    @property
+    def in_use(self) -> int:
+        """Slots taken: those not free (a slot handed over to a waiter never becomes free between)."""
+        return self.size - self._free
 
     @property
     def waiting(self) -> int:

@@ -249,3 +249,15 @@ def _touch_vmi(api: Any, name: str) -> None:
     current = api.store.require(_vmi_type(), "vms", name)
     changed = {**current, "metadata": {**current["metadata"], "labels": {"touched": "yes"}}}
     api.store.update(_vmi_type(), current, changed)
+
+
+async def test_a_refused_watch_falls_back_to_lists_after_each_backoff(
+    cluster: KubeVirtCluster, client: KubeClient, running: Callable[[ObjectCache], Any]
+) -> None:
+    cluster.inject(f"^{VMIS}$", 403, method="GET", times=None, query_regex="watch=true")
+    cluster.add_vmi("vms", "vm1", "node1")
+    run: Running = await running(client.vmi_cache(["vms"], policy=FAST))
+    cluster.add_vmi("vms", "vm2", "node1")
+    await until(lambda: run.names() == ["vm1", "vm2"], "the second VMI, from a list")
+    assert run.cache.watches == 0 and run.cache.lists >= 2
+    assert run.changes == [("ADDED", "vm1"), ("ADDED", "vm2")]

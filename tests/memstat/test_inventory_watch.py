@@ -144,6 +144,11 @@ def test_the_memstat_process_lists_once_and_then_only_reads_summaries(
     add_vm(kubevirt_cluster, "late", population.nodes[0])
     wait_for(lambda: b",late," in http(port, "/mem-stats.csv")[1], "the VM added after start in the CSV")
     assert sorted(lists(kubevirt_cluster)) == sorted([VMIS, PODS])
+    metrics = http(port, "/metrics")[1].decode()
+    assert 'memstat_watch_lists_total{objects="virtualmachineinstances"} 1.0' in metrics
+    assert f'memstat_watch_objects{{objects="launcher pods"}} {len(population.vmis) + 1}.0' in metrics
+    assert 'memstat_watch_synced{objects="virtualmachineinstances"} 1.0' in metrics
+    assert 'memstat_watch_events_total{objects="virtualmachineinstances"}' in metrics
     process.send_signal(signal.SIGTERM)
     assert process.wait(timeout=10) == 0
 

@@ -22,7 +22,9 @@ change; a watch sends only the changes. The cache follows client-go's reflector
 What the server sends is outside input. A line that is not JSON, an event without an object or whose
 object has no name, an unknown event type, a line longer than the client accepts: each is logged and
 counted, and since an event may have been lost the cache lists again (consistency first). An ERROR
-event with another status ends that watch; it is reopened from the last version after a backoff.
+event with another status ends that watch; it is reopened from the last version after a backoff. A
+watch request refused outright (a 4xx other than 410, e.g. a role without ``watch``) is logged and
+answered with a list after each backoff, so the cache never goes stale for good.
 
 Memory: each object is kept once, as the parsed JSON, minus ``metadata.managedFields`` (server-side
 apply bookkeeping nobody here reads, often a third of a pod; controller-runtime strips it the same way,
@@ -39,7 +41,7 @@ import random
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
-from .errors import KubeError, LineTooLong
+from .errors import KubeError, KubeRejected, LineTooLong
 from .retry import RetryPolicy
 
 if TYPE_CHECKING:
@@ -221,6 +223,10 @@ class ObjectCache:
         except KubeError as exc:
             if exc.status == GONE:  # reflector's isExpiredError on the watch request itself
                 raise _Relist(f"resourceVersion {version} is too old: {exc}", expired=True) from None
+            if isinstance(exc, KubeRejected):
+                # A watch refused for good (403: a role without the watch verb) would leave the cache
+                # as it was forever; listing again after each backoff keeps it within that of the truth.
+                raise _Relist(f"watch refused: {exc}") from None
             raise _ResumeFrom(version, exc) from None
         return version, count
 

@@ -135,7 +135,10 @@ def _run(config: MemstatSettings, kube: KubeSettings) -> int:
             )
             seeding = asyncio.create_task(seed_series(state, store, vm_store))
             # the VMs and pods to sample, kept from watches while the poller runs
-            watching = asyncio.create_task(inventory.run(stop)) if inventory is not None else None
+            watching = None
+            if inventory is not None:
+                state.collector.caches = inventory.caches
+                watching = asyncio.create_task(inventory.run(stop))
             try:
                 await Poller(source, store, state, config.poll_interval_secs, vm_store=vm_store).run(stop)
             finally:

@@ -1,4 +1,5 @@
-"""memstat's Prometheus metrics: the latest sample of every VM process or container, and poll health.
+"""memstat's Prometheus metrics: the latest sample of every VM process or container, poll health, and
+how the watches that keep its VMs and pods are doing.
 
 A custom Collector reads the latest poll at scrape time instead of keeping Gauge children, so a VM that
 went away simply has no series in the next scrape: nothing to remember to delete.
@@ -13,6 +14,7 @@ from prometheus_client import CollectorRegistry
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 
+from ..kube import ObjectCache
 from .sample import Sample
 from .vm_figures import VmFigures
 
@@ -60,6 +62,7 @@ class MemstatCollector(Collector):
         self.latest: Sequence[Sample] = list(latest or ())
         self.latest_vms: Sequence[VmFigures] = []
         self.health = health or PollHealth()
+        self.caches: Sequence[ObjectCache] = []  # the inventory's, once it exists
 
     def collect(self) -> Iterator[GaugeMetricFamily | CounterMetricFamily]:
         for name, field, text in FIGURES:
@@ -85,6 +88,34 @@ class MemstatCollector(Collector):
             "When the last good poll ended",
             health.last_success_unix,
         )
+        yield from _watch_families(self.caches)
+
+
+# (metric name, ObjectCache counter, help); each labelled by the objects watched
+WATCH_COUNTERS = (
+    ("memstat_watch_lists", "lists", "Full lists of the watched objects (the first included)"),
+    ("memstat_watch_relists_expired", "relists_410", "Lists again because the watch's version was too old"),
+    ("memstat_watch_events", "events", "Watch events applied (added, modified, deleted)"),
+    ("memstat_watch_bad_lines", "bad_lines", "Unusable watch lines or listed objects (each led to a list)"),
+    ("memstat_watch_error_events", "error_events", "Watch ERROR events other than 410"),
+)
+
+
+def _watch_families(caches: Sequence[ObjectCache]) -> Iterator[GaugeMetricFamily | CounterMetricFamily]:
+    if not caches:
+        return
+    objects = GaugeMetricFamily("memstat_watch_objects", "Objects kept from the watch", labels=["objects"])
+    synced = GaugeMetricFamily("memstat_watch_synced", "1 once the first list is in", labels=["objects"])
+    for cache in caches:
+        objects.add_metric([cache.what], len(cache))
+        synced.add_metric([cache.what], int(cache.synced))
+    yield objects
+    yield synced
+    for name, field, text in WATCH_COUNTERS:
+        family = CounterMetricFamily(name, text, labels=["objects"])
+        for cache in caches:
+            family.add_metric([cache.what], getattr(cache, field))
+        yield family
 
 
 def _gauge(

@@ -365,10 +365,13 @@ class KubeVirtCluster:
         *,
         method: str | None = None,
         times: int | None = 1,
+        query_regex: str | None = None,
     ) -> Fault:
-        """The next ``times`` matching requests (None: all) get ``status`` and a ``Status`` body."""
+        """The next ``times`` matching requests (None: all) get ``status`` and a ``Status`` body; with
+        ``query_regex``, only requests whose query string matches it too."""
+        query = compile_pattern(query_regex) if query_regex is not None else None
         return self.api.faults.add(
-            Fault("status", compile_pattern(path_regex), method, status=status, remaining=times)
+            Fault("status", compile_pattern(path_regex), method, status=status, remaining=times, query=query)
         )
 
     def inject_timeout(

@@ -210,7 +210,12 @@ class LogsCollectorSettings:
     max_data_bytes: int = setting(
         "MAX_DATA_BYTES", 8 * 1024**3, "remove the oldest files past this total size", byte_size
     )
-    collect_concurrency: int = setting("COLLECT_CONCURRENCY", 8, "pods read at once", positive_int)
+    collect_concurrency: int = setting(
+        "COLLECT_CONCURRENCY",
+        8,
+        "log streams read at once, runs and early collections together",
+        positive_int,
+    )
     log_verbosity: int | None = setting(
         "LOG_VERBOSITY",
         None,

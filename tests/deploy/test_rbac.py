@@ -102,16 +102,26 @@ def run_memstat(
 
 
 def run_logs_collector(cluster: KubeVirtCluster, settings: Mapping[str, str], tmp_path: Path) -> set[Access]:
-    """One collection (``--once``)."""
+    """As deployed (not ``--once``): its watches, until its first collection is done, then SIGTERM."""
     environ = run_env(settings, tmp_path, cluster)
-    result = subprocess.run(
-        [sys.executable, "-m", "stats_log_collector", "logs-collector", "--once"],
-        env=environ,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-    assert result.returncode == 0, result.stderr
+    stderr = tmp_path / "logs-collector.stderr"
+    with open(stderr, "wb") as errors:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "stats_log_collector", "logs-collector"], env=environ, stderr=errors
+        )
+    try:
+        wait_for(
+            lambda: "collection done" in stderr.read_text() or process.poll() is not None,
+            "the first collection",
+            60,
+        )
+        assert process.poll() is None, stderr.read_text()
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(timeout=20) == 0, stderr.read_text()
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
     return accesses(cluster.requests())
 
 

@@ -202,3 +202,39 @@ def test_completed_init_containers_are_collected_once_across_kill_9_and_restarts
     ]
     assert init_reads == []
     scenario.assert_exact()
+
+
+def test_kill_9_during_early_collections_then_restart_is_exact(
+    scenario: Scenario, logs_collector: Start, tmp_path: Path
+) -> None:
+    rng = random.Random(3)
+    populate(scenario, vms=6, lines=100)
+    process = logs_collector(COLLECT_INTERVAL_SECS="3600", COLLECT_CONCURRENCY="1")
+    wait_for(lambda: "waiting for the next run" in log_text(tmp_path), "the first run", timeout=60)
+    populate(scenario, vms=6, lines=300)  # what the pods log before they go
+    stuck = scenario.pods["vm-5"][0].name  # its reads hang: the kill comes mid-collection
+    scenario.cluster.inject_timeout(rf"/pods/{stuck}/log$", 60.0, times=None)
+    for index in range(6):
+        scenario.cluster.delete_pod("vms", scenario.pods[f"vm-{index}"][0].name, grace_period_seconds=600)
+    wait_for(lambda: log_text(tmp_path).count("collected early") >= 2, "early collections", timeout=60)
+    time.sleep(rng.uniform(0.0, 0.5))
+    process.kill()
+    process.wait()
+    scenario.cluster.clear_faults()
+    for _ in range(3):  # restarts killed again at random moments, each from the cursors committed
+        process = logs_collector(COLLECT_INTERVAL_SECS="3600", COLLECT_CONCURRENCY="1")
+        time.sleep(rng.uniform(0.3, 1.5))
+        process.kill()
+        process.wait()
+    process = logs_collector(COLLECT_INTERVAL_SECS="3600")
+
+    def exact() -> bool:
+        scenario.assert_exact()
+        return True
+
+    wait_for(exact, "every line once", timeout=60, not_yet=(AssertionError,))
+    time.sleep(1.0)  # and nothing read again later
+    scenario.assert_exact()
+    assert not [path for path in scenario.data_dir.rglob(".*.tmp")]
+    process.send_signal(signal.SIGTERM)
+    assert process.wait(timeout=10) == 0

@@ -12,6 +12,7 @@ from stats_log_collector.logs_collector.cursor import NANOS, Cursor
 from stats_log_collector.logs_collector.plan import (
     Plan,
     VmRef,
+    closed_key,
     handler_key,
     init_key,
     launcher_key,
@@ -188,3 +189,41 @@ def test_a_pod_initialising_reads_only_the_init_containers_that_ran() -> None:
         "container-disk-binary",
         "volumecontainerdisk-init",
     ]
+
+
+def test_a_vmi_gone_since_the_last_run_gets_one_last_handler_window() -> None:
+    gone, kept = VmRef("vms", "gone"), vmi("kept", "n1")
+    gone_key = handler_key(gone, "uid-gone", "virt-handler-n1")
+    stale_key = handler_key(VmRef("vms", "old"), "uid-old", "virt-handler-replaced")  # handler gone too
+    cursors = {gone_key: Cursor(NOW - 600, 3), stale_key: Cursor(NOW - 900)}
+    result = plan([kept], [launcher(kept, "pk", "n1")], cursors)
+    [job] = result.handler_jobs
+    targets = {target.key: target for target in job.targets}
+    assert targets[gone_key].start == Cursor(NOW - 600, 3) and targets[gone_key].folder == DATA / "gone"
+    assert targets[gone_key].identity.uid == "uid-gone"
+    assert result.final == [gone_key] and gone_key not in result.keys  # read once, then forgotten
+    assert stale_key not in targets and not result.problems
+
+
+def test_a_vmi_whose_pods_are_closed_or_that_finished_is_not_missing_a_pod() -> None:
+    stopped = dataclasses.replace(vmi("a", "n1"), phase="Succeeded")
+    closed = vmi("b", "n1")
+    cursors = {closed_key(VmRef("vms", "b"), "pb"): Cursor(NOW)}
+    assert plan([stopped, closed], [], cursors).problems == []
+    assert plan([vmi("c", "n1")], []).problems == [(VmRef("vms", "c"), "no virt-launcher pod")]
+
+
+def test_a_closed_pod_is_not_read_but_its_keys_are_kept() -> None:
+    vm = vmi("a", "n1")
+    pod = launcher(vm, "pa", "n1", phase="Succeeded")
+    ref = VmRef("vms", "a")
+    cursors = {
+        closed_key(ref, "pa"): Cursor(NOW),
+        launcher_key(ref, "pa", "compute"): Cursor(NOW - 5 * HOUR),
+    }
+    result = plan([vm, vmi("other", "n1")], [pod], cursors)
+    assert [job for job in result.launcher_jobs if job.pod == "pa"] == []
+    assert set(result.done) >= set(cursors)
+    # a closed pod's frozen cursor does not pull the VM's new streams back five hours
+    fresh = plan([vm], [pod, launcher(vm, "pa2", "n2")], cursors)
+    assert {job.start.nanos for job in fresh.launcher_jobs} == {NOW - HOUR}

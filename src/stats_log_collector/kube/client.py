@@ -187,8 +187,14 @@ class KubeClient:
         params = {"labelSelector": label_selector(HANDLER_LABELS)}
         return ObjectCache(self, "handler pods", paths, params, **options)
 
-    async def list_objects(self, path: str, params: dict[str, str] | None = None) -> tuple[list[JSON], str]:
-        """Every item of the collection at ``path`` and the list's ``resourceVersion``, page by page.
+    async def list_objects(
+        self,
+        path: str,
+        params: dict[str, str] | None = None,
+        keep: Callable[[JSON], JSON] | None = None,
+    ) -> tuple[list[JSON], str]:
+        """Every item of the collection at ``path`` and the list's ``resourceVersion``, page by page;
+        ``keep``: what to keep of each item, applied as each page arrives.
 
         Pages of ``LIST_PAGE_SIZE`` (10,000 pods in one answer is tens of MB held at once). A continue
         token is a snapshot at the first page's version; once the server has compacted that version it
@@ -205,9 +211,10 @@ class KubeClient:
                     if not isinstance(page, dict):
                         raise KubeError(f"GET {path}: the list answer is not an object")
                     found = page.get("items")
-                    items += (
+                    objects = (
                         [item for item in found if isinstance(item, dict)] if isinstance(found, list) else []
                     )
+                    items += [keep(item) for item in objects] if keep is not None else objects
                     meta = page.get("metadata")
                     meta = meta if isinstance(meta, dict) else {}
                     token = meta.get("continue")

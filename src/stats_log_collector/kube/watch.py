@@ -83,7 +83,13 @@ class ObjectCache:
         min_watch_timeout: float = MIN_WATCH_TIMEOUT_SECS,
         policy: RetryPolicy | None = None,
         seed: int | None = None,
+        transform: Callable[[JSON], JSON] | None = None,
     ) -> None:
+        """``transform``: applied to each object before it is stored and handed to subscribers (a
+        list's items page by page, so a full list is never held whole), to keep only what the caller
+        reads (client-go tools/cache/shared_informer.go ``TransformFunc``); it must keep metadata's
+        name, namespace, uid and resourceVersion."""
+        self._transform = transform
         self._client = client
         self.what = what
         self._paths = tuple(paths)
@@ -168,7 +174,7 @@ class ObjectCache:
 
     async def _relist(self, path: str) -> str:
         """List ``path`` in full, deliver its differences from the cache, return the list's version."""
-        items, version = await self._client.list_objects(path, self._params)
+        items, version = await self._client.list_objects(path, self._params, self._keep)
         self.lists += 1
         namespace = _path_namespace(path)
         fresh: dict[Key, JSON] = {}
@@ -178,7 +184,7 @@ class ObjectCache:
                 self.bad_lines += 1
                 log.warning("object without a name in a list, ignored", extra={"objects": self.what})
                 continue
-            fresh[key] = _trim(item)
+            fresh[key] = item  # kept (trimmed, transformed) page by page by list_objects
         for key, new in fresh.items():
             self._apply(key, self._objects.get(key), new)
         gone = [
@@ -245,8 +251,13 @@ class ObjectCache:
         if key is None:
             raise self._bad(f"a {kind} event whose object has no name")
         self.events += 1
-        self._apply(key, self._objects.get(key), None if kind == "DELETED" else _trim(obj))
+        self._apply(key, self._objects.get(key), None if kind == "DELETED" else self._keep(obj))
         return version
+
+    def _keep(self, obj: JSON) -> JSON:
+        """What is stored of an object: trimmed, then the caller's ``transform``."""
+        obj = _trim(obj)
+        return self._transform(obj) if self._transform is not None else obj
 
     def _error_event(self, status: JSON) -> str | None:
         code = status.get("code")

@@ -1,27 +1,46 @@
-"""One collection run: list, plan, read every stream concurrently, publish each window, report.
+"""One collection run: plan from the watched (or listed) objects, read every stream concurrently,
+publish each window, report; and the reads of one launcher pod that early collections share.
 
 Each stream (a launcher container, a node's handler log) publishes its files and moves its cursors in
 one store commit, or fails alone and is read again next run; logs stream to gzip files, never held in
-memory. Why and how: docs/logs-collector.md, "One run".
+memory. A pod's jobs are made under its lock from the cursors of that moment, so the run and an early
+collection (``early``) never read a line twice. Why and how: docs/logs-collector.md, "One run" and
+"Collecting before it is gone".
 """
 
 from __future__ import annotations
 
 import asyncio
 import dataclasses
+import itertools
 import logging
 import time
+from collections.abc import Collection
 from datetime import UTC, datetime
 
 from ..config import ALL_NAMESPACES
 from ..kube import KubeClient, KubeError, KubeNotFound, KubeRejected
 from ..settings import LogsCollectorSettings
 from . import retention
+from .concurrency import KeyedLocks, ReadSlots, drain
 from .cursor import NANOS, Cursor, WindowFilter
 from .handler_split import HandlerSplitter
+from .inventory import Inventory
 from .layout import UnusableName, handler_file, launcher_file
-from .plan import HandlerJob, LauncherJob, Plan, VmRef, handler_identities, make_plan
+from .plan import (
+    HandlerJob,
+    LauncherJob,
+    Plan,
+    PodWork,
+    VmRef,
+    closed_key,
+    handler_identities,
+    make_plan,
+    pod_jobs,
+    vm_oldest,
+)
 from .store import CursorStore
+from .triggers import FINISHED_PHASES
 from .writer import WindowFile
 
 log = logging.getLogger(__name__)
@@ -37,6 +56,7 @@ class RunSummary:
     seconds: float = 0.0
     removed_files: int = 0
     skipped: int = 0  # containers or pods whose shape was not understood (each logged)
+    closed_pods: int = 0  # finished pods collected to their end: never read again
 
 
 class Collector:
@@ -45,27 +65,45 @@ class Collector:
         self.config = config
         self.store = CursorStore(config.data_dir)
         self.per_namespace = len(config.namespace) > 1 or ALL_NAMESPACES in config.namespace
-        self._semaphore = asyncio.Semaphore(config.collect_concurrency)
+        self.slots = ReadSlots(config.collect_concurrency)
+        self.pod_locks = KeyedLocks()
+        # each VM's oldest moving cursor, for streams seen first by an early collection (refreshed
+        # every run; a stale value is only older, so such a stream starts earlier, never later)
+        self.oldest: dict[str, int] = {}
 
     def open(self) -> None:
         self.store.open()
+        self.oldest = vm_oldest(self.store.cursors)
 
     def close(self) -> None:
         self.store.close()
 
-    async def run(self) -> RunSummary:
-        """One collection; raises KubeError only when nothing could be listed."""
-        began = time.monotonic()
-        summary = RunSummary()
+    async def list_inventory(self) -> Inventory:
+        """Everything listed from the API now (``--once``, and the tests of one run)."""
         config = self.config
         vmis = await self.client.list_vmis(config.namespace)
         launchers = await self.client.list_launcher_pods(config.namespace)
         handlers = await self.client.handler_pods(config.handler_namespace)
+        return Inventory(vmis, launchers, handlers)
+
+    def first_start(self) -> int:
+        """Where a stream seen for the first time starts, unless its VM has an older cursor."""
+        return time.time_ns() - self.config.collect_interval_secs * NANOS
+
+    async def run(self, inventory: Inventory | None = None) -> RunSummary:
+        """One collection, from ``inventory`` (the watch caches) or, without one, from lists of the
+        API; raises KubeError only when nothing could be listed."""
+        began = time.monotonic()
+        summary = RunSummary()
+        config = self.config
+        if inventory is None:
+            inventory = await self.list_inventory()
+        self.oldest = vm_oldest(self.store.cursors)
         plan = make_plan(
-            vmis,
-            launchers,
-            handlers,
-            dict(self.store.items()),
+            inventory.vmis,
+            inventory.launcher_pods,
+            inventory.handlers,
+            self.store.cursors,
             now_nanos=time.time_ns(),
             interval_nanos=config.collect_interval_secs * NANOS,
             data_dir=config.data_dir,
@@ -79,9 +117,13 @@ class Collector:
         for vm, reason in plan.skipped:
             log.warning("launcher pod shape not understood, skipped", extra={"vm": str(vm), "reason": reason})
         summary.skipped = len(plan.skipped)
-        await asyncio.gather(
-            *(self._launcher(job, summary) for job in plan.launcher_jobs),
-            *(self._handler(job, summary) for job in plan.handler_jobs),
+        final = set(plan.final)
+        await drain(
+            itertools.chain(
+                (self._handler(job, summary, final) for job in plan.handler_jobs),
+                (self._collect_quietly(work, summary) for work in plan.pods),
+            ),
+            workers=config.collect_concurrency,
         )
         self._finish(plan, summary)
         summary.seconds = time.monotonic() - began
@@ -95,6 +137,7 @@ class Collector:
                 "bytes": summary.bytes,
                 "removed_files": summary.removed_files,
                 "skipped": summary.skipped,
+                "closed_pods": summary.closed_pods,
                 "duration_s": round(summary.seconds, 3),
             },
         )
@@ -112,17 +155,43 @@ class Collector:
         summary.failed_vms.add(str(vm))
         log.warning("VM not collected, retried next run", extra={"vm": str(vm), "reason": reason})
 
-    # ---- a launcher container ---------------------------------------------------------------------
+    # ---- a launcher pod ----------------------------------------------------------------------------
 
-    async def _launcher(self, job: LauncherJob, summary: RunSummary) -> None:
+    async def collect_pod(
+        self,
+        work: PodWork,
+        summary: RunSummary,
+        *,
+        urgent: bool = False,
+        only: Collection[str] | None = None,
+    ) -> bool:
+        """Read the pod's streams (``only``: those containers) from the cursors of the moment, under the
+        pod's lock; a finished pod read whole is closed. True when every stream was read."""
+        async with self.pod_locks.hold((work.vm.namespace, work.pod.name)):
+            jobs = pod_jobs(work, self.store.cursors, only)
+            if jobs.closed:
+                return True
+            results = await asyncio.gather(*(self._launcher(job, summary, urgent) for job in jobs.jobs))
+            complete = all(results) and only is None and not jobs.skipped
+            if complete and work.pod.phase in FINISHED_PHASES:
+                # after every stream's own commit: a crash before this one only means a re-read (of
+                # nothing new) next time
+                self.store.commit({closed_key(work.vm, work.pod.name): Cursor(time.time_ns())})
+                summary.closed_pods += 1
+            return all(results)
+
+    async def _collect_quietly(self, work: PodWork, summary: RunSummary) -> None:
+        await self.collect_pod(work, summary)  # failures are in the summary, and logged
+
+    async def _launcher(self, job: LauncherJob, summary: RunSummary, urgent: bool = False) -> bool:
         try:
             name = launcher_file(job.pod, job.container, job.start.nanos)
         except UnusableName as exc:  # a pod or container name from the API that cannot be a file name
             self._failed(summary, job.vm, f"{job.pod!r}/{job.container!r}: {exc}")
-            return
+            return False
         output = WindowFile(job.folder / name)
         try:
-            async with self._semaphore:
+            async with self.slots.slot(urgent):
                 end = job.current
                 if job.previous is not None:
                     await self._read_previous(job, job.previous, output)
@@ -132,13 +201,14 @@ class Collector:
         except (KubeError, OSError) as exc:
             output.discard()
             self._failed(summary, job.vm, f"{job.pod}/{job.container}: {_reason(exc)}")
-            return
+            return False
         except BaseException:
             output.discard()
             raise
         summary.streams += 1
         summary.files += published
         summary.bytes += output.raw_bytes
+        return True
 
     async def _read_previous(self, job: LauncherJob, start: Cursor, output: WindowFile) -> None:
         try:
@@ -162,7 +232,7 @@ class Collector:
 
     # ---- a node's virt-handler log ----------------------------------------------------------------
 
-    async def _handler(self, job: HandlerJob, summary: RunSummary) -> None:
+    async def _handler(self, job: HandlerJob, summary: RunSummary, final: set[str]) -> None:
         try:
             names = [handler_file(job.pod, target.start.nanos) for target in job.targets]
         except UnusableName as exc:  # a handler pod name from the API that cannot be a file name
@@ -173,7 +243,7 @@ class Collector:
         outputs = [WindowFile(target.folder / name) for target, name in zip(job.targets, names, strict=True)]
         sinks = [_Sink(output) for output in outputs]
         try:
-            async with self._semaphore:
+            async with self.slots.slot():
                 async with self.client.stream_log_chunks(
                     job.namespace, job.pod, "virt-handler", since_time=_second(Cursor(job.since))
                 ) as chunks:
@@ -190,6 +260,7 @@ class Collector:
             }
             renames = [(o.temporary, o.final) for o, done in zip(outputs, published, strict=True) if done]
             self.store.commit(cursors, renames)
+            self.store.forget(target.key for target in job.targets if target.key in final)
         except (KubeError, OSError) as exc:
             for output in outputs:
                 output.discard()

@@ -1,8 +1,14 @@
 """``stats-log-collector logs-collector``: a run every COLLECT_INTERVAL_SECS, or now on SIGUSR1, or once.
 
-Runs follow the shared fixed grid (``schedule``) and never overlap; SIGTERM cancels the current run,
-keeping what it published. ``--once`` exits 0 after a run, 1 when the API could not be reached or
-listed. Details: docs/logs-collector.md, "Runs and stopping".
+Running, it keeps the VMIs, launcher pods and virt-handler pods from watches (``kube.ObjectCache``):
+each run plans from the caches' snapshots instead of listing everything, and the launcher pods'
+changes start early collections (``early``) as soon as a pod is going or a container restarted.
+``--once`` lists instead: a process that exits after one run has no later change to react to, and a
+watch would cost the same list plus a connection for nothing.
+
+Runs follow the shared fixed grid (``schedule``) and never overlap; SIGTERM cancels the current run
+and the early collections, keeping what they published. ``--once`` exits 0 after a run, 1 when the API
+could not be reached or listed. Details: docs/logs-collector.md, "Runs and stopping".
 """
 
 from __future__ import annotations
@@ -20,7 +26,9 @@ from ..instance_lock import InstanceLock
 from ..kube import KubeClient, KubeError
 from ..schedule import next_tick
 from ..settings import KubeSettings, LogsCollectorSettings
-from .collector import Collector, RunSummary
+from .collector import Collector
+from .early import EarlyCollector
+from .inventory import Caches
 from .layout import STATE_DIR
 from .verbosity import raise_verbosity
 
@@ -54,7 +62,10 @@ def _run(config: LogsCollectorSettings, kube: KubeSettings) -> int:
             collector = Collector(client, config)
             try:
                 collector.open()
-                await _serve(collector, client, config, stop, wake, failed)
+                if config.once:
+                    await _serve(collector, client, config, stop, wake, failed, None)
+                else:
+                    await _watched(collector, client, config, stop, wake, failed)
             finally:
                 collector.close()
                 await client.close()
@@ -67,6 +78,35 @@ def _run(config: LogsCollectorSettings, kube: KubeSettings) -> int:
     return 1 if failed else 0
 
 
+async def _watched(
+    collector: Collector,
+    client: KubeClient,
+    config: LogsCollectorSettings,
+    stop: asyncio.Event,
+    wake: asyncio.Event,
+    failed: list[str],
+) -> None:
+    """Run the caches and the early collections beside the runs, until stopped."""
+    caches = Caches.of(client, config.namespace, config.handler_namespace)
+    synced = asyncio.Event()
+    early = EarlyCollector(collector, synced)
+    caches.vmis.subscribe(early.on_vmi_change)
+    caches.launcher_pods.subscribe(early.on_pod_change)
+    halt = asyncio.Event()  # the caches stop with the component, whatever ends it
+    running = [asyncio.create_task(cache.run(halt)) for cache in caches.all]
+    try:
+        log.info("listing and watching VMIs and pods")
+        await _until_stopped(caches.wait_synced(), stop)
+        if stop.is_set():
+            return
+        synced.set()
+        await _serve(collector, client, config, stop, wake, failed, caches)
+    finally:
+        await early.stop()
+        halt.set()
+        await asyncio.gather(*running, return_exceptions=True)
+
+
 async def _serve(
     collector: Collector,
     client: KubeClient,
@@ -74,6 +114,7 @@ async def _serve(
     stop: asyncio.Event,
     wake: asyncio.Event,
     failed: list[str],
+    caches: Caches | None,
 ) -> None:
     log.info(
         "collecting",
@@ -96,7 +137,7 @@ async def _serve(
         if not verbosity_done:
             verbosity_done = await _verbosity(client, config)
         try:
-            await _until_stopped(collector.run(), stop)
+            await _until_stopped(collector.run(caches.inventory() if caches else None), stop)
         except KubeError as exc:
             log.error("collection failed, retried next run", extra={"reason": str(exc)})
             if config.once:
@@ -133,8 +174,8 @@ async def _sleep_until(at: float, stop: asyncio.Event, wake: asyncio.Event) -> N
             waiter.cancel()
 
 
-async def _until_stopped(run: Coroutine[Any, Any, RunSummary], stop: asyncio.Event) -> None:
-    """Await the run, cancelling it if a stop signal comes first."""
+async def _until_stopped(run: Coroutine[Any, Any, Any], stop: asyncio.Event) -> None:
+    """Await ``run``, cancelling it if a stop signal comes first."""
     task = asyncio.ensure_future(run)
     stopper = asyncio.ensure_future(stop.wait())
     try:

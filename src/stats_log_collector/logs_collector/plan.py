@@ -9,7 +9,7 @@ ago, or at its VM's oldest cursor. Details: docs/logs-collector.md, "What a run 
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from pathlib import Path
 
 from ..kube import Pod, Vmi, match_launcher_pods
@@ -17,6 +17,7 @@ from ..kube.models import INIT, REGULAR
 from .cursor import NANOS, Cursor
 from .handler_split import VmIdentity
 from .layout import UnusableName, vm_folder
+from .triggers import FINISHED_PHASES
 
 
 @dataclasses.dataclass(frozen=True)
@@ -61,21 +62,44 @@ class HandlerJob:
         return min(target.start.nanos for target in self.targets)
 
 
+@dataclasses.dataclass(frozen=True)
+class PodWork:
+    """One launcher pod to read: its jobs are made from the cursors of the moment (``pod_jobs``), so a
+    collection that ran in between (an early one, triggered by the pod's changes) is never repeated."""
+
+    vm: VmRef
+    folder: Path
+    pod: Pod
+    new_start: int  # where a stream seen for the first time starts
+
+
+@dataclasses.dataclass
+class PodJobs:
+    jobs: list[LauncherJob] = dataclasses.field(default_factory=list)
+    notes: list[tuple[VmRef, str]] = dataclasses.field(default_factory=list)
+    skipped: list[tuple[VmRef, str]] = dataclasses.field(default_factory=list)
+    done: list[str] = dataclasses.field(default_factory=list)  # keys kept, nothing to read
+    closed: bool = False  # collected to its end when it finished: never read again
+
+
 @dataclasses.dataclass
 class Plan:
+    pods: list[PodWork] = dataclasses.field(default_factory=list)
     launcher_jobs: list[LauncherJob] = dataclasses.field(default_factory=list)
     handler_jobs: list[HandlerJob] = dataclasses.field(default_factory=list)
     problems: list[tuple[VmRef, str]] = dataclasses.field(default_factory=list)  # failures found planning
     notes: list[tuple[VmRef, str]] = dataclasses.field(default_factory=list)  # lines the API no longer has
     skipped: list[tuple[VmRef, str]] = dataclasses.field(default_factory=list)  # shapes not understood
     done: list[str] = dataclasses.field(default_factory=list)  # init containers collected in a past run
+    final: list[str] = dataclasses.field(default_factory=list)  # last windows: forget the key once read
     vms: int = 0
 
     @property
     def keys(self) -> list[str]:
         """Every stream still there, read this run or not (the store forgets the others in time)."""
         keys = [job.key for job in self.launcher_jobs] + self.done
-        return keys + [target.key for job in self.handler_jobs for target in job.targets]
+        final = set(self.final)
+        return keys + [t.key for job in self.handler_jobs for t in job.targets if t.key not in final]
 
 
 def launcher_key(vm: VmRef, pod: str, container: str) -> str:
@@ -91,6 +115,42 @@ def handler_key(vm: VmRef, uid: str, handler_pod: str) -> str:
     return f"handler/{vm.namespace}/{vm.name}/{uid}/{handler_pod}"
 
 
+def closed_key(vm: VmRef, pod: str) -> str:
+    """Present once a finished pod was collected to its end: its streams are never read again."""
+    return f"closed/{vm.namespace}/{vm.name}/{pod}"
+
+
+def vm_oldest(cursors: Mapping[str, Cursor]) -> dict[str, int]:
+    """Per VM (``namespace/name``), its oldest cursor among the streams that still move: not the
+    frozen ones (init containers collected whole, pods closed when they finished)."""
+    closed = {key[len("closed/") :] for key in cursors if key.startswith("closed/")}
+    oldest: dict[str, int] = {}
+    for key, cursor in cursors.items():
+        if key.startswith(("init/", "closed/")):
+            continue
+        parts = key.split("/")
+        if key.startswith("launcher/") and len(parts) > 4 and "/".join(parts[1:4]) in closed:
+            continue
+        prefix = f"{parts[1]}/{parts[2]}" if len(parts) > 2 else key
+        oldest[prefix] = min(oldest.get(prefix, cursor.nanos), cursor.nanos)
+    return oldest
+
+
+def new_stream_start(oldest: Mapping[str, int], vm: VmRef, first_start: int) -> int:
+    """A stream seen for the first time starts at ``first_start``, or at its VM's oldest cursor."""
+    at = oldest.get(f"{vm.namespace}/{vm.name}")
+    return first_start if at is None else min(first_start, at)
+
+
+def handlers_by_node(pods: Iterable[Pod]) -> dict[str, Pod]:
+    """The virt-handler pod of each node (a Running one when the DaemonSet is replacing it)."""
+    by_node: dict[str, Pod] = {}
+    for pod in pods:
+        if pod.node and (pod.node not in by_node or pod.phase == "Running"):
+            by_node[pod.node] = pod
+    return by_node
+
+
 def make_plan(
     vmis: Sequence[Vmi],
     launcher_pods: Sequence[Pod],
@@ -104,12 +164,8 @@ def make_plan(
 ) -> Plan:
     plan = Plan(vms=len(vmis))
     first_start = now_nanos - interval_nanos
-    by_vm_prefix: dict[str, int] = {}
-    for key, cursor in cursors.items():
-        if key.startswith("init/"):  # frozen at the end of a finished container: not where a VM stands
-            continue
-        prefix = _vm_prefix(key)
-        by_vm_prefix[prefix] = min(by_vm_prefix.get(prefix, cursor.nanos), cursor.nanos)
+    oldest = vm_oldest(cursors)
+    closed_vms = {"/".join(key.split("/")[1:3]) for key in cursors if key.startswith("closed/")}
     handler_targets: dict[str, list[HandlerTarget]] = {}
     for vmi in vmis:
         vm = VmRef(vmi.namespace, vmi.name)
@@ -118,13 +174,18 @@ def make_plan(
         except UnusableName as exc:  # a hostile API answer (a VMI named ".."): this VM only is skipped
             plan.problems.append((vm, str(exc)))
             continue
-        oldest = by_vm_prefix.get(f"{vm.namespace}/{vm.name}")
-        new_start = first_start if oldest is None else min(first_start, oldest)
+        new_start = new_stream_start(oldest, vm, first_start)
         pods = match_launcher_pods(vmi, launcher_pods)
-        if not pods:
+        if not pods and vmi.phase not in FINISHED_PHASES and str(vm) not in closed_vms:
             plan.problems.append((vm, "no virt-launcher pod"))
         for pod in pods:
-            _pod_jobs(plan, vm, folder, pod, cursors, new_start)
+            work = PodWork(vm, folder, pod, new_start)
+            plan.pods.append(work)
+            jobs = pod_jobs(work, cursors)
+            plan.launcher_jobs += jobs.jobs
+            plan.notes += jobs.notes
+            plan.skipped += jobs.skipped
+            plan.done += jobs.done
         nodes = list(vmi.nodes) + [pod.node for pod in pods if pod.node and pod.node not in vmi.nodes]
         for node in nodes:
             handler = handlers.get(node)
@@ -135,29 +196,69 @@ def make_plan(
             start = cursors.get(key) or Cursor(new_start)
             target = HandlerTarget(vm, VmIdentity(vm.namespace, vm.name, vmi.uid), folder, key, start)
             handler_targets.setdefault(node, []).append(target)
+    _last_handler_windows(plan, handler_targets, vmis, handlers, cursors, data_dir, per_namespace)
     for node, targets in sorted(handler_targets.items()):
         handler = handlers[node]
         plan.handler_jobs.append(HandlerJob(node, handler.namespace, handler.name, tuple(targets)))
     return plan
 
 
-def _pod_jobs(
-    plan: Plan, vm: VmRef, folder: Path, pod: Pod, cursors: Mapping[str, Cursor], new_start: int
+def _last_handler_windows(
+    plan: Plan,
+    handler_targets: dict[str, list[HandlerTarget]],
+    vmis: Sequence[Vmi],
+    handlers: Mapping[str, Pod],
+    cursors: Mapping[str, Cursor],
+    data_dir: Path,
+    per_namespace: bool,
 ) -> None:
-    """The jobs of one launcher pod: its regular containers and native sidecars, its finished init
-    containers; what does not fit the Pod API is skipped (that container, or the pod) and said."""
+    """A VMI gone since the last run (a stopped VM) still has lines in the virt-handler logs after its
+    cursor, and the handler pods stay: one last window each, then the key is forgotten (``final``)."""
+    live = {(vmi.namespace, vmi.name) for vmi in vmis}
+    nodes = {pod.name: node for node, pod in handlers.items()}
+    for key, cursor in cursors.items():
+        parts = key.split("/")
+        if parts[0] != "handler" or len(parts) != 5 or (parts[1], parts[2]) in live:
+            continue
+        _, namespace, name, uid, handler_pod = parts
+        node = nodes.get(handler_pod)
+        if node is None:
+            continue  # that handler pod is gone too: nothing to read; pruned with the unseen keys
+        vm = VmRef(namespace, name)
+        try:
+            folder = vm_folder(data_dir, namespace, name, per_namespace)
+        except UnusableName:
+            continue
+        target = HandlerTarget(vm, VmIdentity(namespace, name, uid), folder, key, cursor)
+        handler_targets.setdefault(node, []).append(target)
+        plan.final.append(key)
+
+
+def pod_jobs(work: PodWork, cursors: Mapping[str, Cursor], only: Collection[str] | None = None) -> PodJobs:
+    """The jobs of one launcher pod from ``cursors``: its regular containers and native sidecars, its
+    finished init containers (``only``: just those containers); nothing for a closed pod. What does
+    not fit the Pod API is skipped (that container, or the pod) and said."""
+    result = PodJobs()
+    vm, pod = work.vm, work.pod
+    closed = closed_key(vm, pod.name)
+    if closed in cursors:
+        result.closed = True
+        keys = [closed] + [launcher_key(vm, pod.name, c) for c in (*pod.init_containers, *pod.containers)]
+        keys += [init_key(vm, pod.name, c) for c in pod.init_containers]
+        result.done = [key for key in keys if key in cursors]
+        return result
     for problem in pod.problems:
-        plan.skipped.append((vm, f"pod {pod.name}: {problem}"))
+        result.skipped.append((vm, f"pod {pod.name}: {problem}"))
     if not pod.containers:
-        plan.skipped.append((vm, f"pod {pod.name} has no containers in its spec"))
-        return
+        result.skipped.append((vm, f"pod {pod.name} has no containers in its spec"))
+        return result
     for container in (*pod.init_containers, *pod.containers):
+        if only is not None and container not in only:
+            continue
         if pod.phase == "Pending" and not _has_run(pod, container):
             continue  # not started (a pod initialising runs its sidecars, its containers wait): no log yet
         if pod.kind_of(container) != INIT:
-            plan.launcher_jobs.append(
-                _launcher_job(vm, folder, pod, container, cursors, new_start, plan.notes)
-            )
+            result.jobs.append(_launcher_job(work, container, cursors, result.notes))
             continue
         key = init_key(vm, pod.name, container)
         state = pod.state(container)
@@ -165,17 +266,16 @@ def _pod_jobs(
         if state is None or not state.terminated:
             continue  # still running or never started (the pod failed before): collected once finished
         if cursor is not None and state.restart_count <= cursor.restarts:
-            plan.done.append(key)
+            result.done.append(key)
             continue
         if cursor is None:  # the whole log, in one file named after the start of the container's run
-            started = state.started.timestamp() if state.started else new_start / NANOS
+            started = state.started.timestamp() if state.started else work.new_start / NANOS
             whole = Cursor(0, 0, state.restart_count)
             start = Cursor(int(started) * NANOS, 0, state.restart_count)
-            plan.launcher_jobs.append(LauncherJob(vm, folder, pod.name, container, key, start, None, whole))
+            result.jobs.append(LauncherJob(vm, work.folder, pod.name, container, key, start, None, whole))
         else:  # it ran again (a pod restartPolicy other than Never): its new run, after its old one
-            plan.launcher_jobs.append(
-                _launcher_job(vm, folder, pod, container, cursors, new_start, plan.notes, key)
-            )
+            result.jobs.append(_launcher_job(work, container, cursors, result.notes, key))
+    return result
 
 
 def _has_run(pod: Pod, container: str) -> bool:
@@ -186,15 +286,13 @@ def _has_run(pod: Pod, container: str) -> bool:
 
 
 def _launcher_job(
-    vm: VmRef,
-    folder: Path,
-    pod: Pod,
+    work: PodWork,
     container: str,
     cursors: Mapping[str, Cursor],
-    new_start: int,
     notes: list[tuple[VmRef, str]],
     key: str | None = None,
 ) -> LauncherJob:
+    vm, folder, pod, new_start = work.vm, work.folder, work.pod, work.new_start
     key = key or launcher_key(vm, pod.name, container)
     restarts = pod.restart_count(container)
     cursor = cursors.get(key)
@@ -215,12 +313,6 @@ def _launcher_job(
     previous = cursor if restarts == cursor.restarts + 1 else Cursor(cursor.nanos)
     current = Cursor(cursor.nanos, 0, restarts)
     return LauncherJob(vm, folder, pod.name, container, key, cursor, previous, current)
-
-
-def _vm_prefix(key: str) -> str:
-    """``namespace/name`` of the VM a cursor key belongs to."""
-    parts = key.split("/")
-    return f"{parts[1]}/{parts[2]}" if len(parts) > 2 else key
 
 
 def handler_identities(job: HandlerJob) -> list[VmIdentity]:

@@ -13,6 +13,7 @@ import os
 import time
 from collections.abc import Iterable, Mapping
 from pathlib import Path
+from types import MappingProxyType
 from typing import Any
 
 from .cursor import Cursor
@@ -92,6 +93,18 @@ class CursorStore:
 
     def items(self) -> Iterable[tuple[str, Cursor]]:
         return self._cursors.items()
+
+    @property
+    def cursors(self) -> Mapping[str, Cursor]:
+        """The cursors of the moment, read-only and live (not a copy)."""
+        return MappingProxyType(self._cursors)
+
+    def forget(self, keys: Iterable[str]) -> None:
+        """Drop the cursors of streams that no longer exist (a pod deleted). Not journalled: after a
+        crash they come back from the snapshot, harmlessly, and are pruned with the unseen ones."""
+        for key in keys:
+            self._cursors.pop(key, None)
+            self._seen.pop(key, None)
 
     def commit(self, cursors: Mapping[str, Cursor], renames: Iterable[tuple[Path, Path]] = ()) -> None:
         """Make the files of a window visible and move its cursors, atomically (see the docstring)."""

@@ -332,7 +332,10 @@ class KubeApi(kmock.KubernetesEmulator):
                 )
             return json_response(obj)
         if method == "DELETE":
-            return json_response(self.store.delete(rt, path.namespace, path.name, dry_run=dry_run))
+            grace = _grace_period(query, body)
+            return json_response(
+                self.store.delete(rt, path.namespace, path.name, dry_run=dry_run, grace_period_seconds=grace)
+            )
         if method in ("PATCH", "PUT"):
             return self._write(raw, method, body, path, rt, status_only=status_only, dry_run=dry_run)
         raise errors.method_not_allowed()
@@ -443,7 +446,7 @@ class KubeApi(kmock.KubernetesEmulator):
 
     def _delete_if_present(self, rt: ResourceType, namespace: str, name: str) -> None:
         if self.store.get(rt, namespace, name) is not None:
-            self.store.delete(rt, namespace, name)
+            self.store.delete(rt, namespace, name, grace_period_seconds=0)
 
     # ---- logs ---------------------------------------------------------------------------------
 
@@ -609,6 +612,26 @@ async def _stream_log(response: web.StreamResponse, run: ContainerLog, options: 
         await response.write_eof()
     except ConnectionError:
         pass  # the client went away: nothing to finish
+
+
+def _grace_period(query: dict[str, str], body: bytes) -> int | None:
+    """DeleteOptions.gracePeriodSeconds: from the body's DeleteOptions when one is sent, else from the
+    query (apiserver endpoints/handlers/delete.go ``DeleteResource`` decodes one or the other)."""
+    options = _loads(body) if body.strip() else None
+    if isinstance(options, dict):
+        value: Any = options.get("gracePeriodSeconds")
+    else:
+        value = query.get("gracePeriodSeconds")
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, (int, str)):
+        raise errors.bad_request(f"gracePeriodSeconds: invalid value {value!r}")
+    try:
+        return int(value)
+    except ValueError:
+        raise errors.bad_request(
+            f'strconv.ParseInt: parsing "{value}": invalid syntax (for gracePeriodSeconds)'
+        ) from None
 
 
 def _from_kmock(error: kmock.KubernetesError) -> ApiError:

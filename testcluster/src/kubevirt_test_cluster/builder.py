@@ -240,9 +240,17 @@ class Builder:
             raise KeyError(f"pod {namespace}/{pod} has no container {container!r}")
         return body
 
-    def delete_pod(self, namespace: str, name: str) -> None:
+    def delete_pod(self, namespace: str, name: str, grace_period_seconds: int | None = 0) -> Body:
+        """``DELETE`` the pod with DeleteOptions.gracePeriodSeconds (0: removed now; None: the pod's
+        terminationGracePeriodSeconds); a graceful deletion marks it and removes it when the grace
+        ends (``Store._delete_pod``). Returns the pod as the API answers."""
         self.require_pod(namespace, name)
-        self.store.delete(POD, namespace, name)
+        return self.store.delete(POD, namespace, name, grace_period_seconds=grace_period_seconds)
+
+    def finish_deletion(self, namespace: str, name: str) -> None:
+        """End a pod's grace period now: it is removed (DELETED), and its logs with it."""
+        self.require_pod(namespace, name)
+        self.store.finish_deletion(POD, namespace, name)
 
     def set_pod_initialising(self, namespace: str, name: str) -> None:
         """The pod is stuck initialising (kubevirt/kubevirt#15355, #15586): phase Pending, its native

@@ -311,8 +311,16 @@ class KubeVirtCluster:
 
     # ---- pods, logs, memory, exec -------------------------------------------------------------
 
-    def delete_pod(self, namespace: str, name: str) -> None:
-        self._run(lambda b: b.delete_pod(namespace, name))
+    def delete_pod(self, namespace: str, name: str, grace_period_seconds: int | None = 0) -> Body:
+        """Delete as ``DELETE`` with ``gracePeriodSeconds`` does: 0 (the default here) removes the pod
+        now; a positive grace (None: the pod's terminationGracePeriodSeconds) sets deletionTimestamp and
+        deletionGracePeriodSeconds, keeps the pod and its logs served, and removes it when the grace
+        ends, or earlier with :meth:`finish_deletion`."""
+        return self._run(lambda b: b.delete_pod(namespace, name, grace_period_seconds))
+
+    def finish_deletion(self, namespace: str, name: str) -> None:
+        """End a graceful deletion now (tests need not sleep through the grace period)."""
+        self._run(lambda b: b.finish_deletion(namespace, name))
 
     def set_pod_initialising(self, namespace: str, name: str) -> None:
         """Stuck initialising: Pending, native sidecars running, the other containers waiting."""

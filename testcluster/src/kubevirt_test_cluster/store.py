@@ -13,8 +13,10 @@ Every function here runs on the server's event loop thread; nothing awaits, so e
 from __future__ import annotations
 
 import asyncio
+import calendar
 import copy
 import random
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -26,6 +28,7 @@ from .resources import NAMESPACE, RESOURCES, ResourceType
 from .selectors import FieldSelector, LabelSelector, field_values
 
 Body = dict[str, Any]
+DEFAULT_GRACE_SECONDS = 30  # pkg/apis/core/v1/defaults.go SetDefaults_PodSpec: terminationGracePeriodSeconds
 Listener = Callable[[ResourceType, str, Body], None]  # (resource, ADDED|MODIFIED|DELETED, object)
 
 
@@ -48,6 +51,7 @@ class Store:
         self._listener = listener
         self._keys = {rt: kmock.resource(rt.group, rt.version, rt.plural) for rt in RESOURCES}
         self.resource_version = 1000
+        self._grace_timers: dict[tuple[ResourceType, str | None, str], asyncio.TimerHandle] = {}
 
     def key(self, rt: ResourceType) -> kmock.resource:
         return self._keys[rt]
@@ -175,7 +179,8 @@ class Store:
         meta, old_meta = dict(new.get("metadata") or {}), current["metadata"]
         if meta.get("resourceVersion") not in (None, "", old_meta.get("resourceVersion")):
             raise errors.conflict(rt.plural, rt.group, old_meta["name"])
-        for key in ("name", "namespace", "uid", "creationTimestamp", "deletionTimestamp", "generateName"):
+        kept = ("name", "namespace", "uid", "creationTimestamp", "deletionTimestamp", "generateName")
+        for key in (*kept, "deletionGracePeriodSeconds"):
             if key in old_meta:
                 meta[key] = old_meta[key]
         if rt.group and new.get("spec") != current.get("spec"):
@@ -183,26 +188,120 @@ class Store:
         new = {**new, "apiVersion": rt.api_version, "kind": rt.kind, "metadata": meta}
         if dry_run:
             return new
-        if meta.get("deletionTimestamp") and not meta.get("finalizers") and rt is not NAMESPACE:
+        # registry/generic/registry/store.go ``Update`` (``ShouldDeleteDuringUpdate``): an object marked
+        # for deletion goes once its last finalizer does, unless a grace period is still running
+        graceful = meta.get("deletionGracePeriodSeconds")
+        if (
+            meta.get("deletionTimestamp")
+            and not meta.get("finalizers")
+            and not graceful
+            and rt is not NAMESPACE
+        ):
             return self._remove(rt, new)
         return self._write(rt, new, "MODIFIED")
 
-    def delete(self, rt: ResourceType, namespace: str | None, name: str, *, dry_run: bool = False) -> Body:
-        """Delete now, or mark for deletion while finalizers remain (as the API server does)."""
+    def delete(
+        self,
+        rt: ResourceType,
+        namespace: str | None,
+        name: str,
+        *,
+        dry_run: bool = False,
+        grace_period_seconds: int | None = None,
+    ) -> Body:
+        """Delete now, mark for deletion while finalizers remain, or (pods) delete gracefully.
+
+        ``grace_period_seconds`` is DeleteOptions' ``gracePeriodSeconds`` (None: not sent); only pods
+        delete gracefully, as only their registry strategy implements ``CheckGracefulDelete``.
+        """
         current = self.require(rt, namespace, name)
         if dry_run:
             return current
         meta = current["metadata"]
+        if rt.kind == "Pod":
+            return self._delete_pod(rt, current, grace_period_seconds)
         if meta.get("deletionTimestamp"):
             return current
         if rt is NAMESPACE:
             return self._terminate_namespace(current)
+        return self._delete_now(rt, current)
+
+    def _delete_now(self, rt: ResourceType, current: Body) -> Body:
+        meta = current["metadata"]
         if meta.get("finalizers"):
             marked = {
                 **current,
                 "metadata": {**meta, "deletionTimestamp": now_rfc3339(), "deletionGracePeriodSeconds": 0},
             }
             return self._write(rt, marked, "MODIFIED")
+        return self._remove(rt, current)
+
+    # ---- graceful pod deletion ------------------------------------------------------------------
+    # kube-apiserver: staging/src/k8s.io/apiserver/pkg/registry/rest/delete.go ``BeforeDelete`` sets
+    # deletionTimestamp = now + grace and deletionGracePeriodSeconds on the first graceful delete (a
+    # MODIFIED event), and on a later one only shortens the grace; pkg/registry/core/pod/strategy.go
+    # ``CheckGracefulDelete`` picks the grace: DeleteOptions.gracePeriodSeconds, else the pod's
+    # spec.terminationGracePeriodSeconds (defaulted to 30), 0 for a pod not scheduled or already
+    # Succeeded/Failed, 1 for a negative value; registry/generic/registry/store.go
+    # ``updateForGracefulDeletionAndFinalizers`` removes the object at once when the grace is 0 and no
+    # finalizer is left. The kubelet then stops the containers and removes the pod (a DELETE with grace
+    # 0); here the removal happens when the grace period ends, or on ``finish_deletion``. Until then
+    # the pod, and its logs, are still served.
+
+    def _delete_pod(self, rt: ResourceType, current: Body, requested: int | None) -> Body:
+        meta = current["metadata"]
+        if requested is not None and requested < 0:
+            requested = 1
+        marked_grace = meta.get("deletionGracePeriodSeconds")
+        if meta.get("deletionTimestamp"):
+            if not marked_grace:  # marked with grace 0: waiting for its finalizers
+                return current if meta.get("finalizers") else self._delete_now(rt, current)
+            if requested is None or requested >= marked_grace:
+                return current  # graceful deletion pending: unchanged
+            deadline = _parse_time(meta["deletionTimestamp"]) - marked_grace + requested
+            return self._mark_graceful(rt, current, requested, deadline)
+        period = requested
+        if period is None:
+            default = (current.get("spec") or {}).get("terminationGracePeriodSeconds")
+            period = default if isinstance(default, int) else DEFAULT_GRACE_SECONDS
+        if not (current.get("spec") or {}).get("nodeName"):
+            period = 0
+        if (current.get("status") or {}).get("phase") in ("Succeeded", "Failed"):
+            period = 0
+        if period < 0:
+            period = 1
+        if period == 0:
+            return self._delete_now(rt, current)
+        return self._mark_graceful(rt, current, period, int(time.time()) + period)
+
+    def _mark_graceful(self, rt: ResourceType, current: Body, period: int, deadline: int) -> Body:
+        meta = dict(current["metadata"])
+        meta["deletionTimestamp"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(deadline))
+        meta["deletionGracePeriodSeconds"] = period
+        if meta.get("generation"):
+            meta["generation"] = int(meta["generation"]) + 1
+        if period == 0:
+            return self._delete_now(rt, {**current, "metadata": meta})
+        marked = self._write(rt, {**current, "metadata": meta}, "MODIFIED")
+        key = (rt, meta.get("namespace"), meta["name"])
+        if (timer := self._grace_timers.pop(key, None)) is not None:
+            timer.cancel()
+        delay = max(0.0, deadline - time.time())
+        self._grace_timers[key] = asyncio.get_running_loop().call_later(
+            delay, self.finish_deletion, rt, meta.get("namespace"), meta["name"]
+        )
+        return marked
+
+    def finish_deletion(self, rt: ResourceType, namespace: str | None, name: str) -> Body | None:
+        """The grace period is over (or a test ends it early): the kubelet's final delete."""
+        if (timer := self._grace_timers.pop((rt, namespace, name), None)) is not None:
+            timer.cancel()
+        current = self.get(rt, namespace, name)
+        if current is None or not current["metadata"].get("deletionTimestamp"):
+            return None
+        if current["metadata"].get("finalizers"):
+            meta = {**current["metadata"], "deletionGracePeriodSeconds": 0}
+            return self._write(rt, {**current, "metadata": meta}, "MODIFIED")
         return self._remove(rt, current)
 
     def _terminate_namespace(self, current: Body) -> Body:
@@ -266,5 +365,11 @@ def _apply_defaults(rt: ResourceType, body: Body, rng: random.Random) -> None:
         body.setdefault("status", {"loadBalancer": {}})
     elif rt.kind == "Pod":
         body.setdefault("status", {"phase": "Pending", "qosClass": "BestEffort"})
+        body.setdefault("spec", {}).setdefault("terminationGracePeriodSeconds", DEFAULT_GRACE_SECONDS)
     elif rt.kind == "PersistentVolumeClaim":
         body.setdefault("status", {"phase": "Pending"})
+
+
+def _parse_time(text: str) -> int:
+    """A second-precision RFC 3339 time (as metav1.Time is written) in seconds since the epoch."""
+    return calendar.timegm(time.strptime(text, "%Y-%m-%dT%H:%M:%SZ"))

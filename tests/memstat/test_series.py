@@ -17,7 +17,8 @@ from stats_log_collector.memstat.command import seed_series
 from stats_log_collector.memstat.csvstore import VM_LAYOUT, CsvStore
 from stats_log_collector.memstat.downsample import Series, downsample
 from stats_log_collector.memstat.sample import Sample, VmPod
-from stats_log_collector.memstat.series import Query, SeriesCache, series_name, totals_per_sample
+from stats_log_collector.memstat.series import LEVELS as SERIES_LEVELS
+from stats_log_collector.memstat.series import Query, SeriesCache, levels_for, series_name, totals_per_sample
 from stats_log_collector.memstat.server import build_app
 from stats_log_collector.memstat.state import LiveState
 from stats_log_collector.memstat.vm_figures import VmMemory, vm_figures
@@ -230,3 +231,12 @@ async def test_a_damaged_archive_is_logged_and_the_series_start_from_what_was_re
             await seed_series(state, store)
     assert state.series.seeded
     assert any("reading mem-stats history" in r.getMessage() for r in caplog.records)
+
+
+def test_levels_finer_than_the_poll_interval_are_not_kept() -> None:
+    assert levels_for(1) == SERIES_LEVELS
+    assert levels_for(5) == SERIES_LEVELS[1:]  # the 1 s level would hold what the 5 s one holds
+    assert levels_for(60) == SERIES_LEVELS[2:]
+    assert levels_for(86_400) == SERIES_LEVELS[-1:]  # the coarsest always
+    slots = sum(count for _, count in levels_for(5))
+    assert slots == 5450  # the figure docs/memstat.md gives (44 KB per VM and figure)

@@ -21,7 +21,7 @@ from .choose_source import make_source
 from .csv_routes import CsvRoutes
 from .csvstore import VM_LAYOUT, CsvStore
 from .poller import Poller
-from .series import RETENTION_SECS
+from .series import RETENTION_SECS, SeriesCache, levels_for
 from .server import build_app
 from .state import LiveState
 
@@ -111,7 +111,10 @@ def _run(config: MemstatSettings, kube: KubeSettings, kubelet: KubeletSettings) 
         vm_store.open()
         # A poll stuck on the API may wait a request timeout per try, retries included, before it ends:
         # /healthz allows that much beyond its missed intervals, so an API outage alone never restarts us.
-        state = LiveState(request_timeout_s=kube.kube_request_timeout_secs * (kube.kube_retries + 1))
+        state = LiveState(
+            request_timeout_s=kube.kube_request_timeout_secs * (kube.kube_retries + 1),
+            series=SeriesCache(levels_for(config.poll_interval_secs)),
+        )
         app = build_app(state, config.logs_dir, CsvRoutes(store, vm_store).add_routes)
         runner = web.AppRunner(app, access_log=None)
         await runner.setup()

@@ -34,12 +34,21 @@ CHART_FIGURES = {**FIGURES, **VM_FIGURES}
 # The per-VM page's per-process series: an hour at 5 s and a day at 1 min (17 KB per process) rather
 # than LEVELS' 90 days, since a VM has several processes and the dashboard's totals keep the long view.
 PROCESS_LEVELS = ((5, 750), (60, 1450))
-# (bucket width s, slots): 15 minutes at 1 s, an hour at 5 s, a day at 30 s, a week at 5 min, 90 days
+# (bucket width s, slots): 15 minutes at 1 s, an hour at 5 s, a day at 1 min, a week at 10 min, 90 days
 # at 1 hour, each with a little more so that a range of exactly that length stays covered as buckets turn.
-LEVELS = ((1, 960), (5, 750), (30, 2900), (300, 2050), (3600, 2200))
+# Each level is as coarse as a chart of up to 2,000 points over its range needs (a day in 2,000 points is
+# 43 s buckets: 60 s either way), since every slot is paid for every VM and figure (10,000 VMs).
+LEVELS = ((1, 960), (5, 750), (60, 1450), (600, 1050), (3600, 2200))
 RETENTION_SECS = LEVELS[-1][0] * LEVELS[-1][1]
 FUTURE_SLACK_SECS = 60
 _NAN = math.nan
+
+
+def levels_for(interval_s: float, levels: Sequence[tuple[int, int]] = LEVELS) -> tuple[tuple[int, int], ...]:
+    """The levels worth keeping for samples every ``interval_s``: a level finer than that holds at most one
+    sample a bucket, no more than the next level does, and would cost its slots for every series (the
+    1 s level is a ninth of all slots); the coarsest is always kept."""
+    return tuple(level for level in levels if level[0] >= interval_s) or tuple(levels[-1:])
 
 
 def series_name(namespace: str, vm: str) -> str:

@@ -130,6 +130,9 @@ def memstat_process(cluster: ClusterProcess, interval: int, polls: int) -> None:
             "POLL_INTERVAL_SECS": str(interval),
             "KUBE_REQUEST_TIMEOUT_SECS": "120",
             "LOG_LEVEL": "WARNING",
+            # as the in-process polls above: the cluster process's API is plain HTTP, and without a
+            # kubeconfig there is no CA to check its kubelets' certificates against
+            "KUBELET_ACCESS": "proxy",
         }
         env.pop("KUBECONFIG", None)
         command = [sys.executable, "-m", "stats_log_collector", "memstat"]

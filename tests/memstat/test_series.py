@@ -41,7 +41,8 @@ def polls(count: int, every: int, vms: int, seed: int = 1) -> list[list[Sample]]
             base = (1000 + 10 * vm + rng.randrange(500)) << 20
             vm_pod = VmPod(namespace, f"vm{vm}", "pod", "n")
             poll.append(vm_pod.sample(at, "procfs", "qemu-kvm", 10, rss_bytes=base, pss_bytes=base // 2))
-            poll.append(vm_pod.sample(at, "procfs", "virtqemud", 11, rss_bytes=rng.randrange(1 << 24)))
+            # whole KiB, as kubelet and /proc report memory: what the 32-bit slots hold exactly
+            poll.append(vm_pod.sample(at, "procfs", "virtqemud", 11, rss_bytes=rng.randrange(1 << 14) << 10))
         result.append(poll)
     return result
 
@@ -108,7 +109,7 @@ def test_a_long_range_uses_a_coarse_level_and_memory_stays_bounded() -> None:
     # The finer levels no longer hold the first minutes: the answer comes at the coarse level's resolution.
     early = cache.query(Query(base, base + 600, 60, "rss_bytes"))
     assert early.times == [base] and all(v[0] is not None for v in early.values.values())
-    assert cache.memory_bytes() == 8 * (60 + 100 + 100) * 3 * 2  # 3 VMs x (rss, pss): no growth
+    assert cache.memory_bytes() == 4 * (60 + 100 + 100) * 3 * 2  # 3 VMs x (rss, pss): no growth
 
 
 def test_seeding_from_the_files_equals_feeding_live(tmp_path: Path) -> None:
@@ -239,4 +240,16 @@ def test_levels_finer_than_the_poll_interval_are_not_kept() -> None:
     assert levels_for(60) == SERIES_LEVELS[2:]
     assert levels_for(86_400) == SERIES_LEVELS[-1:]  # the coarsest always
     slots = sum(count for _, count in levels_for(5))
-    assert slots == 5450  # the figure docs/memstat.md gives (44 KB per VM and figure)
+    assert slots == 5450  # the figure docs/memstat.md gives (22 KB per VM and figure)
+
+
+def test_slots_hold_whole_kib_exactly_up_to_16_gib_and_nearly_above() -> None:
+    cache = SeriesCache(((10, 10),))
+    exact = [(16 << 30) - 1024, 4096, -(123 << 10)]  # the largest KiB below 16 GiB, a page, a negative
+    for index, value in enumerate(exact):
+        cache.add_totals(index * 10.0, {("rss_bytes", f"vm{index}"): float(value)})
+    cache.add_totals(30.0, {("rss_bytes", "big"): float((1 << 40) + 12345)})
+    answer = cache.query(Query(0, 40, 4, "rss_bytes"))
+    assert [max(v for v in answer.values[f"vm{i}"] if v is not None) for i in range(3)] == exact
+    big = max(v for v in answer.values["big"] if v is not None)
+    assert abs(big - ((1 << 40) + 12345)) / (1 << 40) < 1 / (1 << 23)

@@ -157,11 +157,7 @@ class KubeClient:
 
     async def handler_pods(self, namespace: str) -> dict[str, Pod]:
         """The virt-handler pod of every node, in one request."""
-        by_node: dict[str, Pod] = {}
-        for pod in await self.list_pods(namespace, HANDLER_LABELS):
-            if pod.node and (pod.node not in by_node or pod.phase == "Running"):
-                by_node[pod.node] = pod
-        return by_node
+        return handlers_by_node(await self.list_pods(namespace, HANDLER_LABELS))
 
     # --- caches kept from watches (see kube/watch.py) ----------------------------------------------------
 
@@ -548,6 +544,15 @@ async def _bounded_lines(chunks: AsyncIterator[bytes], max_line_bytes: int) -> A
             raise LineTooLong(f"a line longer than {max_line_bytes} bytes")
     if pending:
         yield bytes(pending)
+
+
+def handlers_by_node(pods: Iterable[Pod]) -> dict[str, Pod]:
+    """The virt-handler pod of each node (a Running one when the DaemonSet is replacing it)."""
+    by_node: dict[str, Pod] = {}
+    for pod in pods:
+        if pod.node and (pod.node not in by_node or pod.phase == "Running"):
+            by_node[pod.node] = pod
+    return by_node
 
 
 def match_launcher_pods(vmi: Vmi, pods: Iterable[Pod]) -> list[Pod]:

@@ -17,9 +17,9 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Any, TypeVar
 
 from ..kube import KubeClient, Pod, Vmi
+from ..kube.client import handlers_by_node
 from ..kube.slim import slim_pod, slim_vmi
 from ..kube.watch import ObjectCache
-from .plan import handlers_by_node
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")

@@ -9,7 +9,7 @@ ago, or at its VM's oldest cursor. Details: docs/logs-collector.md, "What a run 
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Collection, Iterable, Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from pathlib import Path
 
 from ..kube import Pod, Vmi, match_launcher_pods
@@ -140,15 +140,6 @@ def new_stream_start(oldest: Mapping[str, int], vm: VmRef, first_start: int) -> 
     """A stream seen for the first time starts at ``first_start``, or at its VM's oldest cursor."""
     at = oldest.get(f"{vm.namespace}/{vm.name}")
     return first_start if at is None else min(first_start, at)
-
-
-def handlers_by_node(pods: Iterable[Pod]) -> dict[str, Pod]:
-    """The virt-handler pod of each node (a Running one when the DaemonSet is replacing it)."""
-    by_node: dict[str, Pod] = {}
-    for pod in pods:
-        if pod.node and (pod.node not in by_node or pod.phase == "Running"):
-            by_node[pod.node] = pod
-    return by_node
 
 
 def make_plan(

@@ -239,21 +239,8 @@ class KubeClient:
         failure raises ``KubeError``, as does a line longer than ``max_line_bytes``. The read timeout
         outlasts the server's own ``timeoutSeconds``, so a server that goes silent is noticed.
         """
-        async with contextlib.AsyncExitStack() as stack:
-
-            async def open_stream() -> httpx.Response:
-                read = timeout_seconds + self._timeout
-                return await stack.enter_async_context(
-                    self._call_api(
-                        "GET",
-                        path,
-                        params=params,
-                        stream=True,
-                        timeout=httpx.Timeout(self._timeout, read=read),
-                    )
-                )
-
-            response = await self._with_retries(f"watch {path}", lambda: self._attempt(open_stream))
+        read = timeout_seconds + self._timeout
+        async with self._streamed(f"watch {path}", path, params, read) as response:
             yield _bounded_lines(self._counted(_chunks(response, decoded=True)), max_line_bytes)
 
     async def list_pods(self, namespace: str, labels: dict[str, str], node: str | None = None) -> list[Pod]:
@@ -307,10 +294,18 @@ class KubeClient:
         if tail_lines is not None:
             params["tailLines"] = str(tail_lines)
         path = f"/api/v1/namespaces/{namespace}/pods/{pod}/log"
+        what = f"logs {namespace}/{pod}/{container}"
+        async with self._streamed(what, path, params, None if follow else self._timeout) as response:
+            yield self._counted(_chunks(response))
+
+    @contextlib.asynccontextmanager
+    async def _streamed(
+        self, what: str, path: str, params: dict[str, str], read_timeout: float | None
+    ) -> AsyncIterator[httpx.Response]:
+        """A GET whose body is read as it arrives; opening it is retried like any call."""
         async with contextlib.AsyncExitStack() as stack:
 
             async def open_stream() -> httpx.Response:
-                read_timeout = None if follow else self._timeout
                 return await stack.enter_async_context(
                     self._call_api(
                         "GET",
@@ -321,10 +316,7 @@ class KubeClient:
                     )
                 )
 
-            response = await self._with_retries(
-                f"logs {namespace}/{pod}/{container}", lambda: self._attempt(open_stream)
-            )
-            yield self._counted(_chunks(response))
+            yield await self._with_retries(what, lambda: self._attempt(open_stream))
 
     async def kubevirt_crs(self, namespace: str) -> list[JSON]:
         """The KubeVirt custom resources of ``namespace`` (normally one, ``kubevirt``)."""

@@ -82,46 +82,41 @@ class CertificateAuthority:
     def issue_client(self, user: str, groups: tuple[str, ...] = ()) -> KeyPair:
         """A client certificate: ``CN`` the user name, ``O`` its groups (what the API server and
         kubelet's x509 authenticator read)."""
-        key = ec.generate_private_key(ec.SECP256R1())
-        now = datetime.datetime.now(datetime.UTC)
         parts = [x509.NameAttribute(NameOID.COMMON_NAME, user)]
         parts += [x509.NameAttribute(NameOID.ORGANIZATION_NAME, group) for group in groups]
-        cert = (
-            x509.CertificateBuilder()
-            .subject_name(x509.Name(parts))
-            .issuer_name(self._subject)
-            .public_key(key.public_key())
-            .serial_number(x509.random_serial_number())
-            .not_valid_before(now - datetime.timedelta(minutes=5))
-            .not_valid_after(now + VALIDITY)
-            .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
-            .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.CLIENT_AUTH]), critical=False)
-            .sign(self._key, hashes.SHA256())
-        )
-        return KeyPair(cert.public_bytes(serialization.Encoding.PEM), _pem_key(key))
+        return self._issue(x509.Name(parts), ExtendedKeyUsageOID.CLIENT_AUTH)
 
     def issue_serving(self, node: str, ips: tuple[str, ...] = ("127.0.0.1",)) -> KeyPair:
         """A kubelet serving certificate as kube-controller-manager signs one for ``node``'s CSR:
         ``CN=system:node:<node>``, ``O=system:nodes``, SANs the node's host name and IPs (the
         ``kubernetes.io/kubelet-serving`` signer's rules, pkg/apis/certificates/v1/helpers.go)."""
-        key = ec.generate_private_key(ec.SECP256R1())
-        now = datetime.datetime.now(datetime.UTC)
         names: list[x509.GeneralName] = [x509.DNSName(node)]
         names += [x509.IPAddress(ipaddress.ip_address(ip)) for ip in ips]
-        cert = (
+        return self._issue(
+            _name(f"system:node:{node}", "system:nodes"),
+            ExtendedKeyUsageOID.SERVER_AUTH,
+            x509.SubjectAlternativeName(names),
+            x509.AuthorityKeyIdentifier.from_issuer_public_key(self._key.public_key()),
+        )
+
+    def _issue(
+        self, subject: x509.Name, usage: x509.ObjectIdentifier, *extras: x509.ExtensionType
+    ) -> KeyPair:
+        """A leaf certificate for a new key, signed by this CA, valid from five minutes ago."""
+        key = ec.generate_private_key(ec.SECP256R1())
+        now = datetime.datetime.now(datetime.UTC)
+        builder = (
             x509.CertificateBuilder()
-            .subject_name(_name(f"system:node:{node}", "system:nodes"))
+            .subject_name(subject)
             .issuer_name(self._subject)
             .public_key(key.public_key())
             .serial_number(x509.random_serial_number())
             .not_valid_before(now - datetime.timedelta(minutes=5))
             .not_valid_after(now + VALIDITY)
             .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
-            .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
-            .add_extension(x509.SubjectAlternativeName(names), critical=False)
-            .add_extension(
-                x509.AuthorityKeyIdentifier.from_issuer_public_key(self._key.public_key()), critical=False
-            )
-            .sign(self._key, hashes.SHA256())
+            .add_extension(x509.ExtendedKeyUsage([usage]), critical=False)
         )
+        for extension in extras:
+            builder = builder.add_extension(extension, critical=False)
+        cert = builder.sign(self._key, hashes.SHA256())
         return KeyPair(cert.public_bytes(serialization.Encoding.PEM), _pem_key(key))

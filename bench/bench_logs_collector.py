@@ -216,6 +216,20 @@ PEAK_RSS = (
 COLLECTOR = PEAK_RSS + "from stats_log_collector.cli import main\nsys.exit(main(sys.argv[1:]))\n"
 
 
+def collector_env(url: str, concurrency: int, home: str) -> dict[str, str]:
+    """logs-collector's environment against the test cluster at ``url`` (no kubeconfig of the machine)."""
+    env = {k: v for k, v in os.environ.items() if k != "KUBECONFIG"}
+    env.update(
+        KUBE_API_URL=url,
+        NAMESPACE=NAMESPACE,
+        KUBEVIRT_NAMESPACE=HANDLER_NAMESPACE,
+        COLLECT_CONCURRENCY=str(concurrency),
+        KUBE_REQUEST_TIMEOUT_SECS="120",
+        HOME=home,
+    )
+    return env
+
+
 def run_process(command: list[str], env: dict[str, str]) -> tuple[float, float, float, str]:
     """Wall s, CPU s, peak RSS MiB of one child process, and its stdout."""
     began = time.perf_counter()
@@ -285,15 +299,7 @@ def main() -> None:
             f"setup: {args.vms} VMs on {args.nodes} nodes, {args.launcher_mb:g} MB per launcher, "
             f"{args.handler_mb:g} MB per handler log, in {time.perf_counter() - began:.0f} s"
         )
-        env = {k: v for k, v in os.environ.items() if k != "KUBECONFIG"}
-        env.update(
-            KUBE_API_URL=cluster.url,
-            NAMESPACE=NAMESPACE,
-            KUBEVIRT_NAMESPACE=HANDLER_NAMESPACE,
-            COLLECT_CONCURRENCY=str(args.concurrency),
-            KUBE_REQUEST_TIMEOUT_SECS="120",
-            HOME=scratch,
-        )
+        env = collector_env(cluster.url, args.concurrency, scratch)
         rows = []
         cluster.clear_requests()
         ours = Path(scratch, "ours")

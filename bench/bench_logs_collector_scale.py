@@ -38,12 +38,10 @@ from pathlib import Path
 import aiohttp
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_logs_collector import COLLECTOR, run_process
+from bench_logs_collector import COLLECTOR, NAMESPACE, collector_env, run_process
 
 from kubevirt_test_cluster import KubeVirtCluster
 
-NAMESPACE = "vms"
-HANDLER_NAMESPACE = "kubevirt"
 MARK = "last line before the stop"
 
 
@@ -195,15 +193,7 @@ def main() -> None:
     cluster = ClusterProcess(args.vms, args.nodes, args.log_lines)
     print(f"setup: {args.vms} VMs on {args.nodes} nodes, in {time.perf_counter() - began:.0f} s")
     with tempfile.TemporaryDirectory(prefix="bench-logs-scale-") as scratch:
-        env = {k: v for k, v in os.environ.items() if k != "KUBECONFIG"}
-        env.update(
-            KUBE_API_URL=cluster.url,
-            NAMESPACE=NAMESPACE,
-            KUBEVIRT_NAMESPACE=HANDLER_NAMESPACE,
-            COLLECT_CONCURRENCY=str(args.concurrency),
-            KUBE_REQUEST_TIMEOUT_SECS="120",
-            HOME=scratch,
-        )
+        env = collector_env(cluster.url, args.concurrency, scratch)
         rows = []
         cluster.ask("requests")
         listed = Path(scratch, "listed")

@@ -13,7 +13,7 @@ import os
 import signal
 import subprocess
 import sys
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 
 import pytest
@@ -70,6 +70,26 @@ def run_env(
     return environ
 
 
+def run_until(
+    command: str, environ: Mapping[str, str], tmp_path: Path, ready: Callable[[str], bool], what: str
+) -> None:
+    """``stats-log-collector <command>`` until ``ready(its stderr)``, then SIGTERM; it must exit 0."""
+    stderr = tmp_path / f"{command}.stderr"
+    with open(stderr, "wb") as errors:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "stats_log_collector", command], env=environ, stderr=errors
+        )
+    try:
+        wait_for(lambda: ready(stderr.read_text()) or process.poll() is not None, what, 60)
+        assert process.poll() is None, stderr.read_text()
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(timeout=20) == 0, stderr.read_text()
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+
+
 def run_memstat(
     cluster: KubeVirtCluster, settings: Mapping[str, str], tmp_path: Path, **overrides: str
 ) -> set[Access]:
@@ -84,44 +104,26 @@ def run_memstat(
         POLL_INTERVAL_SECS="1",
         **overrides,
     )
-    stderr = tmp_path / "memstat.stderr"
-    with open(stderr, "wb") as errors:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "stats_log_collector", "memstat"], env=environ, stderr=errors
-        )
-    try:
-        wait_for(lambda: http(port, "/readyz")[0] == 200 or process.poll() is not None, "memstat ready", 60)
-        assert process.poll() is None, stderr.read_text()
-        process.send_signal(signal.SIGTERM)
-        assert process.wait(timeout=20) == 0, stderr.read_text()
-    finally:
-        if process.poll() is None:
-            process.kill()
-            process.wait()
+    run_until(
+        "memstat",
+        environ,
+        tmp_path,
+        lambda stderr: http(port, "/readyz")[0] == 200,
+        "memstat ready",
+    )
     return accesses(cluster.requests()) | kubelet_accesses(cluster.kubelet_requests())
 
 
 def run_logs_collector(cluster: KubeVirtCluster, settings: Mapping[str, str], tmp_path: Path) -> set[Access]:
     """As deployed (not ``--once``): its watches, until its first collection is done, then SIGTERM."""
     environ = run_env(settings, tmp_path, cluster)
-    stderr = tmp_path / "logs-collector.stderr"
-    with open(stderr, "wb") as errors:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "stats_log_collector", "logs-collector"], env=environ, stderr=errors
-        )
-    try:
-        wait_for(
-            lambda: "collection done" in stderr.read_text() or process.poll() is not None,
-            "the first collection",
-            60,
-        )
-        assert process.poll() is None, stderr.read_text()
-        process.send_signal(signal.SIGTERM)
-        assert process.wait(timeout=20) == 0, stderr.read_text()
-    finally:
-        if process.poll() is None:
-            process.kill()
-            process.wait()
+    run_until(
+        "logs-collector",
+        environ,
+        tmp_path,
+        lambda stderr: "collection done" in stderr,
+        "the first collection",
+    )
     return accesses(cluster.requests())
 
 

@@ -37,6 +37,18 @@ async def client(cluster: KubeVirtCluster) -> AsyncIterator[KubeClient]:
     await kube.close()
 
 
+def record_changes(cache: ObjectCache) -> list[tuple[str, str]]:
+    """The cache's changes from now on, as (ADDED|MODIFIED|DELETED, name), in order."""
+    changes: list[tuple[str, str]] = []
+
+    def on_change(old: dict[str, Any] | None, new: dict[str, Any] | None) -> None:
+        kind = "ADDED" if old is None else "DELETED" if new is None else "MODIFIED"
+        changes.append((kind, (new or old or {})["metadata"]["name"]))
+
+    cache.subscribe(on_change)
+    return changes
+
+
 @dataclasses.dataclass
 class Running:
     cache: ObjectCache
@@ -53,13 +65,7 @@ async def running() -> AsyncIterator[Callable[[ObjectCache], Any]]:
     started: list[Running] = []
 
     async def start(cache: ObjectCache) -> Running:
-        changes: list[tuple[str, str]] = []
-
-        def on_change(old: dict[str, Any] | None, new: dict[str, Any] | None) -> None:
-            kind = "ADDED" if old is None else "DELETED" if new is None else "MODIFIED"
-            changes.append((kind, (new or old or {})["metadata"]["name"]))
-
-        cache.subscribe(on_change)
+        changes = record_changes(cache)
         stop = asyncio.Event()
         run = Running(cache, changes, stop, asyncio.create_task(cache.run(stop)))
         started.append(run)

@@ -21,6 +21,7 @@ from stats_log_collector.kube import KubeClient, ObjectCache
 from stats_log_collector.kube.retry import RetryPolicy
 from stats_log_collector.settings import KubeSettings
 from tests.helpers import until as wait_for_async
+from tests.kube.test_watch import record_changes
 
 FAST = RetryPolicy(retries=2, base_delay=0.01, max_delay=0.05)
 PODS = "/api/v1/namespaces/vms/pods"
@@ -92,13 +93,7 @@ async def follow(url: str, until: Callable[[ObjectCache], bool]) -> tuple[Object
     settings = KubeSettings(kube_api_url=url, kube_request_timeout_secs=5.0, kube_retries=2)
     client = await KubeClient.connect(settings, FAST)
     cache = ObjectCache(client, "pods", [PODS], policy=FAST)
-    changes: list[tuple[str, str]] = []
-
-    def on_change(old: dict[str, Any] | None, new: dict[str, Any] | None) -> None:
-        kind = "ADDED" if old is None else "DELETED" if new is None else "MODIFIED"
-        changes.append((kind, (new or old or {})["metadata"]["name"]))
-
-    cache.subscribe(on_change)
+    changes = record_changes(cache)
     stop = asyncio.Event()
     task = asyncio.create_task(cache.run(stop))
     try:

@@ -39,7 +39,7 @@ import json
 import logging
 import random
 from collections.abc import Callable, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from .errors import KubeError, KubeRejected, LineTooLong
 from .retry import RetryPolicy
@@ -52,6 +52,7 @@ log = logging.getLogger(__name__)
 JSON = dict[str, Any]
 OnChange = Callable[[JSON | None, JSON | None], None]
 Key = tuple[str, str]  # namespace ("" for cluster objects), name
+M = TypeVar("M")
 
 MIN_WATCH_TIMEOUT_SECS = 300.0  # client-go reflector's default minWatchTimeout (5 minutes)
 GONE = 410
@@ -111,6 +112,7 @@ class ObjectCache:
         self.bad_lines = 0  # lines that were not a usable event (each led to a new list)
         self.error_events = 0  # ERROR events other than 410
         self.callback_errors = 0
+        self.unreadable = 0  # objects ``parsed`` could not make a model of
 
     # --- what callers use ------------------------------------------------------------------------------
 
@@ -124,6 +126,23 @@ class ObjectCache:
 
     def __len__(self) -> int:
         return len(self._objects)
+
+    def parsed(self, parse: Callable[[JSON], M]) -> list[M]:
+        """The current objects made into models by ``parse``; one it fails on (a hostile object) is left
+        out alone: logged and counted in ``unreadable``."""
+        models: list[M] = []
+        for obj in self._objects.values():
+            try:
+                models.append(parse(obj))
+            except Exception as exc:
+                self.unreadable += 1
+                meta = obj.get("metadata")
+                name = meta.get("name") if isinstance(meta, dict) else None
+                log.warning(
+                    "object left out: unreadable",
+                    extra={"objects": self.what, "object": str(name)[:253], "error": repr(exc)},
+                )
+        return models
 
     async def wait_synced(self) -> None:
         """Return once every namespace's first full list is in."""

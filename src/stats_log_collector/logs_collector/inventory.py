@@ -12,17 +12,13 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-import logging
-from collections.abc import Callable, Mapping, Sequence
-from typing import Any, TypeVar
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 from ..kube import KubeClient, Pod, Vmi
 from ..kube.client import handlers_by_node
 from ..kube.slim import slim_pod, slim_vmi
 from ..kube.watch import ObjectCache
-
-log = logging.getLogger(__name__)
-T = TypeVar("T")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -39,7 +35,6 @@ class Caches:
     vmis: ObjectCache
     launcher_pods: ObjectCache
     handler_pods: ObjectCache
-    bad_objects: int = 0  # objects the models could not take (each logged)
 
     @classmethod
     def of(
@@ -59,26 +54,14 @@ class Caches:
     async def wait_synced(self) -> None:
         await asyncio.gather(*(cache.wait_synced() for cache in self.all))
 
-    def inventory(self) -> Inventory:
-        """The caches' objects now, typed (no API call)."""
-        vmis = self._typed(self.vmis.snapshot(), Vmi.from_json, "VMI")
-        pods = self._typed(self.launcher_pods.snapshot(), Pod.from_json, "launcher pod")
-        handlers = self._typed(self.handler_pods.snapshot(), Pod.from_json, "virt-handler pod")
-        return Inventory(vmis, pods, handlers_by_node(handlers))
+    @property
+    def bad_objects(self) -> int:
+        """Objects the models could not take (each logged)."""
+        return sum(cache.unreadable for cache in self.all)
 
-    def _typed(
-        self, objects: list[dict[str, Any]], parse: Callable[[dict[str, Any]], T], what: str
-    ) -> list[T]:
-        typed: list[T] = []
-        for obj in objects:
-            try:
-                typed.append(parse(obj))
-            except Exception as exc:  # a hostile object fails alone
-                self.bad_objects += 1
-                meta = obj.get("metadata") if isinstance(obj, dict) else None
-                name = f"{meta.get('namespace')}/{meta.get('name')}" if isinstance(meta, dict) else "?"
-                log.warning(
-                    "object not understood, skipped",
-                    extra={"kind": what, "object": name, "reason": repr(exc)},
-                )
-        return typed
+    def inventory(self) -> Inventory:
+        """The caches' objects now, typed (no API call); a hostile object is left out alone."""
+        vmis = self.vmis.parsed(Vmi.from_json)
+        pods = self.launcher_pods.parsed(Pod.from_json)
+        handlers = self.handler_pods.parsed(Pod.from_json)
+        return Inventory(vmis, pods, handlers_by_node(handlers))

@@ -15,9 +15,8 @@ An object the models cannot be made of fails that object (logged, counted), not 
 from __future__ import annotations
 
 import asyncio
-import logging
-from collections.abc import Callable, Sequence
-from typing import Any, Protocol, TypeVar
+from collections.abc import Sequence
+from typing import Any, Protocol
 
 from ..kube import JSON, KubeClient, KubeUnavailable, ObjectCache, Pod, Vmi
 from ..kube.slim import slim_pod, slim_vmi
@@ -25,10 +24,7 @@ from .kubelet_source import launchers
 from .sample import VmPod
 from .vm_figures import VmMemory
 
-log = logging.getLogger(__name__)
-
 Targets = list[tuple[VmPod, VmMemory]]
-M = TypeVar("M")
 
 
 class VmInventory(Protocol):
@@ -61,13 +57,17 @@ class Inventory:
         self._built_at = -1
         self._targets: Targets = []
         self._pod_models: list[Pod] = []
-        self.bad_objects = 0
         for cache in self.caches:
             cache.subscribe(self._changed)
 
     @property
     def caches(self) -> list[ObjectCache]:
         return [cache for cache in (self._vmis, self._pods) if cache is not None]
+
+    @property
+    def bad_objects(self) -> int:
+        """Objects no model could be made of (each logged)."""
+        return sum(cache.unreadable for cache in self.caches)
 
     @property
     def synced(self) -> bool:
@@ -104,21 +104,6 @@ class Inventory:
         if self._built_at == self._changes:
             return
         self._built_at = self._changes
-        self._pod_models = self._models(self._pods, Pod.from_json)
+        self._pod_models = self._pods.parsed(Pod.from_json)
         if self._vmis is not None:
-            self._targets = launchers(self._models(self._vmis, Vmi.from_json), self._pod_models)
-
-    def _models(self, cache: ObjectCache, parse: Callable[[JSON], M]) -> list[M]:
-        models: list[M] = []
-        for obj in cache.snapshot():
-            try:
-                models.append(parse(obj))
-            except Exception as exc:  # an object no model can be made of: that object only
-                self.bad_objects += 1
-                meta = obj.get("metadata")
-                name = meta.get("name") if isinstance(meta, dict) else None
-                log.warning(
-                    "object left out: unreadable",
-                    extra={"objects": cache.what, "object": str(name)[:253], "error": repr(exc)},
-                )
-        return models
+            self._targets = launchers(self._vmis.parsed(Vmi.from_json), self._pod_models)

@@ -102,7 +102,6 @@ class ObjectCache:
         self._subscribers: list[OnChange] = []
         self._synced_paths: set[str] = set()
         self._synced = asyncio.Event()
-        self.synced = False
         # counters, for metrics and benchmarks
         self.lists = 0  # full lists (the first included)
         self.watches = 0  # watch connections opened
@@ -143,6 +142,11 @@ class ObjectCache:
                     extra={"objects": self.what, "object": str(name)[:253], "error": repr(exc)},
                 )
         return models
+
+    @property
+    def synced(self) -> bool:
+        """Every namespace's first full list is in."""
+        return self._synced.is_set()
 
     async def wait_synced(self) -> None:
         """Return once every namespace's first full list is in."""
@@ -214,7 +218,6 @@ class ObjectCache:
         if path not in self._synced_paths:
             self._synced_paths.add(path)
             if len(self._synced_paths) == len(self._paths):
-                self.synced = True
                 self._synced.set()
         return version
 
